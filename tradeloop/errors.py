@@ -1,0 +1,39 @@
+"""The errors tradeloop raises: one base class, a few specific kinds with messages that name the bad field."""
+
+__all__ = [
+    "TradeloopError",
+    "ValidationError",
+    "IllegalTransition",
+    "RiskBlocked",
+    "ProviderUnavailable",
+    "RunNotFound",
+    "StoreBusy",
+]
+
+
+class TradeloopError(Exception):
+    """Base class of every error tradeloop raises on purpose."""
+
+
+class ValidationError(TradeloopError, ValueError):
+    """Input data or parameters are malformed; the message names the field, the row and what is allowed."""
+
+
+class IllegalTransition(TradeloopError):
+    """A run or order was asked to move between two states the state machine does not connect."""
+
+
+class RiskBlocked(TradeloopError):
+    """Raised by callers that want an exception when the risk engine blocks orders."""
+
+
+class ProviderUnavailable(TradeloopError):
+    """The execution provider cannot execute (not implemented in this phase, or not reachable)."""
+
+
+class RunNotFound(TradeloopError, LookupError):
+    """No run with that id exists in the store."""
+
+
+class StoreBusy(TradeloopError):
+    """Another process holds the database and did not release it within the timeout."""

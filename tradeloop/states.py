@@ -1,0 +1,79 @@
+"""Run and order state machines as explicit transition tables.
+
+Runs:   queued -> running -> done | failed | blocked; a failed run may be retried (failed -> running).
+Orders: NEW -> SUBMITTED -> PARTIAL | FILLED | CANCELED | REJECTED; PARTIAL -> PARTIAL | FILLED | CANCELED;
+        NEW -> REJECTED. FILLED, CANCELED and REJECTED are terminal and never left.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .errors import IllegalTransition
+
+__all__ = [
+    "RUN_TRANSITIONS",
+    "ORDER_TRANSITIONS",
+    "RUN_STATUSES",
+    "ORDER_STATUSES",
+    "TERMINAL_RUN_STATUSES",
+    "TERMINAL_ORDER_STATUSES",
+    "check_run_transition",
+    "check_order_transitions",
+]
+
+RUN_TRANSITIONS: dict[str, frozenset[str]] = {
+    "queued": frozenset({"running"}),
+    "running": frozenset({"done", "failed", "blocked"}),
+    "failed": frozenset({"running"}),  # a failed run can be re-run to completion
+    "done": frozenset(),
+    "blocked": frozenset(),
+}
+ORDER_TRANSITIONS: dict[str, frozenset[str]] = {
+    "NEW": frozenset({"SUBMITTED", "REJECTED"}),
+    "SUBMITTED": frozenset({"PARTIAL", "FILLED", "CANCELED", "REJECTED"}),
+    "PARTIAL": frozenset({"PARTIAL", "FILLED", "CANCELED"}),
+    "FILLED": frozenset(),
+    "CANCELED": frozenset(),
+    "REJECTED": frozenset(),
+}
+RUN_STATUSES = tuple(RUN_TRANSITIONS)
+ORDER_STATUSES = tuple(ORDER_TRANSITIONS)
+TERMINAL_RUN_STATUSES = frozenset({"done", "blocked"})
+TERMINAL_ORDER_STATUSES = frozenset(s for s, nxt in ORDER_TRANSITIONS.items() if not nxt)
+
+
+def check_run_transition(run_id: str, from_status: str, to_status: str) -> None:
+    """Raise IllegalTransition unless the run state machine allows ``from_status -> to_status``."""
+    allowed = RUN_TRANSITIONS.get(from_status)
+    if allowed is None or to_status not in allowed:
+        raise IllegalTransition(
+            f"run {run_id!r} cannot go from {from_status!r} to {to_status!r}; "
+            f"allowed from {from_status!r}: {sorted(allowed) if allowed else 'nothing (terminal)'}"
+        )
+
+
+_LEGAL_ORDER_PAIRS = frozenset((a, b) for a, nxt in ORDER_TRANSITIONS.items() for b in nxt)
+
+
+def check_order_transitions(client_order_ids, from_status, to_status) -> None:
+    """Vectorized check of many order transitions at once; raises on the first illegal one.
+
+    Rows whose status does not change are not transitions and are ignored.
+    """
+    frm = pd.Series(np.asarray(from_status, dtype=object))
+    to = pd.Series(np.asarray(to_status, dtype=object))
+    moved = (frm != to).to_numpy()
+    if not moved.any():
+        return
+    pairs = pd.Series(list(zip(frm[moved], to[moved])), dtype=object)
+    legal = pairs.isin(_LEGAL_ORDER_PAIRS).to_numpy()
+    if not legal.all():
+        ids = np.asarray(client_order_ids, dtype=object)[moved]
+        i = int(np.flatnonzero(~legal)[0])
+        a, b = pairs.iloc[i]
+        raise IllegalTransition(
+            f"order {ids[i]!r} cannot go from {a!r} to {b!r}; "
+            f"allowed from {a!r}: {sorted(ORDER_TRANSITIONS.get(a, ())) or 'nothing (terminal)'}"
+        )

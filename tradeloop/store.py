@@ -1,0 +1,356 @@
+"""Store: the DuckDB file holding snapshots, runs, orders, fills, order events and the audit trail.
+
+The only object that touches the database. Bulk writes go through registered DataFrames (columnar scans), never
+row-by-row inserts; uniqueness (one order per client_order_id, one fill per fill_id) is enforced by the schema.
+Write methods do not commit on their own: callers group them with :meth:`Store.transaction` so that every state
+change is all-or-nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+import uuid
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from .audit import GENESIS_HASH, canonical_json, event_hash
+from .errors import RunNotFound, StoreBusy, TradeloopError, ValidationError
+from .snapshot import SNAPSHOT_COLUMNS, DecisionSnapshot, content_hash
+
+__all__ = ["Store", "default_db_path", "SCHEMA_VERSION", "utcnow"]
+
+SCHEMA_VERSION = 1
+DEFAULT_DB = "tradeloop.duckdb"
+
+_SCHEMA_V1 = """
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied_at TIMESTAMP NOT NULL);
+CREATE TABLE IF NOT EXISTS decision_snapshots (
+    snapshot_id VARCHAR PRIMARY KEY, content_hash VARCHAR NOT NULL, model_version VARCHAR NOT NULL,
+    portfolio_value DOUBLE NOT NULL, n_symbols INTEGER NOT NULL, created_at TIMESTAMP NOT NULL);
+CREATE TABLE IF NOT EXISTS snapshot_weights (
+    snapshot_id VARCHAR NOT NULL, symbol VARCHAR NOT NULL, weight DOUBLE NOT NULL, price DOUBLE, sector VARCHAR,
+    lot_size BIGINT NOT NULL, volume DOUBLE, PRIMARY KEY (snapshot_id, symbol));
+CREATE TABLE IF NOT EXISTS trade_runs (
+    run_id VARCHAR PRIMARY KEY, snapshot_id VARCHAR NOT NULL, provider VARCHAR NOT NULL, dry_run BOOLEAN NOT NULL,
+    status VARCHAR NOT NULL, params JSON NOT NULL, error VARCHAR, attempts INTEGER NOT NULL DEFAULT 0,
+    created_at TIMESTAMP NOT NULL, started_at TIMESTAMP, finished_at TIMESTAMP, updated_at TIMESTAMP NOT NULL);
+CREATE TABLE IF NOT EXISTS run_positions (
+    run_id VARCHAR NOT NULL, symbol VARCHAR NOT NULL, qty BIGINT NOT NULL, PRIMARY KEY (run_id, symbol));
+CREATE TABLE IF NOT EXISTS run_fallback_prices (
+    run_id VARCHAR NOT NULL, symbol VARCHAR NOT NULL, price DOUBLE NOT NULL, PRIMARY KEY (run_id, symbol));
+CREATE TABLE IF NOT EXISTS trade_orders (
+    client_order_id VARCHAR PRIMARY KEY, run_id VARCHAR NOT NULL, symbol VARCHAR NOT NULL, side VARCHAR NOT NULL,
+    qty BIGINT NOT NULL, order_type VARCHAR NOT NULL, limit_price DOUBLE, price DOUBLE, price_source VARCHAR,
+    sector VARCHAR, lot_size BIGINT NOT NULL, target_weight DOUBLE NOT NULL, current_qty BIGINT NOT NULL,
+    target_qty BIGINT NOT NULL, untrimmed_qty BIGINT NOT NULL, status VARCHAR NOT NULL,
+    filled_qty BIGINT NOT NULL DEFAULT 0, avg_fill_price DOUBLE, reject_reason VARCHAR,
+    created_at TIMESTAMP NOT NULL, updated_at TIMESTAMP NOT NULL);
+CREATE INDEX IF NOT EXISTS trade_orders_run ON trade_orders (run_id);
+CREATE TABLE IF NOT EXISTS trade_fills (
+    fill_id VARCHAR PRIMARY KEY, run_id VARCHAR NOT NULL, client_order_id VARCHAR NOT NULL, seq INTEGER NOT NULL,
+    qty BIGINT NOT NULL, price DOUBLE NOT NULL, commission DOUBLE NOT NULL, filled_at TIMESTAMP NOT NULL);
+CREATE INDEX IF NOT EXISTS trade_fills_run ON trade_fills (run_id);
+CREATE TABLE IF NOT EXISTS order_events (
+    client_order_id VARCHAR NOT NULL, seq INTEGER NOT NULL, run_id VARCHAR NOT NULL, from_status VARCHAR NOT NULL,
+    to_status VARCHAR NOT NULL, qty BIGINT, price DOUBLE, reason VARCHAR, at TIMESTAMP NOT NULL,
+    PRIMARY KEY (client_order_id, seq));
+CREATE TABLE IF NOT EXISTS audit_events (
+    event_id VARCHAR PRIMARY KEY, seq BIGINT NOT NULL UNIQUE, run_id VARCHAR, event_type VARCHAR NOT NULL,
+    payload JSON NOT NULL, prev_hash VARCHAR NOT NULL, event_hash VARCHAR NOT NULL, created_at TIMESTAMP NOT NULL);
+"""
+
+#: Order columns the loop writes once (identity) and the ones execution updates (state).
+ORDER_IDENTITY = (
+    "client_order_id", "run_id", "symbol", "side", "qty", "order_type", "limit_price", "price", "price_source",
+    "sector", "lot_size", "target_weight", "current_qty", "target_qty", "untrimmed_qty",
+)
+ORDER_STATE = ("status", "filled_qty", "avg_fill_price", "reject_reason")
+_LOCK_ERROR = re.compile(r"lock|Conflicting", re.IGNORECASE)
+
+
+def utcnow() -> datetime:
+    """Naive UTC timestamp (DuckDB TIMESTAMP columns carry no zone)."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def default_db_path() -> Path:
+    """``$TRADELOOP_DB`` if set, else ``./tradeloop.duckdb``."""
+    return Path(os.environ.get("TRADELOOP_DB") or DEFAULT_DB)
+
+
+class Store:
+    """A tradeloop database file. Use as a context manager; writes go inside :meth:`transaction`.
+
+    Parameters
+    ----------
+    path : str or Path, optional
+        The DuckDB file (created if absent); default :func:`default_db_path`.
+    timeout : float
+        Seconds to wait while another process holds the file before raising :class:`StoreBusy`.
+    read_only : bool
+        Open without write access (several readers may share a file no writer holds).
+    """
+
+    def __init__(self, path: str | Path | None = None, *, timeout: float = 30.0, read_only: bool = False):
+        self.path = Path(path) if path is not None else default_db_path()
+        if self.path.is_dir():
+            raise ValidationError(f"database path {str(self.path)!r} is a directory; give a file name")
+        if not read_only:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        elif not self.path.exists():
+            raise ValidationError(f"database {str(self.path)!r} does not exist")
+        self.con = self._connect(timeout, read_only)
+        self._in_tx = False
+        if not read_only:
+            self._migrate()
+
+    def _connect(self, timeout: float, read_only: bool) -> duckdb.DuckDBPyConnection:
+        deadline = time.monotonic() + timeout
+        delay = 0.02
+        while True:
+            try:
+                return duckdb.connect(str(self.path), read_only=read_only)
+            except duckdb.IOException as e:
+                if not _LOCK_ERROR.search(str(e)):
+                    raise TradeloopError(f"cannot open database {str(self.path)!r}: {e}") from None
+                if time.monotonic() >= deadline:
+                    holder = re.search(r"\(PID (\d+)\)", str(e))
+                    who = f"process {holder.group(1)}" if holder else "another process"
+                    raise StoreBusy(
+                        f"database {str(self.path)!r} is in use by {who}; waited {timeout:g}s "
+                        "(close the other session or raise the timeout)"
+                    ) from None
+                time.sleep(delay)
+                delay = min(delay * 2, 0.5)
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self):
+        """All writes inside commit together or not at all. Nested use joins the outer transaction."""
+        if self._in_tx:
+            yield self
+            return
+        self.con.execute("BEGIN TRANSACTION")
+        self._in_tx = True
+        try:
+            yield self
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        else:
+            self.con.execute("COMMIT")
+        finally:
+            self._in_tx = False
+
+    # ------------------------------------------------------------------ schema
+    def _migrate(self) -> None:
+        with self.transaction():
+            self.con.execute(_SCHEMA_V1)
+            row = self.con.execute("SELECT max(version) FROM schema_version").fetchone()
+            if row[0] is None:
+                self.con.execute("INSERT INTO schema_version VALUES (?, ?)", [SCHEMA_VERSION, utcnow()])
+            elif row[0] > SCHEMA_VERSION:
+                raise TradeloopError(
+                    f"database {str(self.path)!r} has schema version {row[0]}; this tradeloop reads up to "
+                    f"{SCHEMA_VERSION} (upgrade tradeloop)"
+                )
+
+    def schema_version(self) -> int:
+        return int(self.con.execute("SELECT max(version) FROM schema_version").fetchone()[0])
+
+    def _insert_frame(self, table: str, df: pd.DataFrame, columns, *, ignore_conflicts: bool = True) -> int:
+        """Bulk insert through a DataFrame scan; returns how many rows were new."""
+        if df.empty:
+            return 0
+        name = f"_frame_{uuid.uuid4().hex}"
+        self.con.register(name, df.loc[:, list(columns)])
+        try:
+            cols = ", ".join(columns)
+            conflict = " ON CONFLICT DO NOTHING" if ignore_conflicts else ""
+            return int(self.con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {name}{conflict}").fetchone()[0])
+        finally:
+            self.con.unregister(name)
+
+    # ------------------------------------------------------------------ snapshots
+    def save_snapshot(self, snapshot: DecisionSnapshot) -> bool:
+        """Store a snapshot once; returns False when it was already stored (same content, same id)."""
+        with self.transaction():
+            known = self.con.execute(
+                "SELECT content_hash FROM decision_snapshots WHERE snapshot_id = ?", [snapshot.snapshot_id]
+            ).fetchone()
+            if known:
+                if known[0] != snapshot.content_hash:
+                    raise TradeloopError(f"snapshot {snapshot.snapshot_id} is stored with different content")
+                return False
+            self.con.execute(
+                "INSERT INTO decision_snapshots VALUES (?, ?, ?, ?, ?, ?)",
+                [snapshot.snapshot_id, snapshot.content_hash, snapshot.model_version, snapshot.portfolio_value,
+                 len(snapshot.weights), utcnow()],
+            )
+            self._insert_frame("snapshot_weights", snapshot.weights.assign(snapshot_id=snapshot.snapshot_id),
+                               ("snapshot_id",) + SNAPSHOT_COLUMNS, ignore_conflicts=False)
+            return True
+
+    def load_snapshot(self, snapshot_id: str) -> DecisionSnapshot:
+        """Read a frozen snapshot back and check it against its content hash."""
+        head = self.con.execute(
+            "SELECT content_hash, model_version, portfolio_value FROM decision_snapshots WHERE snapshot_id = ?",
+            [snapshot_id],
+        ).fetchone()
+        if head is None:
+            raise TradeloopError(f"snapshot {snapshot_id!r} is not in {str(self.path)!r}")
+        weights = self.con.execute(
+            f"SELECT {', '.join(SNAPSHOT_COLUMNS)} FROM snapshot_weights WHERE snapshot_id = ? ORDER BY symbol",
+            [snapshot_id],
+        ).df()
+        weights["symbol"] = weights["symbol"].astype(object)
+        weights["sector"] = weights["sector"].astype(object).where(weights["sector"].notna(), None)
+        weights["lot_size"] = weights["lot_size"].astype("int64")
+        if content_hash(weights, head[1], head[2]) != head[0]:
+            raise TradeloopError(f"snapshot {snapshot_id!r} was modified after it was frozen (content hash differs)")
+        return DecisionSnapshot(snapshot_id, head[1], float(head[2]), weights, head[0])
+
+    # ------------------------------------------------------------------ runs
+    def insert_run(self, run: dict, positions: pd.DataFrame | None, fallback_prices: pd.DataFrame | None) -> bool:
+        """Create a queued run with its inputs; returns False if the run id exists already."""
+        with self.transaction():
+            if self.con.execute("SELECT 1 FROM trade_runs WHERE run_id = ?", [run["run_id"]]).fetchone():
+                return False
+            now = utcnow()
+            self.con.execute(
+                "INSERT INTO trade_runs (run_id, snapshot_id, provider, dry_run, status, params, attempts, "
+                "created_at, updated_at) VALUES (?, ?, ?, ?, 'queued', ?, 0, ?, ?)",
+                [run["run_id"], run["snapshot_id"], run["provider"], run["dry_run"], run["params"], now, now],
+            )
+            if positions is not None:
+                self._insert_frame("run_positions", positions.assign(run_id=run["run_id"]), ("run_id", "symbol", "qty"),
+                                   ignore_conflicts=False)
+            if fallback_prices is not None:
+                self._insert_frame("run_fallback_prices", fallback_prices.assign(run_id=run["run_id"]),
+                                   ("run_id", "symbol", "price"), ignore_conflicts=False)
+            return True
+
+    def get_run(self, run_id: str) -> dict:
+        cur = self.con.execute("SELECT * FROM trade_runs WHERE run_id = ?", [run_id])
+        row = cur.fetchone()
+        if row is None:
+            raise RunNotFound(f"run {run_id!r} is not in {str(self.path)!r}")
+        return dict(zip([d[0] for d in cur.description], row))
+
+    def run_inputs(self, run_id: str) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+        """The positions and fallback prices a run was created with (None when it had none)."""
+        pos = self.con.execute("SELECT symbol, qty FROM run_positions WHERE run_id = ? ORDER BY symbol", [run_id]).df()
+        fb = self.con.execute(
+            "SELECT symbol, price FROM run_fallback_prices WHERE run_id = ? ORDER BY symbol", [run_id]
+        ).df()
+        return (pos if len(pos) else None), (fb if len(fb) else None)
+
+    def update_run(self, run_id: str, **fields) -> None:
+        fields["updated_at"] = utcnow()
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        self.con.execute(f"UPDATE trade_runs SET {sets} WHERE run_id = ?", [*fields.values(), run_id])
+
+    def runs(self) -> pd.DataFrame:
+        return self.con.execute(
+            "SELECT run_id, snapshot_id, provider, dry_run, status, attempts, error, created_at, finished_at "
+            "FROM trade_runs ORDER BY created_at, run_id"
+        ).df()
+
+    # ------------------------------------------------------------------ orders and fills
+    def insert_orders(self, orders: pd.DataFrame) -> int:
+        """Insert orders as NEW; an order whose client_order_id exists is left exactly as it is."""
+        now = utcnow()
+        frame = orders.assign(status="NEW", filled_qty=0, avg_fill_price=float("nan"), reject_reason=None,
+                              created_at=now, updated_at=now)
+        return self._insert_frame("trade_orders", frame, ORDER_IDENTITY + ORDER_STATE + ("created_at", "updated_at"))
+
+    def update_orders(self, orders: pd.DataFrame) -> int:
+        """Write the state columns of the given orders (matched by client_order_id)."""
+        if orders.empty:
+            return 0
+        name = f"_frame_{uuid.uuid4().hex}"
+        self.con.register(name, orders.loc[:, ["client_order_id", *ORDER_STATE]])
+        try:
+            sets = ", ".join(f"{c} = u.{c}" for c in ORDER_STATE)
+            return int(self.con.execute(
+                f"UPDATE trade_orders SET {sets}, updated_at = ? FROM {name} u "
+                "WHERE trade_orders.client_order_id = u.client_order_id", [utcnow()]
+            ).fetchone()[0])
+        finally:
+            self.con.unregister(name)
+
+    def orders(self, run_id: str) -> pd.DataFrame:
+        return self.con.execute(
+            "SELECT o.*, coalesce(f.n_fills, 0) AS n_fills FROM trade_orders o LEFT JOIN "
+            "(SELECT client_order_id, count(*) AS n_fills FROM trade_fills GROUP BY 1) f USING (client_order_id) "
+            "WHERE o.run_id = ? ORDER BY o.symbol, o.side", [run_id]
+        ).df()
+
+    def insert_fills(self, fills: pd.DataFrame) -> int:
+        return self._insert_frame("trade_fills", fills.assign(filled_at=utcnow()),
+                                  ("fill_id", "run_id", "client_order_id", "seq", "qty", "price", "commission",
+                                   "filled_at"))
+
+    def fills(self, run_id: str) -> pd.DataFrame:
+        return self.con.execute("SELECT * FROM trade_fills WHERE run_id = ? ORDER BY fill_id", [run_id]).df()
+
+    def insert_order_events(self, events: pd.DataFrame) -> int:
+        """Append order events; each order's ``seq`` continues after its last stored event."""
+        if events.empty:
+            return 0
+        last = self.con.execute(
+            "SELECT client_order_id, max(seq) AS last_seq FROM order_events WHERE run_id = ANY(?) GROUP BY 1",
+            [sorted(set(events["run_id"]))],
+        ).df()
+        ev = events.merge(last, on="client_order_id", how="left")
+        ev["seq"] = ev["last_seq"].fillna(0).astype("int64") + ev.groupby("client_order_id", sort=False).cumcount() + 1
+        return self._insert_frame("order_events", ev.assign(at=utcnow()),
+                                  ("client_order_id", "seq", "run_id", "from_status", "to_status", "qty", "price",
+                                   "reason", "at"), ignore_conflicts=False)
+
+    def order_events(self, run_id: str) -> pd.DataFrame:
+        return self.con.execute(
+            "SELECT * FROM order_events WHERE run_id = ? ORDER BY client_order_id, seq", [run_id]
+        ).df()
+
+    # ------------------------------------------------------------------ audit
+    def append_audit(self, run_id: str | None, event_type: str, payload: dict) -> dict:
+        """Append one event to the hash chain (inside the caller's transaction, so it commits with the change)."""
+        with self.transaction():
+            last = self.con.execute(
+                "SELECT seq, event_hash FROM audit_events ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
+            seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
+            event_id = f"evt-{seq:08d}-{uuid.uuid4().hex[:8]}"
+            body = canonical_json(payload)
+            digest = event_hash(prev, seq, event_id, run_id, event_type, body)
+            self.con.execute(
+                "INSERT INTO audit_events VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [event_id, seq, run_id, event_type, body, prev, digest, utcnow()],
+            )
+            return {"event_id": event_id, "seq": seq, "event_hash": digest}
+
+    def audit_events(self, run_id: str | None = None) -> pd.DataFrame:
+        if run_id is None:
+            return self.con.execute("SELECT * FROM audit_events ORDER BY seq").df()
+        return self.con.execute("SELECT * FROM audit_events WHERE run_id = ? ORDER BY seq", [run_id]).df()
+
+    def table_counts(self) -> dict[str, int]:
+        """Row count of every tradeloop table (tests use it to prove nothing was written)."""
+        tables = ("decision_snapshots", "snapshot_weights", "trade_runs", "run_positions", "run_fallback_prices",
+                  "trade_orders", "trade_fills", "order_events", "audit_events")
+        return {t: int(self.con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]) for t in tables}
