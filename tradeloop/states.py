@@ -21,6 +21,7 @@ __all__ = [
     "TERMINAL_ORDER_STATUSES",
     "check_run_transition",
     "check_order_transitions",
+    "check_order_history",
 ]
 
 RUN_TRANSITIONS: dict[str, frozenset[str]] = {
@@ -76,4 +77,31 @@ def check_order_transitions(client_order_ids, from_status, to_status) -> None:
         raise IllegalTransition(
             f"order {ids[i]!r} cannot go from {a!r} to {b!r}; "
             f"allowed from {a!r}: {sorted(ORDER_TRANSITIONS.get(a, ())) or 'nothing (terminal)'}"
+        )
+
+
+def check_order_history(before: pd.Series, after: pd.Series, events: pd.DataFrame) -> None:
+    """Check one execution step: every event is a legal transition, and each order's events lead from its stored
+    status (``before``, indexed by client_order_id) to its new status (``after``) without gaps."""
+    if len(events):
+        check_order_transitions(events["client_order_id"], events["from_status"], events["to_status"])
+        ev = events.reset_index(drop=True)
+        prev_to = ev.groupby("client_order_id", sort=False)["to_status"].shift()
+        gap = prev_to.notna() & (prev_to != ev["from_status"])
+        if gap.any():
+            row = ev.loc[gap].iloc[0]
+            raise IllegalTransition(f"order {row.client_order_id!r} jumps from {prev_to[gap].iloc[0]!r} to an event "
+                                    f"starting at {row.from_status!r}")
+        first = ev.groupby("client_order_id", sort=False)["from_status"].first()
+        last = ev.groupby("client_order_id", sort=False)["to_status"].last()
+    else:
+        first = last = pd.Series(dtype=object)
+    changed = after.index[(after != before.loc[after.index]).to_numpy()]
+    starts = first.reindex(changed)
+    ends = last.reindex(changed)
+    bad = (starts != before.loc[changed]) | (ends != after.loc[changed])
+    if bad.any():
+        coid = bad.index[bad.to_numpy()][0]
+        raise IllegalTransition(
+            f"order {coid!r} changed from {before[coid]!r} to {after[coid]!r} without a matching chain of events"
         )

@@ -58,7 +58,7 @@ CREATE TABLE IF NOT EXISTS trade_fills (
 CREATE INDEX IF NOT EXISTS trade_fills_run ON trade_fills (run_id);
 CREATE TABLE IF NOT EXISTS order_events (
     client_order_id VARCHAR NOT NULL, seq INTEGER NOT NULL, run_id VARCHAR NOT NULL, from_status VARCHAR NOT NULL,
-    to_status VARCHAR NOT NULL, qty BIGINT, price DOUBLE, reason VARCHAR, at TIMESTAMP NOT NULL,
+    to_status VARCHAR NOT NULL, qty BIGINT, price DOUBLE, reason VARCHAR, "at" TIMESTAMP NOT NULL,
     PRIMARY KEY (client_order_id, seq));
 CREATE TABLE IF NOT EXISTS audit_events (
     event_id VARCHAR PRIMARY KEY, seq BIGINT NOT NULL UNIQUE, run_id VARCHAR, event_type VARCHAR NOT NULL,
@@ -179,7 +179,7 @@ class Store:
         name = f"_frame_{uuid.uuid4().hex}"
         self.con.register(name, df.loc[:, list(columns)])
         try:
-            cols = ", ".join(columns)
+            cols = ", ".join(f'"{c}"' for c in columns)
             conflict = " ON CONFLICT DO NOTHING" if ignore_conflicts else ""
             return int(self.con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {name}{conflict}").fetchone()[0])
         finally:

@@ -14,7 +14,7 @@ import pandas as pd
 
 from .errors import ValidationError
 
-__all__ = ["read_table", "validate_symbols", "numeric_column", "check_columns", "MAX_TABLE_BYTES", "SYMBOL_PATTERN"]
+__all__ = ["read_table", "validate_symbols", "validate_positions", "validate_prices", "numeric_column", "check_columns", "MAX_TABLE_BYTES", "SYMBOL_PATTERN"]
 
 #: A symbol is 1-32 characters of letters, digits and ``. _ - / :``, starting with a letter or digit. Quotes,
 #: semicolons, spaces and newlines are refused: a symbol ends up in ids, file names and printed reports.
@@ -140,3 +140,21 @@ def numeric_column(
             i = int(np.flatnonzero(mask)[0])
             raise ValidationError(f"{what}: {column} for {symbols.iloc[i]!r} is {values[i]!r}; {column} {rule}")
     return values
+
+
+def validate_positions(df: pd.DataFrame, what: str = "positions") -> pd.DataFrame:
+    """``symbol``, ``qty`` (whole numbers, may be negative for shorts) -> a clean frame sorted by symbol."""
+    check_columns(df, what, ("symbol", "qty"), ())
+    symbols = validate_symbols(df["symbol"], what)
+    qty = numeric_column(df, "qty", what, symbols, integer=True)
+    return pd.DataFrame({"symbol": symbols.to_numpy(dtype=object), "qty": qty.astype("int64")}).sort_values(
+        "symbol", kind="stable").reset_index(drop=True)
+
+
+def validate_prices(df: pd.DataFrame, what: str = "fallback prices") -> pd.DataFrame:
+    """``symbol``, ``price`` (finite, > 0) -> a clean frame sorted by symbol."""
+    check_columns(df, what, ("symbol", "price"), ())
+    symbols = validate_symbols(df["symbol"], what)
+    price = numeric_column(df, "price", what, symbols, positive=True)
+    return pd.DataFrame({"symbol": symbols.to_numpy(dtype=object), "price": price}).sort_values(
+        "symbol", kind="stable").reset_index(drop=True)

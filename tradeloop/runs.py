@@ -1,0 +1,298 @@
+"""TradeRun orchestration: create a run from a snapshot, execute it through a provider, record everything.
+
+The only writer of the store. Each state change is one transaction, so a failure leaves every earlier change
+complete and nothing half-written:
+
+1. ``create_run``: validate all inputs, then freeze the snapshot and insert the queued run with its inputs.
+2. ``execute_run``: queued/failed -> running; insert the orders (existing client_order_ids are reused untouched);
+   risk-check; then blocked (nothing submitted), or done after a dry run, or execute and commit order updates,
+   fills, order events, the run's final state and the ``trade_run.execute`` audit event together.
+   Any exception: failed, with the error in the run and in the audit event.
+
+Re-running a run repeats the same steps: orders are matched by client_order_id, terminal orders are not touched,
+fills are keyed by ``{client_order_id}-{seq}``; a done or blocked run is only re-checked and audited.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .audit import EXECUTE_EVENT, frame_digest
+from .errors import TradeloopError, ValidationError
+from .execution import ExecutionProvider, get_provider, orders_of
+from .fills import FillResult
+from .params import RunParams
+from .snapshot import DecisionSnapshot
+from .states import TERMINAL_ORDER_STATUSES, TERMINAL_RUN_STATUSES, check_order_history, check_run_transition
+from .store import ORDER_IDENTITY, ORDER_STATE, Store, utcnow
+from .tables import validate_positions, validate_prices
+
+__all__ = ["TradeRun", "RunResult", "create_run", "execute_run", "run_snapshot", "run_result", "RUN_ID_PATTERN"]
+
+RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_FILL_DIGEST = ("fill_id", "client_order_id", "seq", "qty", "price", "commission")
+
+
+@dataclass(frozen=True, eq=False)
+class TradeRun:
+    """A run as providers see it: ids, parsed params and the inputs it was created with."""
+
+    run_id: str
+    snapshot_id: str
+    provider: str
+    dry_run: bool
+    params: RunParams
+    positions: pd.DataFrame | None = None
+    fallback_prices: pd.DataFrame | None = None
+    status: str = "queued"
+    attempts: int = 0
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """Outcome of a run, as printed by the CLI (``to_dict`` is the ``--json`` object)."""
+
+    run_id: str
+    snapshot_id: str
+    status: str
+    orders: dict[str, int]
+    fills: int
+    notional: float
+    commission: float
+    error: str | None = None
+    blocked_reasons: list[str] = field(default_factory=list)
+    dry_run: bool = False
+
+    def to_dict(self) -> dict:
+        return {
+            "run_id": self.run_id, "snapshot_id": self.snapshot_id, "status": self.status, "orders": self.orders,
+            "fills": self.fills, "notional": self.notional, "commission": self.commission, "error": self.error,
+            "blocked_reasons": self.blocked_reasons, "dry_run": self.dry_run,
+        }
+
+
+def _frame_text(df: pd.DataFrame | None) -> str:
+    return "" if df is None else df.to_csv(index=False, lineterminator="\n")
+
+
+def create_run(
+    store: Store,
+    snapshot: DecisionSnapshot,
+    *,
+    params: RunParams | None = None,
+    positions: pd.DataFrame | None = None,
+    fallback_prices: pd.DataFrame | None = None,
+    provider: str = "mock",
+    dry_run: bool = False,
+    run_id: str | None = None,
+) -> TradeRun:
+    """Validate the inputs and store a queued run (idempotent: the same inputs give the same run id).
+
+    The default run id is ``run-`` plus 16 hex digits of a hash over the snapshot id, params, provider, dry_run,
+    positions and fallback prices, so creating the same run twice returns the existing one. Nothing is written when
+    validation fails.
+
+    Raises
+    ------
+    ValidationError
+        Bad positions/fallback prices, weights beyond ``params.max_leverage``, an unknown provider, a held symbol
+        without a sector when a sector cap is set, or a malformed ``run_id``.
+    """
+    params = params or RunParams()
+    get_provider(provider)  # unknown provider: fail before anything is written
+    positions = validate_positions(positions) if positions is not None else None
+    fallback_prices = validate_prices(fallback_prices) if fallback_prices is not None else None
+    gross = float(np.abs(snapshot.weights["weight"]).sum())
+    if gross > params.max_leverage + 1e-9:
+        raise ValidationError(
+            f"snapshot weights sum to {gross:.6g} in absolute value, beyond params.max_leverage "
+            f"{params.max_leverage:g}"
+        )
+    if params.risk.uses_sectors:
+        no_sector = snapshot.weights.loc[snapshot.weights["sector"].isna() & (snapshot.weights["weight"] != 0)]
+        if len(no_sector):
+            raise ValidationError(
+                f"sector is unknown for {no_sector['symbol'].tolist()[:10]}; a sector cap is set, so every "
+                "symbol with a weight needs a sector"
+            )
+    if run_id is None:
+        key = "\n".join([snapshot.snapshot_id, params.canonical_json(), provider, str(bool(dry_run)),
+                         _frame_text(positions), _frame_text(fallback_prices)])
+        run_id = "run-" + hashlib.sha256(key.encode()).hexdigest()[:16]
+    elif not isinstance(run_id, str) or not RUN_ID_PATTERN.fullmatch(run_id):
+        raise ValidationError(
+            f"run_id {run_id!r} is not allowed; use 1-64 letters, digits, '.', '_' or '-' starting with a letter "
+            "or digit"
+        )
+    row = {"run_id": run_id, "snapshot_id": snapshot.snapshot_id, "provider": provider, "dry_run": bool(dry_run),
+           "params": json.dumps(params.to_dict(), sort_keys=True)}
+    with store.transaction():
+        store.save_snapshot(snapshot)
+        if not store.insert_run(row, positions, fallback_prices):
+            existing = store.get_run(run_id)
+            if existing["snapshot_id"] != snapshot.snapshot_id:
+                raise ValidationError(f"run_id {run_id!r} exists already for snapshot {existing['snapshot_id']}")
+    return load_run(store, run_id)
+
+
+def load_run(store: Store, run_id: str) -> TradeRun:
+    row = store.get_run(run_id)
+    params = json.loads(row["params"])
+    params["risk"] = {k: v for k, v in params.get("risk", {}).items() if k != "outcome"}
+    positions, fallback = store.run_inputs(run_id)
+    return TradeRun(run_id=run_id, snapshot_id=row["snapshot_id"], provider=row["provider"],
+                    dry_run=bool(row["dry_run"]), params=RunParams.from_dict(params), positions=positions,
+                    fallback_prices=fallback, status=row["status"], attempts=int(row["attempts"]))
+
+
+def _params_with_outcome(run: TradeRun, outcome: dict | None) -> str:
+    params = run.params.to_dict()
+    if outcome is not None:
+        params["risk"]["outcome"] = {k: v for k, v in outcome.items() if k != "limits"}
+    return json.dumps(params, sort_keys=True)
+
+
+def run_result(store: Store, run_id: str) -> RunResult:
+    """Summarize a stored run from the database alone."""
+    row = store.get_run(run_id)
+    orders = store.orders(run_id)
+    fills = store.fills(run_id)
+    params = json.loads(row["params"])
+    outcome = params.get("risk", {}).get("outcome") or {}
+    return RunResult(
+        run_id=run_id, snapshot_id=row["snapshot_id"], status=row["status"],
+        orders={k: int(v) for k, v in orders["status"].value_counts().sort_index().items()},
+        fills=len(fills), notional=round(float((fills["qty"] * fills["price"]).sum()), 2),
+        commission=round(float(fills["commission"].sum()), 2), error=row["error"],
+        blocked_reasons=[f"{b['symbol']} {b['side']} {b['qty']}: {b['reason']}" for b in outcome.get("blocked", [])],
+        dry_run=bool(row["dry_run"]),
+    )
+
+
+def _audit(store: Store, run: TradeRun, *, attempt: int, previous: str, status: str, outcome: dict | None,
+           error: str | None, new_orders: int, new_fills: int) -> None:
+    orders = store.orders(run.run_id)
+    fills = store.fills(run.run_id)
+    payload = {
+        "snapshot_id": run.snapshot_id,
+        "provider": run.provider,
+        "dry_run": run.dry_run,
+        "attempt": attempt,
+        "previous_status": previous,
+        "status": status,
+        "risk_params": run.params.risk.to_dict(),
+        "risk": None if outcome is None else {k: v for k, v in outcome.items() if k != "limits"},
+        "counts": {
+            "orders": int(len(orders)),
+            "orders_by_status": {k: int(v) for k, v in orders["status"].value_counts().sort_index().items()},
+            "new_orders": int(new_orders),
+            "fills": int(len(fills)),
+            "new_fills": int(new_fills),
+            "filled_qty": int(fills["qty"].sum()),
+            "notional": round(float((fills["qty"] * fills["price"]).sum()), 2),
+            "commission": round(float(fills["commission"].sum()), 2),
+        },
+        "error": error,
+        "orders_digest": frame_digest(orders, ORDER_IDENTITY + ORDER_STATE, "client_order_id"),
+        "fills_digest": frame_digest(fills, _FILL_DIGEST, "fill_id"),
+    }
+    store.append_audit(run.run_id, EXECUTE_EVENT, payload)
+
+
+def _finish(store: Store, run: TradeRun, status: str, **fields) -> None:
+    check_run_transition(run.run_id, "running", status)
+    store.update_run(run.run_id, status=status, finished_at=utcnow(), **fields)
+
+
+def execute_run(store: Store, run_id: str, *, provider: ExecutionProvider | None = None) -> RunResult:
+    """Execute (or re-execute) a stored run; see the module docstring for the steps and guarantees."""
+    run = load_run(store, run_id)
+    snapshot = store.load_snapshot(run.snapshot_id)
+    provider = provider or get_provider(run.provider)
+    previous = run.status
+    attempt = run.attempts + 1
+    if previous in TERMINAL_RUN_STATUSES:
+        return _recheck_terminal(store, run, snapshot, provider, attempt)
+
+    with store.transaction():
+        check_run_transition(run_id, previous, "running")
+        store.update_run(run_id, status="running", started_at=utcnow(), attempts=attempt, error=None)
+    outcome = None
+    new_orders = new_fills = 0
+    result: FillResult | None = None
+    try:
+        book = provider.prepare(run, snapshot)
+        with store.transaction():
+            new_orders = store.insert_orders(orders_of(book))
+        passed, blocked, outcome = provider.risk_check(run, book)
+        stored = store.orders(run_id)
+        if len(blocked):
+            _block(store, run, stored, blocked, outcome, attempt, previous, new_orders)
+            provider.finalize(run, None)
+            return run_result(store, run_id)
+        active = stored.loc[~stored["status"].isin(TERMINAL_ORDER_STATUSES).to_numpy()]
+        result = provider.execute(run, active, run.dry_run)
+        with store.transaction():
+            if not run.dry_run:
+                before = active.set_index("client_order_id")["status"]
+                after = result.orders.set_index("client_order_id")["status"]
+                check_order_history(before, after, result.events)
+                store.update_orders(result.orders)
+                new_fills = store.insert_fills(result.fills)
+                store.insert_order_events(result.events)
+            _finish(store, run, "done", params=_params_with_outcome(run, outcome))
+            _audit(store, run, attempt=attempt, previous=previous, status="done", outcome=outcome, error=None,
+                   new_orders=new_orders, new_fills=new_fills)
+    except Exception as exc:  # every failure ends the run as failed, with the detail recorded
+        error = str(exc) if isinstance(exc, TradeloopError) else f"{type(exc).__name__}: {exc}"
+        with store.transaction():
+            _finish(store, run, "failed", error=error, params=_params_with_outcome(run, outcome))
+            _audit(store, run, attempt=attempt, previous=previous, status="failed", outcome=outcome, error=error,
+                   new_orders=new_orders, new_fills=0)
+        return run_result(store, run_id)
+    provider.finalize(run, result)
+    return run_result(store, run_id)
+
+
+def _block(store, run, stored, blocked, outcome, attempt, previous, new_orders) -> None:
+    """Risk blocked the run: blocked NEW orders become REJECTED with their codes; nothing is submitted."""
+    codes = blocked.set_index("client_order_id")["risk_codes"]
+    rejects = stored.loc[stored["client_order_id"].isin(codes.index) & (stored["status"] == "NEW")].copy()
+    rejects["reject_reason"] = "risk:" + rejects["client_order_id"].map(codes)
+    rejects["status"] = "REJECTED"
+    events = pd.DataFrame({
+        "client_order_id": rejects["client_order_id"], "run_id": run.run_id, "from_status": "NEW",
+        "to_status": "REJECTED", "qty": rejects["qty"], "price": rejects["price"], "reason": rejects["reject_reason"],
+    })
+    with store.transaction():
+        store.update_orders(rejects)
+        store.insert_order_events(events)
+        _finish(store, run, "blocked", params=_params_with_outcome(run, outcome),
+                error=f"risk blocked {len(blocked)} order(s): {outcome['blocked_by_code']}")
+        _audit(store, run, attempt=attempt, previous=previous, status="blocked", outcome=outcome, error=None,
+               new_orders=new_orders, new_fills=0)
+
+
+def _recheck_terminal(store, run, snapshot, provider, attempt) -> RunResult:
+    """Re-running a done/blocked run: rebuild its orders (reused by id, nothing new), touch nothing, audit it."""
+    book = provider.prepare(run, snapshot)
+    outcome = provider.risk_check(run, book).reasons
+    with store.transaction():
+        new_orders = store.insert_orders(orders_of(book))
+        store.update_run(run.run_id, attempts=attempt)
+        _audit(store, run, attempt=attempt, previous=run.status, status=run.status, outcome=outcome, error=None,
+               new_orders=new_orders, new_fills=0)
+    return run_result(store, run.run_id)
+
+
+def run_snapshot(store: Store, snapshot: DecisionSnapshot, **kwargs) -> RunResult:
+    """Create (or find) the run for ``snapshot`` and execute it: :func:`create_run` then :func:`execute_run`."""
+    provider = kwargs.pop("provider_instance", None)
+    run = create_run(store, snapshot, **kwargs)
+    return execute_run(store, run.run_id, provider=provider)
