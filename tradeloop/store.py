@@ -25,11 +25,9 @@ from .snapshot import SNAPSHOT_COLUMNS, DecisionSnapshot, content_hash
 
 __all__ = ["Store", "default_db_path", "SCHEMA_VERSION", "utcnow"]
 
-SCHEMA_VERSION = 1
 DEFAULT_DB = "tradeloop.duckdb"
 
 _SCHEMA_V1 = """
-CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied_at TIMESTAMP NOT NULL);
 CREATE TABLE IF NOT EXISTS decision_snapshots (
     snapshot_id VARCHAR PRIMARY KEY, content_hash VARCHAR NOT NULL, model_version VARCHAR NOT NULL,
     portfolio_value DOUBLE NOT NULL, n_symbols INTEGER NOT NULL, created_at TIMESTAMP NOT NULL);
@@ -64,6 +62,17 @@ CREATE TABLE IF NOT EXISTS audit_events (
     event_id VARCHAR PRIMARY KEY, seq BIGINT NOT NULL UNIQUE, run_id VARCHAR, event_type VARCHAR NOT NULL,
     payload JSON NOT NULL, prev_hash VARCHAR NOT NULL, event_hash VARCHAR NOT NULL, created_at TIMESTAMP NOT NULL);
 """
+
+#: Schema migrations, applied in order, each in the same transaction as its ``schema_version`` row. Every version
+#: missing from ``schema_version`` is applied, so a file written by any earlier tradeloop is brought up to date.
+#: Add a new (version, sql) pair at the end; never edit one that has shipped.
+MIGRATIONS: list[tuple[int, str]] = [
+    (1, _SCHEMA_V1),
+    # v2 (issue 3): run_artifacts
+    # v3 (issue 4): simulations
+    # v4 (issue 5): run ownership / leases
+]
+SCHEMA_VERSION = max(v for v, _ in MIGRATIONS)
 
 #: Order columns the loop writes once (identity) and the ones execution updates (state).
 ORDER_IDENTITY = (
@@ -159,15 +168,19 @@ class Store:
     # ------------------------------------------------------------------ schema
     def _migrate(self) -> None:
         with self.transaction():
-            self.con.execute(_SCHEMA_V1)
-            row = self.con.execute("SELECT max(version) FROM schema_version").fetchone()
-            if row[0] is None:
-                self.con.execute("INSERT INTO schema_version VALUES (?, ?)", [SCHEMA_VERSION, utcnow()])
-            elif row[0] > SCHEMA_VERSION:
+            self.con.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied_at TIMESTAMP NOT NULL)"
+            )
+            applied = {r[0] for r in self.con.execute("SELECT version FROM schema_version").fetchall()}
+            if applied and max(applied) > SCHEMA_VERSION:
                 raise TradeloopError(
-                    f"database {str(self.path)!r} has schema version {row[0]}; this tradeloop reads up to "
+                    f"database {str(self.path)!r} has schema version {max(applied)}; this tradeloop reads up to "
                     f"{SCHEMA_VERSION} (upgrade tradeloop)"
                 )
+            for version, sql in MIGRATIONS:
+                if version not in applied:
+                    self.con.execute(sql)
+                    self.con.execute("INSERT INTO schema_version VALUES (?, ?)", [version, utcnow()])
 
     def schema_version(self) -> int:
         return int(self.con.execute("SELECT max(version) FROM schema_version").fetchone()[0])

@@ -1,0 +1,67 @@
+"""Shared fixtures: a fresh DuckDB file per test, the bundled sample data, and a real CLI subprocess runner."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tradeloop import Store, load_params, load_snapshot_file
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "data"
+
+
+@pytest.fixture
+def db_path(tmp_path) -> Path:
+    return tmp_path / "test.duckdb"
+
+
+@pytest.fixture
+def store(db_path):
+    with Store(db_path) as s:
+        yield s
+
+
+@pytest.fixture
+def sample_snapshot():
+    return load_snapshot_file(DATA / "sample_snapshot.csv", portfolio_value=1_000_000, model_version="test-v1")
+
+
+@pytest.fixture
+def pass_params():
+    return load_params(DATA / "params_pass.json")
+
+
+@pytest.fixture
+def block_params():
+    return load_params(DATA / "params_block.json")
+
+
+@pytest.fixture
+def fallback_prices():
+    return pd.read_csv(DATA / "fallback_prices.csv")
+
+
+@pytest.fixture
+def positions():
+    return pd.read_csv(DATA / "positions.csv")
+
+
+def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None, timeout: float = 120):
+    """Run the real ``tradeloop`` program in a subprocess; returns the CompletedProcess (text mode)."""
+    full_env = {**os.environ, **(env or {})}
+    full_env.pop("TRADELOOP_DEBUG", None)
+    return subprocess.run(
+        [sys.executable, "-m", "tradeloop", *map(str, args)],
+        capture_output=True, text=True, env=full_env, cwd=cwd or ROOT, timeout=timeout,
+    )
+
+
+@pytest.fixture
+def cli():
+    return run_cli
