@@ -81,11 +81,12 @@ def fill_orders(
     events: list[pd.DataFrame] = []
 
     def event(mask, step, frm, to, ev_qty, ev_price, ev_reason):
+        """Record one state change for the orders in ``mask``; array arguments are per order."""
         if mask.any():
+            pick = lambda v: v[mask] if isinstance(v, np.ndarray) else v  # noqa: E731
             events.append(pd.DataFrame({
-                "client_order_id": coid[mask], "run_id": run_id[mask], "step": step,
-                "from_status": frm[mask] if isinstance(frm, np.ndarray) else frm, "to_status": to,
-                "qty": ev_qty[mask], "price": ev_price[mask], "reason": ev_reason,
+                "client_order_id": coid[mask], "run_id": run_id[mask], "step": step, "from_status": pick(frm),
+                "to_status": pick(to), "qty": ev_qty[mask], "price": ev_price[mask], "reason": ev_reason,
             }))
 
     # 1. No price: rejected (a NEW order), or canceled (one already working).
@@ -137,7 +138,7 @@ def fill_orders(
     out["status"] = status
     out["filled_qty"] = filled
     out["avg_fill_price"] = np.round(avg, 6)
-    out["reject_reason"] = reason
+    out["reject_reason"] = pd.Series(reason, index=out.index, dtype=object)
     out["n_fills"] = out["n_fills"].to_numpy() + fills_now
     if events:
         ev = pd.concat(events, ignore_index=True)

@@ -138,7 +138,7 @@ def numeric_column(
     for mask, rule in checks:
         if mask is not None and mask.any():
             i = int(np.flatnonzero(mask)[0])
-            raise ValidationError(f"{what}: {column} for {symbols.iloc[i]!r} is {values[i]!r}; {column} {rule}")
+            raise ValidationError(f"{what}: {column} for {symbols.iloc[i]!r} is {float(values[i])!r}; {column} {rule}")
     return values
 
 

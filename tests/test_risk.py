@@ -1,0 +1,101 @@
+"""RiskEngine: each rule blocks exactly the orders that break it, with a code and a readable reason."""
+
+import pandas as pd
+import pytest
+
+from tradeloop import RiskLimits, ValidationError, build_book, check_risk
+
+
+def book(weights, prices, *, sectors=None, positions=None, value=100_000, **kw):
+    w = pd.DataFrame({"symbol": [f"S{i}" for i in range(len(weights))], "weight": weights, "price": prices})
+    if sectors is not None:
+        w["sector"] = sectors
+    return build_book(w, value, positions=positions, **kw)
+
+
+def blocked(checked):
+    return dict(zip(checked["symbol"], checked["risk_codes"]))
+
+
+def test_no_limits_pass_everything():
+    checked = check_risk(book([0.5, 0.4], [10.0, 20.0]), RiskLimits())
+    assert (checked["risk_codes"] == "").all() and (checked["risk_reason"] == "").all()
+
+
+def test_max_order_notional_blocks_large_orders():
+    checked = check_risk(book([0.5, 0.1], [10.0, 20.0]), RiskLimits(max_order_notional=20_000))
+    assert blocked(checked) == {"S0": "max_order_notional", "S1": ""}
+    assert checked.loc[0, "risk_reason"] == "order notional 50,000.00 exceeds max_order_notional 20,000.00"
+
+
+def test_max_position_ratio_blocks_positions_that_grow_too_big():
+    checked = check_risk(book([0.3, 0.1], [10.0, 10.0]), RiskLimits(max_position_ratio=0.25))
+    assert blocked(checked) == {"S0": "max_position_ratio", "S1": ""}
+    assert "30.0000% exceeds max_position_ratio 25.0000%" in checked.loc[0, "risk_reason"]
+
+
+def test_max_position_ratio_does_not_block_a_reduction():
+    pos = pd.DataFrame({"symbol": ["S0"], "qty": [5_000]})  # 50% held, target 30%: a sell that reduces it
+    checked = check_risk(book([0.3], [10.0], positions=pos), RiskLimits(max_position_ratio=0.25))
+    assert blocked(checked) == {"S0": ""}
+
+
+def test_single_name_cap_applies_to_the_named_symbol_only():
+    checked = check_risk(book([0.1, 0.1], [10.0, 10.0]), RiskLimits(single_name_caps={"S1": 0.05}))
+    assert blocked(checked) == {"S0": "", "S1": "single_name_cap"}
+
+
+def test_sector_cap_blocks_growth_in_a_crowded_sector():
+    b = book([0.2, 0.2, 0.2], [10.0, 10.0, 10.0], sectors=["Tech", "Tech", "Energy"])
+    checked = check_risk(b, RiskLimits(sector_cap=0.3))
+    assert blocked(checked) == {"S0": "sector_cap", "S1": "sector_cap", "S2": ""}
+    assert "sector gross weight 40.0000% exceeds sector_cap 30.0000%" in checked.loc[0, "risk_reason"]
+    per_sector = check_risk(b, RiskLimits(sector_caps={"Tech": 0.5, "Energy": 0.1}))
+    assert blocked(per_sector) == {"S0": "", "S1": "", "S2": "sector_cap"}
+
+
+def test_sector_cap_with_unknown_sector_is_a_validation_error():
+    b = book([0.2, 0.2], [10.0, 10.0], sectors=["Tech", None])
+    with pytest.raises(ValidationError, match=r"sector is unknown for \['S1'\]"):
+        check_risk(b, RiskLimits(sector_cap=0.3))
+
+
+def test_max_gross_exposure_counts_longs_and_shorts():
+    checked = check_risk(book([0.6, -0.5], [10.0, 10.0]), RiskLimits(max_gross_exposure=1.0, allow_short=True))
+    assert blocked(checked) == {"S0": "max_gross_exposure", "S1": "max_gross_exposure"}
+
+
+def test_no_short_unless_allowed():
+    b = book([0.2, -0.1], [10.0, 10.0])
+    assert blocked(check_risk(b, RiskLimits())) == {"S0": "", "S1": "no_short"}
+    assert blocked(check_risk(b, RiskLimits(allow_short=True))) == {"S0": "", "S1": ""}
+
+
+def test_several_rules_are_all_reported():
+    checked = check_risk(book([0.5], [10.0]), RiskLimits(max_order_notional=1_000, max_position_ratio=0.1))
+    assert checked.loc[0, "risk_codes"] == "max_order_notional;max_position_ratio"
+    assert checked.loc[0, "risk_reason"].count("exceeds") == 2
+
+
+@pytest.mark.parametrize("limits, message", [
+    (dict(max_order_notional=-1), "risk.max_order_notional is -1; it must be a finite number > 0"),
+    (dict(max_position_ratio=float("nan")), "risk.max_position_ratio is nan"),
+    (dict(single_name_caps={"A": 0}), "risk.single_name_caps['A'] is 0"),
+    (dict(allow_short="yes"), "risk.allow_short is 'yes'"),
+])
+def test_bad_limits_are_refused_by_name(limits, message):
+    with pytest.raises(ValidationError) as e:
+        RiskLimits(**limits)
+    assert message in str(e.value)
+
+
+def test_unknown_risk_key_is_refused():
+    with pytest.raises(ValidationError, match=r"unknown key\(s\) \['max_notional'\]"):
+        RiskLimits.from_dict({"max_notional": 5})
+
+
+def test_check_risk_does_not_mutate_the_book():
+    b = book([0.5, 0.1], [10.0, 20.0])
+    before = b.copy(deep=True)
+    check_risk(b, RiskLimits(max_order_notional=1))
+    pd.testing.assert_frame_equal(b, before)
