@@ -69,7 +69,8 @@ def client_order_ids(run_id, symbol, side, model_version) -> np.ndarray:
     distinct input value, combined with the splitmix64 mixer, so the id never depends on a library's hash seed.
     Each argument may be a scalar or an array; arrays must have equal length.
     """
-    n = max(np.size(a) for a in (run_id, symbol, side, model_version))
+    lengths = [len(a) for a in (run_id, symbol, side, model_version) if np.ndim(a) > 0]
+    n = max(lengths) if lengths else 1
     parts = [np.broadcast_to(np.asarray(a, dtype=object), (n,)) for a in (run_id, symbol, side, model_version)]
     h = np.zeros(n, dtype=np.uint64)
     for part in parts:
