@@ -36,3 +36,5 @@ from .liquidity import NoLiquidityLimit, VolumeParticipation  # noqa: E402
 
 __all__ += ["FIX_ORD_STATUS", "LEAN_ORDER_STATUS", "provider_table", "FillResult", "work_orders", "lifecycle_paths",
             "replay_order_events", "NoLiquidityLimit", "VolumeParticipation"]
+from .testing import assert_conformance, check_provider  # noqa: E402
+__all__ += ["assert_conformance", "check_provider"]
