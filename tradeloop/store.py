@@ -198,7 +198,13 @@ class Store:
             conflict = " ON CONFLICT DO NOTHING" if ignore_conflicts else ""
             return int(self.con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {name}{conflict}").fetchone()[0])
         finally:
+            self._unregister(name)
+
+    def _unregister(self, name: str) -> None:
+        try:
             self.con.unregister(name)
+        except duckdb.TransactionException:
+            pass  # the statement failed and aborted the transaction: keep its error, not this one (issue 6)
 
     # ------------------------------------------------------------------ snapshots
     def save_snapshot(self, snapshot: DecisionSnapshot) -> bool:
@@ -306,7 +312,7 @@ class Store:
                 "WHERE trade_orders.client_order_id = u.client_order_id", [utcnow()]
             ).fetchone()[0])
         finally:
-            self.con.unregister(name)
+            self._unregister(name)
 
     def orders(self, run_id: str) -> pd.DataFrame:
         return self.con.execute(
