@@ -136,9 +136,9 @@ def _nothing_done(orders: pd.DataFrame) -> FillResult:
 
 
 class MockExecutionProvider(BaseProvider):
-    """The mock venue: works the orders over ``params.steps`` steps with :func:`tradeloop.fills.work_orders`.
+    """The mock venue: fills over params.steps steps through the run's slippage, liquidity and commission models.
 
-    Each step fills at the reference price (snapshot, else fallback) through the run's slippage model, at most
+    Works the orders with :func:`tradeloop.fills.work_orders`. Each step fills at the reference price (snapshot, else fallback) through the run's slippage model, at most
     what the liquidity model allows (PARTIAL otherwise), LIMIT orders only when they cross; fees come from the
     commission model. After the last step, open orders are CANCELED (``unfilled_at_close``); an order without any
     price is REJECTED (``missing_price``). Deterministic: the same orders always give the same fills.
