@@ -28,3 +28,13 @@ __all__ = [
     "TradeRun", "create_run", "execute_run", "run_result", "run_snapshot", "FixedBpsSlippage", "NoSlippage",
     "DecisionSnapshot", "freeze_snapshot", "load_snapshot_file", "ORDER_TRANSITIONS", "RUN_TRANSITIONS", "Store",
 ]
+
+from .execution import FIX_ORD_STATUS, LEAN_ORDER_STATUS, provider_table  # noqa: E402  (issue 6)
+from .fills import FillResult, work_orders  # noqa: E402
+from .lifecycle import lifecycle_paths, replay_order_events  # noqa: E402
+from .liquidity import NoLiquidityLimit, VolumeParticipation  # noqa: E402
+
+__all__ += ["FIX_ORD_STATUS", "LEAN_ORDER_STATUS", "provider_table", "FillResult", "work_orders", "lifecycle_paths",
+            "replay_order_events", "NoLiquidityLimit", "VolumeParticipation"]
+from .testing import assert_conformance, check_provider  # noqa: E402
+__all__ += ["assert_conformance", "check_provider"]

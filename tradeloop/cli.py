@@ -14,6 +14,8 @@ import click
 import pandas as pd
 
 from .errors import RunNotFound, TradeloopError, ValidationError
+from .execution import provider_table
+from .lifecycle import lifecycle_paths, replay_order_events
 from .params import load_params
 from .runs import RunResult, create_run, execute_run, run_result
 from .snapshot import load_snapshot_file
@@ -173,12 +175,15 @@ def _frame_records(df: pd.DataFrame) -> list[dict]:
 
 @cli.command(cls=_Command)
 @click.argument("run_id")
+@click.option("--order", "order_id", default=None, metavar="CLIENT_ORDER_ID",
+              help="Show only this order and its lifecycle (every order event).")
 @_db_option
 @_json_option
-def show(run_id, db, as_json):
-    """Show a run: status, risk outcome, orders, fills and audit events.
+def show(run_id, order_id, db, as_json):
+    """Show a run: status, risk outcome, orders, fills, order lifecycles and audit events.
 
     Example: tradeloop show run-0123456789abcdef --db my.duckdb --json
+    (one order's lifecycle: tradeloop show run-0123456789abcdef --order AAPL-B-5braasbhfg32q)
     """
     db = db or default_db_path()
     with Store(db, read_only=True) as store:
@@ -187,12 +192,17 @@ def show(run_id, db, as_json):
         orders = store.orders(run_id).drop(columns=["created_at", "updated_at"])
         fills = store.fills(run_id)
         audit = store.audit_events(run_id)
+        events = store.order_events(run_id)
+    if order_id is not None:
+        _show_order(run_id, order_id, orders, fills, events, as_json)
+        return
     params = json.loads(row["params"])
     if as_json:
         click.echo(json.dumps({
             **result.to_dict(), "params": params, "attempts": row["attempts"],
             "order_rows": _frame_records(orders), "fill_rows": _frame_records(fills),
             "audit_events": [{**e, "payload": json.loads(e["payload"])} for e in _frame_records(audit)],
+            "order_events": _frame_records(events),
         }, sort_keys=True, default=str))
         return
     _print_result(result, db, False)
@@ -212,6 +222,10 @@ def show(run_id, db, as_json):
             click.echo(f"  #{e.seq} {e.event_type} attempt {p.get('attempt')}: {p.get('previous_status')} -> "
                        f"{p.get('status')}, orders {p['counts']['orders_by_status']}, fills {p['counts']['fills']}"
                        f"{', error: ' + p['error'] if p.get('error') else ''}")
+        paths = lifecycle_paths(events)
+        click.echo(f"\norder lifecycles ({len(paths)}; one order in detail: --order CLIENT_ORDER_ID)")
+        for p in paths.itertuples():
+            click.echo(f"  {p.client_order_id}  {p.path}")
 
 
 @cli.command(cls=_Command)
@@ -232,6 +246,63 @@ def runs(db, as_json):
     else:
         with pd.option_context("display.width", 160, "display.max_columns", 20, "display.max_colwidth", 60):
             click.echo(table.drop(columns=["created_at", "finished_at"]).to_string(index=False))
+
+
+# --- issue 6: order lifecycles in `show --order`, and `providers`
+_EVENT_COLUMNS_SHOWN = ["seq", "step", "from_status", "to_status", "qty", "price", "reason", "at"]
+
+
+def _show_order(run_id: str, order_id: str, orders: pd.DataFrame, fills: pd.DataFrame, events: pd.DataFrame,
+                as_json: bool) -> None:
+    """One order: its row, its fills and every event, checked by replaying the events against the state machine."""
+    match = orders.loc[orders["client_order_id"] == order_id]
+    if match.empty:
+        known = orders["client_order_id"].tolist()
+        raise ValidationError(f"order {order_id!r} is not in run {run_id!r}; it has {len(known)} order(s)"
+                              f"{', e.g. ' + repr(known[0]) if known else ''}")
+    order = match.iloc[0]
+    own_events = events.loc[events["client_order_id"] == order_id].sort_values("seq", kind="stable")
+    own_fills = fills.loc[fills["client_order_id"] == order_id]
+    replayed = replay_order_events(own_events)
+    replay_status = replayed["status"].iloc[0] if len(replayed) else "NEW"
+    consistent = replay_status == order["status"]
+    if as_json:
+        click.echo(json.dumps({
+            "run_id": run_id, "order": _frame_records(match)[0], "fills": _frame_records(own_fills),
+            "events": _frame_records(own_events), "replayed_status": replay_status, "consistent": consistent,
+        }, sort_keys=True, default=str))
+        return
+    click.echo(f"order     {order_id}  (run {run_id})")
+    click.echo(f"          {order['side']} {order['qty']} {order['symbol']} {order['order_type']}"
+               f"{'' if pd.isna(order['limit_price']) else ' limit ' + format(order['limit_price'], '.10g')}"
+               f"  reference price {'-' if pd.isna(order['price']) else format(order['price'], '.10g')}")
+    click.echo(f"status    {order['status']}  filled {order['filled_qty']} of {order['qty']}"
+               f"{'' if pd.isna(order['avg_fill_price']) else ' @ avg ' + format(order['avg_fill_price'], '.10g')}"
+               f"{'  reason ' + order['reject_reason'] if isinstance(order['reject_reason'], str) else ''}")
+    with pd.option_context("display.width", 160, "display.max_rows", 500, "display.max_columns", 20):
+        table = own_events.loc[:, [c for c in _EVENT_COLUMNS_SHOWN if c in own_events]]
+        click.echo(f"\nlifecycle ({len(own_events)} events)\n{table.to_string(index=False) if len(table) else '-'}")
+        fcols = ["fill_id", "qty", "price", "commission"]
+        click.echo(f"\nfills ({len(own_fills)})\n{own_fills.loc[:, fcols].to_string(index=False) if len(own_fills) else '-'}")
+    click.echo(f"\nreplay    events lead to {replay_status}: "
+               f"{'consistent with the stored status' if consistent else 'INCONSISTENT with the stored status'}")
+
+
+@cli.command(cls=_Command)
+@_json_option
+def providers(as_json):
+    """List the execution providers: built-in ones and those registered by other packages in the
+    `tradeloop.providers` entry-point group.
+
+    Example: tradeloop providers --json
+    """
+    table = provider_table()
+    if as_json:
+        click.echo(json.dumps(_frame_records(table)))
+        return
+    with pd.option_context("display.width", 200, "display.max_colwidth", 90):
+        shown = table.assign(available=table["available"].map({True: "yes", False: "no"}))
+        click.echo(shown.to_string(index=False))
 
 
 def main() -> None:

@@ -11,7 +11,9 @@ Keys (all optional; unknown keys are refused by name)::
       "cash": null,                   # current cash; default portfolio_value − value of current positions
       "risk": {...},                  # see tradeloop.risk.RiskLimits
       "slippage": {"model": "FixedBpsSlippage", "bps": 5},
-      "commission": {"model": "PerShareCommission", "rate": 0.005, "minimum": 1.0}
+      "commission": {"model": "PerShareCommission", "rate": 0.005, "minimum": 1.0},
+      "liquidity": {"model": "VolumeParticipation", "max_rate": 0.1},
+      "steps": 1                      # time in force: execution steps before open orders are CANCELED
     }
 """
 
@@ -24,11 +26,15 @@ from pathlib import Path
 
 from .commission import COMMISSION_MODELS, CommissionModel, NoCommission
 from .errors import ValidationError
+from .liquidity import LIQUIDITY_MODELS, LiquidityModel, NoLiquidityLimit
 from .models import check_number, model_from_dict, model_to_dict
 from .risk import RiskLimits
 from .slippage import SLIPPAGE_MODELS, NoSlippage, SlippageModel
 
-__all__ = ["RunParams", "load_params"]
+__all__ = ["RunParams", "load_params", "MAX_STEPS"]
+
+#: Most execution steps one run may take (each step is one vectorized pass over the orders).
+MAX_STEPS = 1000
 
 
 @dataclass(frozen=True)
@@ -44,8 +50,12 @@ class RunParams:
     risk: RiskLimits = field(default_factory=RiskLimits)
     slippage: SlippageModel = field(default_factory=NoSlippage)
     commission: CommissionModel = field(default_factory=NoCommission)
+    liquidity: LiquidityModel = field(default_factory=NoLiquidityLimit)
+    steps: int = 1
 
     def __post_init__(self):
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or not 1 <= self.steps <= MAX_STEPS:
+            raise ValidationError(f"params.steps is {self.steps!r}; it must be a whole number from 1 to {MAX_STEPS}")
         check_number("params.cash_buffer", self.cash_buffer)
         if self.cash_buffer >= 1:
             raise ValidationError(f"params.cash_buffer is {self.cash_buffer!r}; it is a fraction and must be < 1")
@@ -81,6 +91,8 @@ class RunParams:
             data["slippage"] = model_from_dict(data["slippage"], SLIPPAGE_MODELS, "slippage")
         if "commission" in data:
             data["commission"] = model_from_dict(data["commission"], COMMISSION_MODELS, "commission")
+        if "liquidity" in data:
+            data["liquidity"] = model_from_dict(data["liquidity"], LIQUIDITY_MODELS, "liquidity")
         if isinstance(data.get("order_type"), str):
             data["order_type"] = data["order_type"].upper()
         return cls(**data)
@@ -97,6 +109,8 @@ class RunParams:
             "risk": self.risk.to_dict(),
             "slippage": model_to_dict(self.slippage),
             "commission": model_to_dict(self.commission),
+            "liquidity": model_to_dict(self.liquidity),
+            "steps": self.steps,
         }
 
     def canonical_json(self) -> str:

@@ -237,6 +237,8 @@ def execute_run(store: Store, run_id: str, *, provider: ExecutionProvider | None
             provider.finalize(run, None)
             return run_result(store, run_id)
         active = stored.loc[~stored["status"].isin(TERMINAL_ORDER_STATUSES).to_numpy()]
+        # Market data for the venue's liquidity model comes from the frozen snapshot (issue 6).
+        active = active.assign(volume=active["symbol"].map(snapshot.weights.set_index("symbol")["volume"]))
         result = provider.execute(run, active, run.dry_run)
         with store.transaction():
             if not run.dry_run:
@@ -255,6 +257,7 @@ def execute_run(store: Store, run_id: str, *, provider: ExecutionProvider | None
             _finish(store, run, "failed", error=error, params=_params_with_outcome(run, outcome))
             _audit(store, run, attempt=attempt, previous=previous, status="failed", outcome=outcome, error=error,
                    new_orders=new_orders, new_fills=0)
+        provider.finalize(run, None)  # release the provider's resources on failure too (issue 6: once per attempt)
         return run_result(store, run_id)
     provider.finalize(run, result)
     return run_result(store, run_id)

@@ -71,6 +71,8 @@ MIGRATIONS: list[tuple[int, str]] = [
     # v2 (issue 3): run_artifacts
     # v3 (issue 4): simulations
     # v4 (issue 5): run ownership / leases
+    # v5 (issue 6): the execution step of each order event (multi-step runs: PARTIAL fills, then close)
+    (5, "ALTER TABLE order_events ADD COLUMN IF NOT EXISTS step INTEGER;"),
 ]
 SCHEMA_VERSION = max(v for v, _ in MIGRATIONS)
 
@@ -196,7 +198,13 @@ class Store:
             conflict = " ON CONFLICT DO NOTHING" if ignore_conflicts else ""
             return int(self.con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {name}{conflict}").fetchone()[0])
         finally:
+            self._unregister(name)
+
+    def _unregister(self, name: str) -> None:
+        try:
             self.con.unregister(name)
+        except duckdb.TransactionException:
+            pass  # the statement failed and aborted the transaction: keep its error, not this one (issue 6)
 
     # ------------------------------------------------------------------ snapshots
     def save_snapshot(self, snapshot: DecisionSnapshot) -> bool:
@@ -304,7 +312,7 @@ class Store:
                 "WHERE trade_orders.client_order_id = u.client_order_id", [utcnow()]
             ).fetchone()[0])
         finally:
-            self.con.unregister(name)
+            self._unregister(name)
 
     def orders(self, run_id: str) -> pd.DataFrame:
         return self.con.execute(
@@ -331,14 +339,23 @@ class Store:
         ).df()
         ev = events.merge(last, on="client_order_id", how="left")
         ev["seq"] = ev["last_seq"].fillna(0).astype("int64") + ev.groupby("client_order_id", sort=False).cumcount() + 1
+        if "step" not in ev:
+            ev["step"] = None
         return self._insert_frame("order_events", ev.assign(at=utcnow()),
-                                  ("client_order_id", "seq", "run_id", "from_status", "to_status", "qty", "price",
-                                   "reason", "at"), ignore_conflicts=False)
+                                  ("client_order_id", "seq", "run_id", "step", "from_status", "to_status", "qty",
+                                   "price", "reason", "at"), ignore_conflicts=False)
 
-    def order_events(self, run_id: str) -> pd.DataFrame:
-        return self.con.execute(
-            "SELECT * FROM order_events WHERE run_id = ? ORDER BY client_order_id, seq", [run_id]
-        ).df()
+    def order_events(self, run_id: str, client_order_id: str | None = None) -> pd.DataFrame:
+        """A run's order events (or one order's), ordered by client_order_id then ``seq``.
+
+        Columns: client_order_id, seq, run_id, from_status, to_status, qty, price, reason, at, step.
+        """
+        sql = "SELECT * FROM order_events WHERE run_id = ?"
+        args = [run_id]
+        if client_order_id is not None:
+            sql += " AND client_order_id = ?"
+            args.append(client_order_id)
+        return self.con.execute(sql + " ORDER BY client_order_id, seq", args).df()
 
     # ------------------------------------------------------------------ audit
     def append_audit(self, run_id: str | None, event_type: str, payload: dict) -> dict:
