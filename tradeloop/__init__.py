@@ -28,3 +28,5 @@ __all__ = [
     "TradeRun", "create_run", "execute_run", "run_result", "run_snapshot", "FixedBpsSlippage", "NoSlippage",
     "DecisionSnapshot", "freeze_snapshot", "load_snapshot_file", "ORDER_TRANSITIONS", "RUN_TRANSITIONS", "Store",
 ]
+from .verify import Replay, Verification, replay_run, verify_run, verify_store
+__all__ += ["Replay", "Verification", "replay_run", "verify_run", "verify_store"]
