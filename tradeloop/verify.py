@@ -203,8 +203,11 @@ def verify_run(store: Store, run_id: str, events: pd.DataFrame | None = None) ->
         "order", "client_order_id", orders, replay.orders, order_cols, allow_missing=unfinished,
         allow_initial=untouched)]
     fill_cols = [c for c in _FILL_COLUMNS if c != "fill_id"]
-    known = replay.fills["client_order_id"].isin(orders["client_order_id"][~orders.apply(untouched, axis=1)]) \
-        if unfinished and len(orders) else np.ones(len(replay.fills), dtype=bool)
+    if unfinished:  # fills are expected only for orders the dead run had worked
+        worked = orders.loc[~((orders["status"] == "NEW") & (orders["filled_qty"] == 0)).to_numpy(), "client_order_id"]
+        known = replay.fills["client_order_id"].isin(worked).to_numpy()
+    else:
+        known = np.ones(len(replay.fills), dtype=bool)
     diffs += [f"run {run_id}: {d}" for d in _diff_rows("fill", "fill_id", fills, replay.fills.loc[known], fill_cols)]
     # Every order's filled quantity is the sum of its fills (whatever the replay says).
     summed = fills.groupby("client_order_id")["qty"].sum()
