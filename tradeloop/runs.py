@@ -304,6 +304,8 @@ def execute_run(store: Store, run_id: str, *, provider: ExecutionProvider | None
 
 
 def _execute(store: Store, run_id: str, provider: ExecutionProvider | None) -> RunResult:
+    batch_size = _fill_batch_size()  # settings are checked before anything is written
+    _lease_expiry()
     run = load_run(store, run_id)
     snapshot = store.load_snapshot(run.snapshot_id)
     provider = provider or get_provider(run.provider)
@@ -346,7 +348,7 @@ def _execute(store: Store, run_id: str, provider: ExecutionProvider | None) -> R
             before = active.set_index("client_order_id")["status"]
             after = result.orders.set_index("client_order_id")["status"]
             check_order_history(before, after, result.events)
-        batches = _fill_batches(result, _fill_batch_size()) if not run.dry_run else [None]
+        batches = _fill_batches(result, batch_size) if not run.dry_run else [None]
         for i, batch in enumerate(batches):
             last = i == len(batches) - 1
             with store.transaction():
