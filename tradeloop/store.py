@@ -134,12 +134,17 @@ def default_db_path() -> Path:
 class Store:
     """A tradeloop database file. Use as a context manager; writes go inside :meth:`transaction`.
 
+    A Store does not hold the file while idle: each method opens it for its own duration (:meth:`session` holds it
+    across several calls), because DuckDB lets only one process at a time open a file for writing. A process that
+    finds the file held waits, up to ``timeout`` seconds, then raises :class:`StoreBusy` naming the holder's pid.
+
     Parameters
     ----------
     path : str or Path, optional
         The DuckDB file (created if absent); default :func:`default_db_path`.
-    timeout : float
-        Seconds to wait while another process holds the file before raising :class:`StoreBusy`.
+    timeout : float, optional
+        Seconds to wait while another process holds the file before raising :class:`StoreBusy`; default
+        ``$TRADELOOP_LOCK_TIMEOUT``, else 30.
     read_only : bool
         Open without write access (several readers may share a file no writer holds).
     """
