@@ -93,7 +93,7 @@ def test_a_writer_waits_for_the_holder_to_finish(db_path):
 
     def hold():
         with store.session():
-            time.sleep(1.5)
+            time.sleep(3)  # longer than the CLI takes to start, so it really has to wait
         released.set()
 
     holder = threading.Thread(target=hold)
