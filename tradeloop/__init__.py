@@ -38,3 +38,5 @@ __all__ += ["FIX_ORD_STATUS", "LEAN_ORDER_STATUS", "provider_table", "FillResult
             "replay_order_events", "NoLiquidityLimit", "VolumeParticipation"]
 from .testing import assert_conformance, check_provider  # noqa: E402
 __all__ += ["assert_conformance", "check_provider"]
+from .verify import Replay, Verification, replay_run, verify_run, verify_store
+__all__ += ["Replay", "Verification", "replay_run", "verify_run", "verify_store"]

@@ -1,6 +1,7 @@
 """The ``tradeloop`` command line. Library errors become one-line messages and documented exit codes:
 
-0 run done · 1 run failed (or another error) · 2 bad input or usage · 3 run blocked by risk.
+0 run done · 1 run failed (or another error) · 2 bad input or usage · 3 run blocked by risk ·
+4 database (or run) busy: another process held it beyond the lock timeout · 5 ``verify`` found differences.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 import click
 import pandas as pd
 
-from .errors import RunNotFound, TradeloopError, ValidationError
+from .errors import RunNotFound, StoreBusy, TradeloopError, ValidationError
 from .execution import provider_table
 from .lifecycle import lifecycle_paths, replay_order_events
 from .params import load_params
@@ -26,6 +27,8 @@ __all__ = ["main", "cli", "EXIT_CODES", "data_dir"]
 
 EXIT_CODES = {"done": 0, "failed": 1, "blocked": 3}
 EXIT_BAD_INPUT = 2
+EXIT_BUSY = 4
+EXIT_VERIFY_DIFFERENCES = 5
 
 
 def data_dir() -> Path:
@@ -42,6 +45,9 @@ class _Command(click.Command):
         except (ValidationError, RunNotFound) as e:
             click.echo(f"error: {e}", err=True)
             ctx.exit(EXIT_BAD_INPUT)
+        except StoreBusy as e:
+            click.echo(f"error: {e}", err=True)
+            ctx.exit(EXIT_BUSY)
         except TradeloopError as e:
             click.echo(f"error: {e}", err=True)
             ctx.exit(1)
@@ -303,6 +309,38 @@ def providers(as_json):
     with pd.option_context("display.width", 200, "display.max_colwidth", 90):
         shown = table.assign(available=table["available"].map({True: "yes", False: "no"}))
         click.echo(shown.to_string(index=False))
+# --- issue 5: verify (hash chain + in-memory replay) -----------------------------------------------------------
+@cli.command(cls=_Command)
+@click.argument("run_id", required=False)
+@click.option("--all", "all_runs", is_flag=True, help="Replay every run (the default when no RUN_ID is given).")
+@_db_option
+@_json_option
+def verify(run_id, all_runs, db, as_json):
+    """Check the audit hash chain and replay runs in memory against the stored orders, fills and events.
+
+    Exit 0 when everything agrees, 5 with one line per difference otherwise. Nothing is written.
+
+    Example: tradeloop verify --all --db my.duckdb
+    """
+    from .verify import verify_store
+
+    if run_id and all_runs:
+        raise ValidationError(f"give a RUN_ID ({run_id!r}) or --all, not both")
+    db = db or default_db_path()
+    if not Path(db).is_file():
+        raise ValidationError(f"database {str(db)!r} does not exist")
+    with Store(db, read_only=True) as store:
+        result = verify_store(store, None if not run_id else [run_id])
+    if as_json:
+        click.echo(json.dumps({**result.to_dict(), "db": str(db)}, sort_keys=True))
+    else:
+        for note in result.notes:
+            click.echo(f"note: {note}")
+        for diff in result.differences:
+            click.echo(f"DIFF {diff}")
+        verdict = "all agree" if result.ok else f"{len(result.differences)} difference(s)"
+        click.echo(f"verified {len(result.runs)} run(s) and {result.audit_events} audit event(s) in {db}: {verdict}")
+    sys.exit(0 if result.ok else EXIT_VERIFY_DIFFERENCES)
 
 
 def main() -> None:

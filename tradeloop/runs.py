@@ -9,6 +9,13 @@ complete and nothing half-written:
    fills, order events, the run's final state and the ``trade_run.execute`` audit event together.
    Any exception: failed, with the error in the run and in the audit event.
 
+Crash recovery: while a run is ``running`` its owner (pid, host) holds a lease in ``run_leases``, renewed at every
+committed step. Executing a run found ``running`` whose owner is dead (same host: its pid is gone) or whose lease
+expired first records it as abandoned (running -> failed, with an audit event naming the dead owner), then re-runs
+it like any failed run. A live owner is refused with :class:`~tradeloop.errors.StoreBusy` naming it. Fills commit in
+batches of ``$TRADELOOP_FILL_BATCH`` orders (default: all in one); each batch holds complete orders (state, fills
+and events), the last one also the run's final state and audit event.
+
 Re-running a run repeats the same steps: orders are matched by client_order_id, terminal orders are not touched,
 fills are keyed by ``{client_order_id}-{seq}``; a done or blocked run is only re-checked and audited.
 """
@@ -17,15 +24,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import socket
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
 
 from .audit import EXECUTE_EVENT, frame_digest
-from .errors import TradeloopError, ValidationError
+from .errors import StoreBusy, TradeloopError, ValidationError
 from .execution import ExecutionProvider, get_provider, orders_of
+from .faults import crash_point
 from .fills import FillResult
 from .params import RunParams
 from .snapshot import DecisionSnapshot
@@ -37,6 +48,11 @@ __all__ = ["TradeRun", "RunResult", "create_run", "execute_run", "run_snapshot",
 
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _FILL_DIGEST = ("fill_id", "client_order_id", "seq", "qty", "price", "commission")
+#: Orders per fill transaction (``$TRADELOOP_FILL_BATCH`` overrides it): large, so a normal run commits its
+#: execution in one transaction; the crash tests lower it to kill a run between two committed batches.
+DEFAULT_FILL_BATCH = 100_000
+_HOST = socket.gethostname()
+_EXECUTING: set[str] = set()  # run ids this process is executing right now (its own leases are live)
 
 
 @dataclass(frozen=True, eq=False)
@@ -138,6 +154,7 @@ def create_run(
             existing = store.get_run(run_id)
             if existing["snapshot_id"] != snapshot.snapshot_id:
                 raise ValidationError(f"run_id {run_id!r} exists already for snapshot {existing['snapshot_id']}")
+    crash_point("after_freeze")
     return load_run(store, run_id)
 
 
@@ -208,21 +225,107 @@ def _audit(store: Store, run: TradeRun, *, attempt: int, previous: str, status: 
 def _finish(store: Store, run: TradeRun, status: str, **fields) -> None:
     check_run_transition(run.run_id, "running", status)
     store.update_run(run.run_id, status=status, finished_at=utcnow(), **fields)
+    store.release_lease(run.run_id)
+
+
+def _lease_expiry() -> datetime:
+    """Now plus ``$TRADELOOP_LEASE_SECONDS`` (default 600): how long a run's owner may go without a heartbeat."""
+    raw = os.environ.get("TRADELOOP_LEASE_SECONDS") or "600"
+    try:
+        seconds = float(raw)
+    except ValueError:
+        raise ValidationError(f"TRADELOOP_LEASE_SECONDS is {raw!r}; it must be a number of seconds > 0") from None
+    if not (0 < seconds < float("inf")):
+        raise ValidationError(f"TRADELOOP_LEASE_SECONDS is {raw!r}; it must be a number of seconds > 0")
+    return utcnow() + timedelta(seconds=seconds)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def owner_alive(lease: dict | None, run_id: str) -> bool:
+    """Is the process that holds a run's lease still executing it?
+
+    Same host: its pid must exist (this process counts only while it is inside :func:`execute_run` for that run)
+    and the lease must not have expired. Another host: only the lease expiry can tell.
+    """
+    if lease is None:
+        return False
+    if lease["expires_at"] <= utcnow():
+        return False
+    if lease["owner_host"] == _HOST:
+        if lease["owner_pid"] == os.getpid():
+            return run_id in _EXECUTING
+        return _pid_alive(int(lease["owner_pid"]))
+    return True
+
+
+def _take_over(store: Store, run: TradeRun, row: dict) -> None:
+    """A run found ``running``: refuse if its owner is alive, else record it as abandoned (running -> failed)."""
+    lease = store.get_lease(run.run_id)
+    if owner_alive(lease, run.run_id):
+        raise StoreBusy(
+            f"run {run.run_id!r} is being executed by process {lease['owner_pid']} on {lease['owner_host']} "
+            f"(lease until {lease['expires_at']:%Y-%m-%d %H:%M:%S} UTC); try again when it has finished"
+        )
+    who = "an unknown process" if lease is None else f"process {lease['owner_pid']} on {lease['owner_host']}"
+    error = f"abandoned by {who} while running (attempt {row['attempts']}); taken over by process {os.getpid()}"
+    _finish(store, run, "failed", error=error)
+    _audit(store, run, attempt=int(row["attempts"]), previous="running", status="failed", outcome=None, error=error,
+           new_orders=0, new_fills=0)
+
+
+def _fill_batch_size() -> int:
+    raw = os.environ.get("TRADELOOP_FILL_BATCH") or str(DEFAULT_FILL_BATCH)
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValidationError(f"TRADELOOP_FILL_BATCH is {raw!r}; it must be a whole number >= 1")
+    return int(raw)
 
 
 def execute_run(store: Store, run_id: str, *, provider: ExecutionProvider | None = None) -> RunResult:
-    """Execute (or re-execute) a stored run; see the module docstring for the steps and guarantees."""
+    """Execute (or re-execute) a stored run; see the module docstring for the steps and guarantees.
+
+    The database file is held for the whole call (one :meth:`Store.session`), so two processes executing the same
+    run are serialized: the second sees the first one's result and only re-checks it.
+    """
+    with store.session():
+        _EXECUTING.add(run_id)
+        try:
+            return _execute(store, run_id, provider)
+        finally:
+            _EXECUTING.discard(run_id)
+
+
+def _execute(store: Store, run_id: str, provider: ExecutionProvider | None) -> RunResult:
+    batch_size = _fill_batch_size()  # settings are checked before anything is written
+    _lease_expiry()
     run = load_run(store, run_id)
     snapshot = store.load_snapshot(run.snapshot_id)
     provider = provider or get_provider(run.provider)
-    previous = run.status
-    attempt = run.attempts + 1
-    if previous in TERMINAL_RUN_STATUSES:
-        return _recheck_terminal(store, run, snapshot, provider, attempt)
-
     with store.transaction():
-        check_run_transition(run_id, previous, "running")
-        store.update_run(run_id, status="running", started_at=utcnow(), attempts=attempt, error=None)
+        row = store.get_run(run_id)  # re-read inside the transaction that writes
+        if row["status"] in TERMINAL_RUN_STATUSES:
+            terminal = True
+        else:
+            terminal = False
+            if row["status"] == "running":
+                _take_over(store, run, row)
+                row = store.get_run(run_id)
+            previous = row["status"]
+            attempt = int(row["attempts"]) + 1
+            check_run_transition(run_id, previous, "running")
+            store.update_run(run_id, status="running", started_at=utcnow(), attempts=attempt, error=None)
+            store.set_lease(run_id, os.getpid(), _HOST, _lease_expiry())
+    if terminal:
+        return _recheck_terminal(store, load_run(store, run_id), snapshot, provider, int(row["attempts"]) + 1)
+    crash_point("after_claim")
     outcome = None
     new_orders = new_fills = 0
     result: FillResult | None = None
@@ -230,37 +333,68 @@ def execute_run(store: Store, run_id: str, *, provider: ExecutionProvider | None
         book = provider.prepare(run, snapshot)
         with store.transaction():
             new_orders = store.insert_orders(orders_of(book))
+            store.renew_lease(run_id, _lease_expiry())
+        crash_point("after_orders")
         passed, blocked, outcome = provider.risk_check(run, book)
         stored = store.orders(run_id)
         if len(blocked):
             _block(store, run, stored, blocked, outcome, attempt, previous, new_orders)
+            crash_point("before_finalize")
             provider.finalize(run, None)
             return run_result(store, run_id)
         active = stored.loc[~stored["status"].isin(TERMINAL_ORDER_STATUSES).to_numpy()]
         # Market data for the venue's liquidity model comes from the frozen snapshot (issue 6).
         active = active.assign(volume=active["symbol"].map(snapshot.weights.set_index("symbol")["volume"]))
         result = provider.execute(run, active, run.dry_run)
-        with store.transaction():
-            if not run.dry_run:
-                before = active.set_index("client_order_id")["status"]
-                after = result.orders.set_index("client_order_id")["status"]
-                check_order_history(before, after, result.events)
-                store.update_orders(result.orders)
-                new_fills = store.insert_fills(result.fills)
-                store.insert_order_events(result.events)
-            _finish(store, run, "done", params=_params_with_outcome(run, outcome))
-            _audit(store, run, attempt=attempt, previous=previous, status="done", outcome=outcome, error=None,
-                   new_orders=new_orders, new_fills=new_fills)
+        if not run.dry_run:
+            before = active.set_index("client_order_id")["status"]
+            after = result.orders.set_index("client_order_id")["status"]
+            check_order_history(before, after, result.events)
+        batches = _fill_batches(result, batch_size) if not run.dry_run else [None]
+        for i, batch in enumerate(batches):
+            last = i == len(batches) - 1
+            with store.transaction():
+                if batch is not None:
+                    orders, fills, events = batch
+                    store.update_orders(orders)
+                    new_fills += store.insert_fills(fills)
+                    store.insert_order_events(events)
+                    if i == 0:
+                        crash_point("mid_fills")
+                if last:
+                    _finish(store, run, "done", params=_params_with_outcome(run, outcome))
+                    _audit(store, run, attempt=attempt, previous=previous, status="done", outcome=outcome,
+                           error=None, new_orders=new_orders, new_fills=new_fills)
+                else:
+                    store.renew_lease(run_id, _lease_expiry())
+            if not last and i == 0:
+                crash_point("after_fill_batch")
     except Exception as exc:  # every failure ends the run as failed, with the detail recorded
         error = str(exc) if isinstance(exc, TradeloopError) else f"{type(exc).__name__}: {exc}"
         with store.transaction():
             _finish(store, run, "failed", error=error, params=_params_with_outcome(run, outcome))
             _audit(store, run, attempt=attempt, previous=previous, status="failed", outcome=outcome, error=error,
-                   new_orders=new_orders, new_fills=0)
+                   new_orders=new_orders, new_fills=new_fills)
         provider.finalize(run, None)  # release the provider's resources on failure too (issue 6: once per attempt)
         return run_result(store, run_id)
+    crash_point("before_finalize")
     provider.finalize(run, result)
     return run_result(store, run_id)
+
+
+def _fill_batches(result: FillResult, size: int) -> list[tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]]:
+    """Split an execution step into batches of ``size`` orders, each with its own fills and events, so that every
+    committed batch is complete per order (state, fills and events of an order always commit together)."""
+    orders = result.orders.reset_index(drop=True)
+    if len(orders) == 0:
+        return [(orders, result.fills, result.events)]
+    part = pd.Series(np.arange(len(orders)) // size, index=orders["client_order_id"].to_numpy())
+    fill_part = part.reindex(result.fills["client_order_id"]).to_numpy()
+    event_part = part.reindex(result.events["client_order_id"]).to_numpy()
+    return [
+        (orders.loc[part.to_numpy() == k], result.fills.loc[fill_part == k], result.events.loc[event_part == k])
+        for k in range(int(part.max()) + 1)
+    ]
 
 
 def _block(store, run, stored, blocked, outcome, attempt, previous, new_orders) -> None:

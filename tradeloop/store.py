@@ -8,6 +8,7 @@ change is all-or-nothing.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import time
@@ -23,9 +24,10 @@ from .audit import GENESIS_HASH, canonical_json, event_hash
 from .errors import RunNotFound, StoreBusy, TradeloopError, ValidationError
 from .snapshot import SNAPSHOT_COLUMNS, DecisionSnapshot, content_hash
 
-__all__ = ["Store", "default_db_path", "SCHEMA_VERSION", "utcnow"]
+__all__ = ["Store", "default_db_path", "lock_timeout", "SCHEMA_VERSION", "utcnow"]
 
 DEFAULT_DB = "tradeloop.duckdb"
+DEFAULT_LOCK_TIMEOUT = 30.0
 
 _SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS decision_snapshots (
@@ -63,6 +65,15 @@ CREATE TABLE IF NOT EXISTS audit_events (
     payload JSON NOT NULL, prev_hash VARCHAR NOT NULL, event_hash VARCHAR NOT NULL, created_at TIMESTAMP NOT NULL);
 """
 
+#: v4: who is executing a run. A row exists while a run is ``running``; a run left ``running`` whose owner process is
+#: dead (same host) or whose lease expired is abandoned and may be taken over (see :mod:`tradeloop.runs`).
+#: No primary key: a lease is deleted and re-inserted in one transaction, and the table stays tiny.
+_SCHEMA_V4 = """
+CREATE TABLE IF NOT EXISTS run_leases (
+    run_id VARCHAR NOT NULL, owner_pid INTEGER NOT NULL, owner_host VARCHAR NOT NULL, acquired_at TIMESTAMP NOT NULL,
+    heartbeat_at TIMESTAMP NOT NULL, expires_at TIMESTAMP NOT NULL);
+"""
+
 #: Schema migrations, applied in order, each in the same transaction as its ``schema_version`` row. Every version
 #: missing from ``schema_version`` is applied, so a file written by any earlier tradeloop is brought up to date.
 #: Add a new (version, sql) pair at the end; never edit one that has shipped.
@@ -71,6 +82,7 @@ MIGRATIONS: list[tuple[int, str]] = [
     # v2 (issue 3): run_artifacts
     # v3 (issue 4): simulations
     # v4 (issue 5): run ownership / leases
+    (4, _SCHEMA_V4),
     # v5 (issue 6): the execution step of each order event (multi-step runs: PARTIAL fills, then close)
     (5, "ALTER TABLE order_events ADD COLUMN IF NOT EXISTS step INTEGER;"),
 ]
@@ -90,6 +102,33 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
+def _check_timeout(value, what: str) -> float:
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise ValidationError(f"{what} is {value!r}; it must be a number of seconds >= 0") from None
+    if not (seconds >= 0 and seconds < float("inf")):
+        raise ValidationError(f"{what} is {value!r}; it must be a number of seconds >= 0")
+    return seconds
+
+
+def lock_timeout() -> float:
+    """Seconds a Store waits for another process to release the file: ``$TRADELOOP_LOCK_TIMEOUT``, default 30."""
+    raw = os.environ.get("TRADELOOP_LOCK_TIMEOUT")
+    return DEFAULT_LOCK_TIMEOUT if raw in (None, "") else _check_timeout(raw, "TRADELOOP_LOCK_TIMEOUT")
+
+
+def _in_session(method):
+    """Run a Store method inside a session: the file is opened for the call (unless one is open) and released."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self.session():
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
 def default_db_path() -> Path:
     """``$TRADELOOP_DB`` if set, else ``./tradeloop.duckdb``."""
     return Path(os.environ.get("TRADELOOP_DB") or DEFAULT_DB)
@@ -98,17 +137,22 @@ def default_db_path() -> Path:
 class Store:
     """A tradeloop database file. Use as a context manager; writes go inside :meth:`transaction`.
 
+    A Store does not hold the file while idle: each method opens it for its own duration (:meth:`session` holds it
+    across several calls), because DuckDB lets only one process at a time open a file for writing. A process that
+    finds the file held waits, up to ``timeout`` seconds, then raises :class:`StoreBusy` naming the holder's pid.
+
     Parameters
     ----------
     path : str or Path, optional
         The DuckDB file (created if absent); default :func:`default_db_path`.
-    timeout : float
-        Seconds to wait while another process holds the file before raising :class:`StoreBusy`.
+    timeout : float, optional
+        Seconds to wait while another process holds the file before raising :class:`StoreBusy`; default
+        ``$TRADELOOP_LOCK_TIMEOUT``, else 30.
     read_only : bool
         Open without write access (several readers may share a file no writer holds).
     """
 
-    def __init__(self, path: str | Path | None = None, *, timeout: float = 30.0, read_only: bool = False):
+    def __init__(self, path: str | Path | None = None, *, timeout: float | None = None, read_only: bool = False):
         self.path = Path(path) if path is not None else default_db_path()
         if self.path.is_dir():
             raise ValidationError(f"database path {str(self.path)!r} is a directory; give a file name")
@@ -116,10 +160,14 @@ class Store:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         elif not self.path.exists():
             raise ValidationError(f"database {str(self.path)!r} does not exist")
-        self.con = self._connect(timeout, read_only)
+        self.timeout = lock_timeout() if timeout is None else _check_timeout(timeout, "timeout")
+        self.read_only = read_only
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._pinned = False
         self._in_tx = False
         if not read_only:
-            self._migrate()
+            with self.session():
+                self._migrate()
 
     def _connect(self, timeout: float, read_only: bool) -> duckdb.DuckDBPyConnection:
         deadline = time.monotonic() + timeout
@@ -127,21 +175,66 @@ class Store:
         while True:
             try:
                 return duckdb.connect(str(self.path), read_only=read_only)
+            except duckdb.ConnectionException as e:
+                # This process already has the file open read-write (e.g. a notebook inside ``session()``): DuckDB
+                # refuses a second configuration, so a reader shares the open database instead.
+                if read_only and "different configuration" in str(e):
+                    return duckdb.connect(str(self.path), read_only=False)
+                raise TradeloopError(f"cannot open database {str(self.path)!r}: {e}") from None
             except duckdb.IOException as e:
                 if not _LOCK_ERROR.search(str(e)):
                     raise TradeloopError(f"cannot open database {str(self.path)!r}: {e}") from None
                 if time.monotonic() >= deadline:
-                    holder = re.search(r"\(PID (\d+)\)", str(e))
-                    who = f"process {holder.group(1)}" if holder else "another process"
+                    holder = re.search(r"held in (.*?) \(PID (\d+)\)", str(e)) or re.search(r"\(PID (\d+)\)", str(e))
+                    if holder is None:
+                        who = "another process"
+                    elif holder.lastindex == 2:
+                        who = f"process {holder.group(2)} ({holder.group(1)})"
+                    else:
+                        who = f"process {holder.group(1)}"
                     raise StoreBusy(
                         f"database {str(self.path)!r} is in use by {who}; waited {timeout:g}s "
-                        "(close the other session or raise the timeout)"
+                        "(close the other session, or raise the wait with Store(timeout=...) or "
+                        "TRADELOOP_LOCK_TIMEOUT)"
                     ) from None
                 time.sleep(delay)
                 delay = min(delay * 2, 0.5)
 
+    @contextmanager
+    def session(self):
+        """Hold the database file for a block of operations and yield the connection.
+
+        Every public method opens the file when it starts and releases it when it returns, so an idle Store (a
+        notebook's, say) never blocks another process; wrap several calls in ``session()`` to pay for one open and
+        to keep other processes out between them. Opening waits up to ``timeout`` seconds for another process to
+        release the file, then raises :class:`StoreBusy` naming that process. Nested use joins the open session.
+        """
+        if self._con is not None:
+            yield self._con
+            return
+        self._con = self._connect(self.timeout, self.read_only)
+        try:
+            yield self._con
+        finally:
+            con, self._con = self._con, None
+            self._in_tx = False
+            con.close()
+
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        """The open connection. Outside :meth:`session` this opens one and keeps it (and the file) until
+        :meth:`close`: fine for a quick query, but prefer ``with store.session() as con``."""
+        if self._con is None:
+            self._con = self._connect(self.timeout, self.read_only)
+            self._pinned = True
+        return self._con
+
     def close(self) -> None:
-        self.con.close()
+        """Release the file if a connection is still open (the Store stays usable: the next call reopens it)."""
+        if self._con is not None and not self._in_tx:
+            self._con.close()
+            self._con = None
+            self._pinned = False
 
     def __enter__(self) -> "Store":
         return self
@@ -155,17 +248,18 @@ class Store:
         if self._in_tx:
             yield self
             return
-        self.con.execute("BEGIN TRANSACTION")
-        self._in_tx = True
-        try:
-            yield self
-        except BaseException:
-            self.con.execute("ROLLBACK")
-            raise
-        else:
-            self.con.execute("COMMIT")
-        finally:
-            self._in_tx = False
+        with self.session() as con:
+            con.execute("BEGIN TRANSACTION")
+            self._in_tx = True
+            try:
+                yield self
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            else:
+                con.execute("COMMIT")
+            finally:
+                self._in_tx = False
 
     # ------------------------------------------------------------------ schema
     def _migrate(self) -> None:
@@ -184,9 +278,11 @@ class Store:
                     self.con.execute(sql)
                     self.con.execute("INSERT INTO schema_version VALUES (?, ?)", [version, utcnow()])
 
+    @_in_session
     def schema_version(self) -> int:
         return int(self.con.execute("SELECT max(version) FROM schema_version").fetchone()[0])
 
+    @_in_session
     def _insert_frame(self, table: str, df: pd.DataFrame, columns, *, ignore_conflicts: bool = True) -> int:
         """Bulk insert through a DataFrame scan; returns how many rows were new."""
         if df.empty:
@@ -226,6 +322,7 @@ class Store:
                                ("snapshot_id",) + SNAPSHOT_COLUMNS, ignore_conflicts=False)
             return True
 
+    @_in_session
     def load_snapshot(self, snapshot_id: str) -> DecisionSnapshot:
         """Read a frozen snapshot back and check it against its content hash."""
         head = self.con.execute(
@@ -265,6 +362,7 @@ class Store:
                                    ("run_id", "symbol", "price"), ignore_conflicts=False)
             return True
 
+    @_in_session
     def get_run(self, run_id: str) -> dict:
         cur = self.con.execute("SELECT * FROM trade_runs WHERE run_id = ?", [run_id])
         row = cur.fetchone()
@@ -272,6 +370,7 @@ class Store:
             raise RunNotFound(f"run {run_id!r} is not in {str(self.path)!r}")
         return dict(zip([d[0] for d in cur.description], row))
 
+    @_in_session
     def run_inputs(self, run_id: str) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
         """The positions and fallback prices a run was created with (None when it had none)."""
         pos = self.con.execute("SELECT symbol, qty FROM run_positions WHERE run_id = ? ORDER BY symbol", [run_id]).df()
@@ -280,11 +379,13 @@ class Store:
         ).df()
         return (pos if len(pos) else None), (fb if len(fb) else None)
 
+    @_in_session
     def update_run(self, run_id: str, **fields) -> None:
         fields["updated_at"] = utcnow()
         sets = ", ".join(f"{k} = ?" for k in fields)
         self.con.execute(f"UPDATE trade_runs SET {sets} WHERE run_id = ?", [*fields.values(), run_id])
 
+    @_in_session
     def runs(self) -> pd.DataFrame:
         return self.con.execute(
             "SELECT run_id, snapshot_id, provider, dry_run, status, attempts, error, created_at, finished_at "
@@ -292,6 +393,7 @@ class Store:
         ).df()
 
     # ------------------------------------------------------------------ orders and fills
+    @_in_session
     def insert_orders(self, orders: pd.DataFrame) -> int:
         """Insert orders as NEW; an order whose client_order_id exists is left exactly as it is."""
         now = utcnow()
@@ -299,6 +401,7 @@ class Store:
                               created_at=now, updated_at=now)
         return self._insert_frame("trade_orders", frame, ORDER_IDENTITY + ORDER_STATE + ("created_at", "updated_at"))
 
+    @_in_session
     def update_orders(self, orders: pd.DataFrame) -> int:
         """Write the state columns of the given orders (matched by client_order_id)."""
         if orders.empty:
@@ -314,6 +417,7 @@ class Store:
         finally:
             self._unregister(name)
 
+    @_in_session
     def orders(self, run_id: str) -> pd.DataFrame:
         return self.con.execute(
             "SELECT o.*, coalesce(f.n_fills, 0) AS n_fills FROM trade_orders o LEFT JOIN "
@@ -321,14 +425,17 @@ class Store:
             "WHERE o.run_id = ? ORDER BY o.symbol, o.side", [run_id]
         ).df()
 
+    @_in_session
     def insert_fills(self, fills: pd.DataFrame) -> int:
         return self._insert_frame("trade_fills", fills.assign(filled_at=utcnow()),
                                   ("fill_id", "run_id", "client_order_id", "seq", "qty", "price", "commission",
                                    "filled_at"))
 
+    @_in_session
     def fills(self, run_id: str) -> pd.DataFrame:
         return self.con.execute("SELECT * FROM trade_fills WHERE run_id = ? ORDER BY fill_id", [run_id]).df()
 
+    @_in_session
     def insert_order_events(self, events: pd.DataFrame) -> int:
         """Append order events; each order's ``seq`` continues after its last stored event."""
         if events.empty:
@@ -345,6 +452,7 @@ class Store:
                                   ("client_order_id", "seq", "run_id", "step", "from_status", "to_status", "qty",
                                    "price", "reason", "at"), ignore_conflicts=False)
 
+    @_in_session
     def order_events(self, run_id: str, client_order_id: str | None = None) -> pd.DataFrame:
         """A run's order events (or one order's), ordered by client_order_id then ``seq``.
 
@@ -374,11 +482,39 @@ class Store:
             )
             return {"event_id": event_id, "seq": seq, "event_hash": digest}
 
+    @_in_session
     def audit_events(self, run_id: str | None = None) -> pd.DataFrame:
         if run_id is None:
             return self.con.execute("SELECT * FROM audit_events ORDER BY seq").df()
         return self.con.execute("SELECT * FROM audit_events WHERE run_id = ? ORDER BY seq", [run_id]).df()
 
+    # ------------------------------------------------------------------ run leases
+    @_in_session
+    def get_lease(self, run_id: str) -> dict | None:
+        """The lease of a running run: owner_pid, owner_host, acquired_at, heartbeat_at, expires_at (or None)."""
+        cur = self.con.execute("SELECT * FROM run_leases WHERE run_id = ? ORDER BY acquired_at DESC LIMIT 1", [run_id])
+        row = cur.fetchone()
+        return None if row is None else dict(zip([d[0] for d in cur.description], row))
+
+    @_in_session
+    def set_lease(self, run_id: str, owner_pid: int, owner_host: str, expires_at: datetime) -> None:
+        """Take (or take over) the lease of a run; call inside the transaction that marks it running."""
+        now = utcnow()
+        self.con.execute("DELETE FROM run_leases WHERE run_id = ?", [run_id])
+        self.con.execute("INSERT INTO run_leases VALUES (?, ?, ?, ?, ?, ?)",
+                         [run_id, int(owner_pid), owner_host, now, now, expires_at])
+
+    @_in_session
+    def renew_lease(self, run_id: str, expires_at: datetime) -> None:
+        """Heartbeat: push the lease's expiry forward (each committed step of a run does this)."""
+        self.con.execute("UPDATE run_leases SET heartbeat_at = ?, expires_at = ? WHERE run_id = ?",
+                         [utcnow(), expires_at, run_id])
+
+    @_in_session
+    def release_lease(self, run_id: str) -> None:
+        self.con.execute("DELETE FROM run_leases WHERE run_id = ?", [run_id])
+
+    @_in_session
     def table_counts(self) -> dict[str, int]:
         """Row count of every tradeloop table (tests use it to prove nothing was written)."""
         tables = ("decision_snapshots", "snapshot_weights", "trade_runs", "run_positions", "run_fallback_prices",

@@ -7,6 +7,7 @@ table, the column, the symbol (or row) and what is allowed.
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +40,14 @@ def read_table(path: str | Path, what: str) -> pd.DataFrame:
         if suffix in (".parquet", ".pq"):
             return pd.read_parquet(path)
         if suffix in (".csv", ".txt", ""):
-            return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8")
+            # index_col=False: a first row with more fields than the header must not silently become an index.
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", pd.errors.ParserWarning)
+                return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8",
+                                   index_col=False)
+    except pd.errors.ParserWarning:
+        raise ValidationError(f"{what} file {str(path)!r} could not be parsed: a row has more fields than the header "
+                              "row") from None
     except UnicodeDecodeError as e:
         raise ValidationError(f"{what} file {str(path)!r} is not UTF-8 text (byte {e.start}: {e.reason})") from None
     except pd.errors.EmptyDataError:
