@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ExecutionProvider", "BaseProvider", "MockExecutionProvider", "LeanExecutionProvider", "RiskCheck",
-    "get_provider", "provider_names", "provider_table", "orders_of", "prepare_book", "PROVIDERS",
+    "get_provider", "provider_names", "provider_table", "orders_of", "with_market_data", "prepare_book", "PROVIDERS",
     "LEAN_ORDER_STATUS", "FIX_ORD_STATUS", "LEAN_TO_TRADELOOP", "FIX_TO_TRADELOOP", "LEAN_ORDER_FIELDS",
 ]
 
@@ -92,6 +92,11 @@ def prepare_book(run: "TradeRun", snapshot: DecisionSnapshot) -> pd.DataFrame:
                           order_type=p.order_type, limit_offset_bps=p.limit_offset_bps)
     extra = orders.loc[:, ["symbol", "client_order_id", "run_id", "order_type", "limit_price"]]
     return book.merge(extra, on="symbol", how="left", sort=False)
+
+
+def with_market_data(orders: pd.DataFrame, snapshot: DecisionSnapshot) -> pd.DataFrame:
+    """The orders a venue works, with the market data its fill models read (``volume``, from the frozen snapshot)."""
+    return orders.assign(volume=orders["symbol"].map(snapshot.weights.set_index("symbol")["volume"]))
 
 
 def orders_of(book: pd.DataFrame) -> pd.DataFrame:

@@ -35,7 +35,7 @@ import pandas as pd
 
 from .audit import EXECUTE_EVENT, frame_digest
 from .errors import StoreBusy, TradeloopError, ValidationError
-from .execution import ExecutionProvider, get_provider, orders_of
+from .execution import ExecutionProvider, get_provider, orders_of, with_market_data
 from .faults import crash_point
 from .fills import FillResult
 from .params import RunParams
@@ -343,8 +343,7 @@ def _execute(store: Store, run_id: str, provider: ExecutionProvider | None) -> R
             provider.finalize(run, None)
             return run_result(store, run_id)
         active = stored.loc[~stored["status"].isin(TERMINAL_ORDER_STATUSES).to_numpy()]
-        # Market data for the venue's liquidity model comes from the frozen snapshot (issue 6).
-        active = active.assign(volume=active["symbol"].map(snapshot.weights.set_index("symbol")["volume"]))
+        active = with_market_data(active, snapshot)
         result = provider.execute(run, active, run.dry_run)
         if not run.dry_run:
             before = active.set_index("client_order_id")["status"]

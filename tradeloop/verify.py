@@ -28,7 +28,7 @@ import pandas as pd
 
 from .audit import EXECUTE_EVENT, frame_digest, verify_chain
 from .errors import TradeloopError
-from .execution import get_provider, orders_of
+from .execution import get_provider, orders_of, with_market_data
 from .store import ORDER_IDENTITY, ORDER_STATE, Store
 
 __all__ = ["Replay", "Verification", "replay_run", "verify_run", "verify_store"]
@@ -112,7 +112,7 @@ def replay_run(store: Store, run_id: str) -> Replay:
     if run.dry_run:
         return Replay(run_id, "done", orders, no_fills, no_events, outcome)
     try:
-        result = provider.execute(run, orders, False)
+        result = provider.execute(run, with_market_data(orders, snapshot), False)
     except Exception as exc:  # the stored run must have failed the same way
         error = str(exc) if isinstance(exc, TradeloopError) else f"{type(exc).__name__}: {exc}"
         return Replay(run_id, "failed", orders, no_fills, no_events, outcome, error)
