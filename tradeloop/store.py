@@ -68,7 +68,13 @@ CREATE TABLE IF NOT EXISTS audit_events (
 #: Add a new (version, sql) pair at the end; never edit one that has shipped.
 MIGRATIONS: list[tuple[int, str]] = [
     (1, _SCHEMA_V1),
-    # v2 (issue 3): run_artifacts
+    (2, """
+CREATE TABLE IF NOT EXISTS run_artifacts (
+    run_id VARCHAR PRIMARY KEY, notebook_path VARCHAR NOT NULL, source_notebook VARCHAR, sha256 VARCHAR NOT NULL,
+    parameters JSON NOT NULL, papermill_status VARCHAR NOT NULL, error VARCHAR, batch_id VARCHAR,
+    snapshot_file VARCHAR, created_at TIMESTAMP NOT NULL);
+CREATE INDEX IF NOT EXISTS run_artifacts_batch ON run_artifacts (batch_id);
+"""),  # v2 (issue 3): run_artifacts, one executed-notebook artifact per run (re-running replaces it)
     # v3 (issue 4): simulations
     # v4 (issue 5): run ownership / leases
 ]
