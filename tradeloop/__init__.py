@@ -28,3 +28,9 @@ __all__ = [
     "TradeRun", "create_run", "execute_run", "run_result", "run_snapshot", "FixedBpsSlippage", "NoSlippage",
     "DecisionSnapshot", "freeze_snapshot", "load_snapshot_file", "ORDER_TRANSITIONS", "RUN_TRANSITIONS", "Store",
 ]
+from .reports import RunReport, audit_check, audit_line, batch_table, load_report, run_from_files
+from .artifacts import ArtifactRecord, verify_artifact
+from .notebooks import BatchResult, run_batch, run_notebook
+from . import plots
+__all__ += ["RunReport", "audit_check", "audit_line", "batch_table", "load_report", "run_from_files",
+            "ArtifactRecord", "verify_artifact", "BatchResult", "run_batch", "run_notebook", "plots"]
