@@ -78,7 +78,8 @@ def record_artifact(store: Store, record: ArtifactRecord) -> None:
             "papermill_status = EXCLUDED.papermill_status, error = EXCLUDED.error, batch_id = EXCLUDED.batch_id, "
             "snapshot_file = EXCLUDED.snapshot_file, created_at = EXCLUDED.created_at",
             [record.run_id, record.notebook_path, record.source_notebook, record.sha256,
-             json.dumps(record.parameters, sort_keys=True), record.papermill_status, record.error, record.batch_id,
+             json.dumps(record.parameters, sort_keys=True), record.papermill_status,
+             record.error if record.papermill_status != "completed" else None, record.batch_id,
              record.snapshot_file, utcnow()],
         )
 
@@ -150,15 +151,20 @@ def _structure_problems(nb, name: str) -> list[str]:
         problems.append(f"{name} was not executed by papermill (no papermill metadata)")
     elif pm.get("exception"):
         problems.append(f"{name}: papermill recorded an exception during execution")
+    pending = []
     for i, cell in enumerate(nb.cells, start=1):
         if cell.cell_type != "code":
             continue
         status = cell.get("metadata", {}).get("papermill", {}).get("status")
-        if pm is not None and status != "completed":
+        if pm is not None and status == "pending":
+            pending.append(str(i))
+        elif pm is not None and status != "completed":
             problems.append(f"{name}: cell {i} has papermill status {status!r}, not 'completed'")
         for o in cell.get("outputs", []):
             if o.get("output_type") == "error":
                 problems.append(f"{name}: cell {i} has an error output: {o.get('ename')}: {o.get('evalue')}")
+    if pending:
+        problems.append(f"{name}: {len(pending)} cell(s) never ran (papermill status 'pending'): {', '.join(pending)}")
     return problems
 
 
