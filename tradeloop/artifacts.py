@@ -153,13 +153,15 @@ def _structure_problems(nb, name: str) -> list[str]:
         problems.append(f"{name}: papermill recorded an exception during execution")
     pending = []
     for i, cell in enumerate(nb.cells, start=1):
-        if cell.cell_type != "code":
-            continue
         status = cell.get("metadata", {}).get("papermill", {}).get("status")
+        if pm is not None and status is None and cell.cell_type != "code":
+            continue  # markdown papermill itself inserted (e.g. its error banner)
         if pm is not None and status == "pending":
             pending.append(str(i))
         elif pm is not None and status != "completed":
             problems.append(f"{name}: cell {i} has papermill status {status!r}, not 'completed'")
+        if cell.cell_type != "code":
+            continue
         for o in cell.get("outputs", []):
             if o.get("output_type") == "error":
                 problems.append(f"{name}: cell {i} has an error output: {o.get('ename')}: {o.get('evalue')}")
