@@ -138,6 +138,8 @@ def test_report_tables_are_deterministic(tmp_path):
     for name in ("orders", "fills", "risk", "weights", "sectors", "cash"):
         pd.testing.assert_frame_equal(getattr(a, name), getattr(b, name))
     assert a.summary() == b.summary()
-    figs = [tl.plots.plot_weights(a), tl.plots.plot_sector_notional(a), tl.plots.plot_cash(a),
-            tl.plots.plot_fills(a), tl.plots.plot_exposure(a), tl.plots.plot_batch(tl.batch_table(tmp_path / "a.duckdb"))]
+    from tradeloop import plots
+
+    figs = [plots.plot_weights(a), plots.plot_sector_notional(a), plots.plot_cash(a), plots.plot_fills(a),
+            plots.plot_exposure(a), plots.plot_batch(tl.batch_table(tmp_path / "a.duckdb"))]
     assert all(f.axes for f in figs)

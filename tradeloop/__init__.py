@@ -31,6 +31,5 @@ __all__ = [
 from .reports import RunReport, audit_check, audit_line, batch_table, load_report, run_from_files
 from .artifacts import ArtifactRecord, verify_artifact
 from .notebooks import BatchResult, run_batch, run_notebook
-from . import plots
 __all__ += ["RunReport", "audit_check", "audit_line", "batch_table", "load_report", "run_from_files",
-            "ArtifactRecord", "verify_artifact", "BatchResult", "run_batch", "run_notebook", "plots"]
+            "ArtifactRecord", "verify_artifact", "BatchResult", "run_batch", "run_notebook"]

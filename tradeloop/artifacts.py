@@ -14,8 +14,6 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import nbformat
-
 from .errors import RunNotFound, ValidationError
 from .reports import SUMMARY_TITLE, parse_summary, summary_text
 from .runs import run_result
@@ -91,8 +89,10 @@ def artifacts(store: Store, batch_id: str | None = None):
                              args).df()
 
 
-def read_artifact(path: str | Path) -> nbformat.NotebookNode:
-    """Read and validate a notebook file; a missing file or one that is not valid nbformat is a ValidationError."""
+def read_artifact(path: str | Path):
+    """Read a notebook file (nbformat 4); a missing file or one that is not a notebook is a ValidationError."""
+    import nbformat  # imported on use: it costs ~1 s (jsonschema) that other commands should not pay
+
     path = Path(path)
     if not path.is_file():
         raise ValidationError(f"artifact {str(path)!r} does not exist")
@@ -141,6 +141,8 @@ def _checked_outputs(nb) -> list[str]:
 
 
 def _structure_problems(nb, name: str) -> list[str]:
+    import nbformat
+
     problems = []
     try:
         nbformat.validate(nb)
