@@ -143,3 +143,14 @@ def test_report_tables_are_deterministic(tmp_path):
     figs = [plots.plot_weights(a), plots.plot_sector_notional(a), plots.plot_cash(a), plots.plot_fills(a),
             plots.plot_exposure(a), plots.plot_batch(tl.batch_table(tmp_path / "a.duckdb"))]
     assert all(f.axes for f in figs)
+
+
+def test_report_of_run_with_missing_prices(tmp_path):
+    """No fallback prices: two orders are REJECTED missing_price, the rest fill (regression: fills.py events)."""
+    report = tl.run_from_files(tmp_path / "m.duckdb", snapshot_file=DATA / "sample_snapshot.csv",
+                               portfolio_value=1_000_000, model_version="m1")
+    assert report.result.status == "done", report.result.error
+    rejected = report.orders.loc[report.orders["status"] == "REJECTED"]
+    assert len(rejected) == 2 and (rejected["reject_reason"] == "missing_price").all()
+    assert report.result.fills == len(report.orders) - 2
+    assert report.weights.loc[report.weights["price"].isna(), "achieved_weight"].isna().all()

@@ -84,7 +84,8 @@ def fill_orders(
         if mask.any():
             events.append(pd.DataFrame({
                 "client_order_id": coid[mask], "run_id": run_id[mask], "step": step,
-                "from_status": frm[mask] if isinstance(frm, np.ndarray) else frm, "to_status": to,
+                "from_status": frm[mask] if isinstance(frm, np.ndarray) else frm,
+                "to_status": to[mask] if isinstance(to, np.ndarray) else to,
                 "qty": ev_qty[mask], "price": ev_price[mask], "reason": ev_reason,
             }))
 

@@ -250,7 +250,7 @@ def run_batch(
     batch_id = "batch-" + hashlib.sha256(
         "\n".join([notebook.name, *sorted(t.run_id for t in tasks)]).encode()).hexdigest()[:12]
 
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # plain text bar: also readable inside a notebook's saved output
 
     records: dict[str, ArtifactRecord] = {}
     with Store(db) as target, tempfile.TemporaryDirectory(prefix="tradeloop-batch-") as tmp:
