@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -12,8 +9,7 @@ import pytest
 
 from tradeloop import Store, load_params, load_snapshot_file
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT / "data"
+from support import DATA, ROOT, run_cli  # noqa: F401  (re-exported for fixtures)
 
 
 @pytest.fixture
@@ -50,16 +46,6 @@ def fallback_prices():
 @pytest.fixture
 def positions():
     return pd.read_csv(DATA / "positions.csv")
-
-
-def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None, timeout: float = 120):
-    """Run the real ``tradeloop`` program in a subprocess; returns the CompletedProcess (text mode)."""
-    full_env = {**os.environ, **(env or {})}
-    full_env.pop("TRADELOOP_DEBUG", None)
-    return subprocess.run(
-        [sys.executable, "-m", "tradeloop", *map(str, args)],
-        capture_output=True, text=True, env=full_env, cwd=cwd or ROOT, timeout=timeout,
-    )
 
 
 @pytest.fixture

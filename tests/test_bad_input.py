@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from conftest import DATA, run_cli
+from support import DATA, run_cli
 from tradeloop import (RunNotFound, RunParams, Store, ValidationError, create_run, execute_run, freeze_snapshot,
                        load_params, load_snapshot_file)
 from tradeloop.cli import cli as tradeloop_cli

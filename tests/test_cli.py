@@ -8,7 +8,7 @@ import pytest
 from tradeloop import Store
 from tradeloop.cli import cli as cli_group
 
-from conftest import DATA
+from support import DATA
 
 RUN = ["run", "--snapshot", DATA / "sample_snapshot.csv", "--portfolio-value", "1000000", "--model-version", "m1",
        "--fallback-prices", DATA / "fallback_prices.csv"]

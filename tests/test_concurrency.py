@@ -12,7 +12,7 @@ import time
 
 import pandas as pd
 
-from conftest import DATA, ROOT, run_cli
+from support import DATA, ROOT, run_cli
 from tradeloop import Store, create_run, load_params, load_snapshot_file, verify_store
 
 

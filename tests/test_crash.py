@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import DATA, run_cli
+from support import DATA, run_cli
 from tradeloop import Store, StoreBusy, create_run, execute_run, verify_store
 from tradeloop.faults import CRASH_POINTS
 from tradeloop.store import ORDER_IDENTITY, ORDER_STATE, utcnow

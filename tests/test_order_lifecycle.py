@@ -18,7 +18,7 @@ from tradeloop.fills import FillResult
 from tradeloop.states import ORDER_STATUSES
 from tradeloop.store import _SCHEMA_V1
 
-from conftest import DATA
+from support import DATA
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import shutil
 import duckdb
 import pytest
 
-from conftest import DATA
+from support import DATA
 from tradeloop import Store, create_run, execute_run, load_params, load_snapshot_file, verify_store
 from tradeloop.audit import event_hash
 from tradeloop.cli import EXIT_VERIFY_DIFFERENCES

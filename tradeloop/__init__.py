@@ -40,3 +40,8 @@ from .testing import assert_conformance, check_provider  # noqa: E402
 __all__ += ["assert_conformance", "check_provider"]
 from .verify import Replay, Verification, replay_run, verify_run, verify_store
 __all__ += ["Replay", "Verification", "replay_run", "verify_run", "verify_store"]
+from .reports import RunReport, audit_check, audit_line, batch_table, load_report, run_from_files
+from .artifacts import ArtifactRecord, verify_artifact
+from .notebooks import BatchResult, run_batch, run_notebook
+__all__ += ["RunReport", "audit_check", "audit_line", "batch_table", "load_report", "run_from_files",
+            "ArtifactRecord", "verify_artifact", "BatchResult", "run_batch", "run_notebook"]

@@ -341,6 +341,76 @@ def verify(run_id, all_runs, db, as_json):
         verdict = "all agree" if result.ok else f"{len(result.differences)} difference(s)"
         click.echo(f"verified {len(result.runs)} run(s) and {result.audit_events} audit event(s) in {db}: {verdict}")
     sys.exit(0 if result.ok else EXIT_VERIFY_DIFFERENCES)
+# --- issue 3: notebook batches and artifact verification
+@cli.command(cls=_Command)
+@click.option("--snapshots", required=True,
+              help="A directory of snapshot files (*.csv, *.parquet), a quoted glob pattern, or one file.")
+@click.option("--params", "params_file", type=click.Path(path_type=Path), help="Params JSON for every run.")
+@click.option("--portfolio-value", required=True, type=float, help="Portfolio value in account currency.")
+@click.option("--model-version", required=True, help="The model that produced the weights.")
+@click.option("--positions", "positions_file", type=click.Path(path_type=Path), help="Current holdings: symbol, qty.")
+@click.option("--fallback-prices", "fallback_file", type=click.Path(path_type=Path),
+              help="Prices for symbols a snapshot has none for: symbol, price.")
+@click.option("--provider", default="mock", show_default=True, help="Execution provider.")
+@click.option("--dry-run", is_flag=True, help="Build and risk-check orders only.")
+@click.option("--notebook", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Notebook to execute per snapshot (default: notebooks/trade_run.ipynb).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("artifacts"), show_default=True,
+              help="Directory for the executed notebooks, <out>/<run_id>.ipynb.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Notebooks executed in parallel (each in its own kernel and scratch database).")
+@click.option("--kernel", default="tradeloop", show_default=True, help="Jupyter kernel name.")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@_db_option
+@_json_option
+def batch(snapshots, params_file, portfolio_value, model_version, positions_file, fallback_file, provider, dry_run,
+          notebook, out, workers, kernel, no_progress, db, as_json):
+    """Execute the run notebook once per snapshot with papermill, saving every executed notebook.
+
+    Each executed notebook is saved as <out>/<run_id>.ipynb (also when it fails) and recorded in run_artifacts.
+    Exit code: 0 all runs done, 1 any run or notebook failed, 3 any run blocked by risk (none failed).
+
+    Example: tradeloop batch --snapshots 'snapshots/*.csv' --params data/params_pass.json --portfolio-value 1000000
+    --model-version m1 --workers 4 --out artifacts --db research.duckdb
+    """
+    from .notebooks import run_batch
+
+    result = run_batch(snapshots, portfolio_value=portfolio_value, model_version=model_version,
+                       params_file=params_file, positions_file=positions_file, fallback_prices_file=fallback_file,
+                       provider=provider, dry_run=dry_run, notebook=notebook, out=out, workers=workers,
+                       db=db, kernel=kernel, progress=not no_progress and not as_json)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), sort_keys=True))
+    else:
+        click.echo(result.summary())
+    sys.exit(result.exit_code)
+
+
+@cli.command("verify-artifact", cls=_Command)
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--rerun", is_flag=True, help="Also re-execute the notebook against the database and compare outputs.")
+@click.option("--kernel", default=None, help="Kernel for --rerun (default: the artifact's).")
+@_db_option
+def verify_artifact_cmd(path, rerun, kernel, db):
+    """Check a saved notebook artifact against the database; exit 0 only when everything agrees.
+
+    Checks: valid nbformat, every cell completed under papermill, no error outputs, the file's sha256 equals the
+    one in run_artifacts, and the summary cell agrees with the run in the database. --rerun re-executes the
+    notebook (to a temporary file) and requires the same checked outputs and no new orders or fills.
+    --db defaults to the database the artifact ran against.
+
+    Example: tradeloop verify-artifact artifacts/run-0123456789abcdef.ipynb --db research.duckdb --rerun
+    """
+    from .artifacts import verify_artifact
+
+    problems = verify_artifact(path, db=db, rerun=rerun, kernel=kernel)
+    if problems:
+        click.echo(f"{path}: {len(problems)} difference(s)")
+        for p in problems:
+            click.echo(f"  - {p}")
+        sys.exit(1)
+    click.echo(f"{path}: OK (valid notebook, all cells completed, sha256 recorded, summary matches the database"
+               f"{', re-run identical' if rerun else ''})")
 
 
 def main() -> None:

@@ -79,7 +79,13 @@ CREATE TABLE IF NOT EXISTS run_leases (
 #: Add a new (version, sql) pair at the end; never edit one that has shipped.
 MIGRATIONS: list[tuple[int, str]] = [
     (1, _SCHEMA_V1),
-    # v2 (issue 3): run_artifacts
+    (2, """
+CREATE TABLE IF NOT EXISTS run_artifacts (
+    run_id VARCHAR PRIMARY KEY, notebook_path VARCHAR NOT NULL, source_notebook VARCHAR, sha256 VARCHAR NOT NULL,
+    parameters JSON NOT NULL, papermill_status VARCHAR NOT NULL, error VARCHAR, batch_id VARCHAR,
+    snapshot_file VARCHAR, created_at TIMESTAMP NOT NULL);
+CREATE INDEX IF NOT EXISTS run_artifacts_batch ON run_artifacts (batch_id);
+"""),  # v2 (issue 3): run_artifacts, one executed-notebook artifact per run (re-running replaces it)
     # v3 (issue 4): simulations
     # v4 (issue 5): run ownership / leases
     (4, _SCHEMA_V4),
@@ -165,6 +171,8 @@ class Store:
         self._con: duckdb.DuckDBPyConnection | None = None
         self._pinned = False
         self._in_tx = False
+        if str(path) == ":memory:":  # an in-memory database lives only as long as its connection: keep it open
+            _ = self.con
         if not read_only:
             with self.session():
                 self._migrate()
