@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ExecutionProvider", "BaseProvider", "MockExecutionProvider", "LeanExecutionProvider", "RiskCheck",
-    "get_provider", "provider_names", "provider_table", "orders_of", "with_market_data", "prepare_book", "PROVIDERS",
+    "get_provider", "provider_names", "provider_table", "orders_of", "with_market_data", "risk_rejections", "prepare_book", "PROVIDERS",
     "LEAN_ORDER_STATUS", "FIX_ORD_STATUS", "LEAN_TO_TRADELOOP", "FIX_TO_TRADELOOP", "LEAN_ORDER_FIELDS",
 ]
 
@@ -97,6 +97,23 @@ def prepare_book(run: "TradeRun", snapshot: DecisionSnapshot) -> pd.DataFrame:
 def with_market_data(orders: pd.DataFrame, snapshot: DecisionSnapshot) -> pd.DataFrame:
     """The orders a venue works, with the market data its fill models read (``volume``, from the frozen snapshot)."""
     return orders.assign(volume=orders["symbol"].map(snapshot.weights.set_index("symbol")["volume"]))
+
+
+def risk_rejections(orders: pd.DataFrame, blocked: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A risk block, as order state: every blocked NEW order becomes REJECTED with reason ``risk:<codes>``.
+
+    Returns the rejected orders (``orders`` rows with ``status`` and ``reject_reason`` set) and their order events
+    (``client_order_id, run_id, from_status, to_status, qty, price, reason``).
+    """
+    codes = blocked.set_index("client_order_id")["risk_codes"]
+    rejects = orders.loc[orders["client_order_id"].isin(codes.index) & (orders["status"] == "NEW")].copy()
+    rejects["reject_reason"] = "risk:" + rejects["client_order_id"].map(codes)
+    rejects["status"] = "REJECTED"
+    events = pd.DataFrame({
+        "client_order_id": rejects["client_order_id"], "run_id": rejects["run_id"], "from_status": "NEW",
+        "to_status": "REJECTED", "qty": rejects["qty"], "price": rejects["price"], "reason": rejects["reject_reason"],
+    })
+    return rejects, events
 
 
 def orders_of(book: pd.DataFrame) -> pd.DataFrame:

@@ -35,7 +35,7 @@ import pandas as pd
 
 from .audit import EXECUTE_EVENT, frame_digest
 from .errors import StoreBusy, TradeloopError, ValidationError
-from .execution import ExecutionProvider, get_provider, orders_of, with_market_data
+from .execution import ExecutionProvider, get_provider, orders_of, risk_rejections, with_market_data
 from .faults import crash_point
 from .fills import FillResult
 from .params import RunParams
@@ -398,14 +398,7 @@ def _fill_batches(result: FillResult, size: int) -> list[tuple[pd.DataFrame, pd.
 
 def _block(store, run, stored, blocked, outcome, attempt, previous, new_orders) -> None:
     """Risk blocked the run: blocked NEW orders become REJECTED with their codes; nothing is submitted."""
-    codes = blocked.set_index("client_order_id")["risk_codes"]
-    rejects = stored.loc[stored["client_order_id"].isin(codes.index) & (stored["status"] == "NEW")].copy()
-    rejects["reject_reason"] = "risk:" + rejects["client_order_id"].map(codes)
-    rejects["status"] = "REJECTED"
-    events = pd.DataFrame({
-        "client_order_id": rejects["client_order_id"], "run_id": run.run_id, "from_status": "NEW",
-        "to_status": "REJECTED", "qty": rejects["qty"], "price": rejects["price"], "reason": rejects["reject_reason"],
-    })
+    rejects, events = risk_rejections(stored, blocked)
     with store.transaction():
         store.update_orders(rejects)
         store.insert_order_events(events)

@@ -28,7 +28,7 @@ import pandas as pd
 
 from .audit import EXECUTE_EVENT, frame_digest, verify_chain
 from .errors import TradeloopError
-from .execution import get_provider, orders_of, with_market_data
+from .execution import get_provider, orders_of, risk_rejections, with_market_data
 from .store import ORDER_IDENTITY, ORDER_STATE, Store
 
 __all__ = ["Replay", "Verification", "replay_run", "verify_run", "verify_store"]
@@ -100,14 +100,8 @@ def replay_run(store: Store, run_id: str) -> Replay:
     no_fills = pd.DataFrame({c: pd.Series(dtype=object) for c in _FILL_COLUMNS})
     no_events = pd.DataFrame({c: pd.Series(dtype=object) for c in ("client_order_id",) + _EVENT_COLUMNS})
     if len(check.blocked):
-        codes = check.blocked.set_index("client_order_id")["risk_codes"]
-        hit = orders["client_order_id"].isin(codes.index).to_numpy()
-        orders.loc[hit, "reject_reason"] = "risk:" + orders.loc[hit, "client_order_id"].map(codes)
-        orders.loc[hit, "status"] = "REJECTED"
-        events = pd.DataFrame({
-            "client_order_id": orders.loc[hit, "client_order_id"], "from_status": "NEW", "to_status": "REJECTED",
-            "qty": orders.loc[hit, "qty"], "price": orders.loc[hit, "price"], "reason": orders.loc[hit, "reject_reason"],
-        })
+        rejects, events = risk_rejections(orders, check.blocked)
+        orders.loc[rejects.index, ["status", "reject_reason"]] = rejects[["status", "reject_reason"]]
         return Replay(run_id, "blocked", orders, no_fills, events, outcome)
     if run.dry_run:
         return Replay(run_id, "done", orders, no_fills, no_events, outcome)
