@@ -21,7 +21,7 @@ from .commission import CommissionModel, NoCommission
 from .slippage import NoSlippage, SlippageModel
 from .states import TERMINAL_ORDER_STATUSES
 
-__all__ = ["fill_orders", "FillResult", "FILL_COLUMNS", "EVENT_COLUMNS"]
+__all__ = ["fill_orders", "fill_prices", "average_fill_price", "FillResult", "FILL_COLUMNS", "EVENT_COLUMNS"]
 
 #: Columns of ``FillResult.fills``.
 FILL_COLUMNS = ("fill_id", "run_id", "client_order_id", "seq", "qty", "price", "commission")
@@ -36,6 +36,28 @@ class FillResult:
     orders: pd.DataFrame
     fills: pd.DataFrame
     events: pd.DataFrame
+
+
+def fill_prices(slippage: SlippageModel, side: np.ndarray, price: np.ndarray, limit: np.ndarray,
+                is_limit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The fill-price kernel shared by :func:`fill_orders` and :func:`tradeloop.simulate.simulate`.
+
+    Returns ``(fill_price, crosses)``: the slippage model's price, capped at the limit for LIMIT orders, and whether
+    each order may fill at all (MARKET always; LIMIT when the reference price crosses its limit).
+    """
+    with np.errstate(invalid="ignore"):
+        fill_px = slippage.fill_prices(side, price)
+        buy = np.asarray(side) == "BUY"
+        crosses = ~is_limit | np.where(buy, price <= limit, price >= limit)
+        fill_px = np.where(is_limit, np.where(buy, np.minimum(fill_px, limit), np.maximum(fill_px, limit)), fill_px)
+    return fill_px, crosses
+
+
+def average_fill_price(prev_avg: np.ndarray, prev_filled: np.ndarray, fill_px: np.ndarray, fill_qty: np.ndarray):
+    """Volume-weighted average after a fill, rounded to 6 decimals as stored on the order."""
+    new_filled = prev_filled + fill_qty
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.round((np.nan_to_num(prev_avg) * prev_filled + fill_px * fill_qty) / new_filled, 6)
 
 
 def fill_orders(
@@ -102,11 +124,7 @@ def fill_orders(
     status[new] = "SUBMITTED"
 
     # 3. Fill what crosses.
-    with np.errstate(invalid="ignore"):
-        fill_px = slippage.fill_prices(side, price)
-        buy = side == "BUY"
-        crosses = ~is_limit | np.where(buy, price <= limit, price >= limit)
-        fill_px = np.where(is_limit, np.where(buy, np.minimum(fill_px, limit), np.maximum(fill_px, limit)), fill_px)
+    fill_px, crosses = fill_prices(slippage, side, price, limit, is_limit)
     remaining = qty - filled
     fills_now = working & crosses & (remaining > 0)
     fill_qty = np.where(fills_now, remaining, 0)
