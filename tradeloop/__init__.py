@@ -28,3 +28,6 @@ __all__ = [
     "TradeRun", "create_run", "execute_run", "run_result", "run_snapshot", "FixedBpsSlippage", "NoSlippage",
     "DecisionSnapshot", "freeze_snapshot", "load_snapshot_file", "ORDER_TRANSITIONS", "RUN_TRANSITIONS", "Store",
 ]
+from .simulate import Simulation, save_simulation, simulate
+from .synthetic import synthetic_history
+__all__ += ["Simulation", "save_simulation", "simulate", "synthetic_history"]

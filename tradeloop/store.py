@@ -63,13 +63,45 @@ CREATE TABLE IF NOT EXISTS audit_events (
     payload JSON NOT NULL, prev_hash VARCHAR NOT NULL, event_hash VARCHAR NOT NULL, created_at TIMESTAMP NOT NULL);
 """
 
+_SCHEMA_V3 = """
+CREATE TABLE IF NOT EXISTS simulations (
+    simulation_id VARCHAR PRIMARY KEY, inputs_digest VARCHAR NOT NULL, model_version VARCHAR NOT NULL,
+    params JSON NOT NULL, portfolio_value JSON NOT NULL, initial_cash JSON, portfolios JSON NOT NULL,
+    n_dates INTEGER NOT NULL, n_symbols INTEGER NOT NULL, first_date TIMESTAMP, last_date TIMESTAMP,
+    n_orders BIGINT NOT NULL, n_fills BIGINT NOT NULL, n_blocked BIGINT NOT NULL, orders_digest VARCHAR NOT NULL,
+    created_at TIMESTAMP NOT NULL);
+CREATE TABLE IF NOT EXISTS simulation_runs (
+    simulation_id VARCHAR NOT NULL, run_id VARCHAR NOT NULL, date TIMESTAMP NOT NULL, portfolio VARCHAR NOT NULL,
+    portfolio_value DOUBLE NOT NULL, cash_before DOUBLE NOT NULL, n_orders BIGINT NOT NULL, n_filled BIGINT NOT NULL,
+    n_blocked BIGINT NOT NULL, n_missing_price BIGINT NOT NULL, n_canceled BIGINT NOT NULL,
+    buy_notional DOUBLE NOT NULL, sell_notional DOUBLE NOT NULL, commission DOUBLE NOT NULL, turnover DOUBLE,
+    cash_after DOUBLE NOT NULL, end_value DOUBLE NOT NULL, gross_exposure DOUBLE, net_exposure DOUBLE,
+    n_positions BIGINT NOT NULL, blocked_by_code JSON NOT NULL, PRIMARY KEY (simulation_id, run_id));
+CREATE TABLE IF NOT EXISTS simulation_orders (
+    simulation_id VARCHAR NOT NULL, run_id VARCHAR NOT NULL, date TIMESTAMP NOT NULL, portfolio VARCHAR NOT NULL,
+    order_key UBIGINT NOT NULL, symbol VARCHAR NOT NULL, side VARCHAR NOT NULL, qty BIGINT NOT NULL,
+    order_type VARCHAR NOT NULL, limit_price DOUBLE, price DOUBLE, sector VARCHAR, lot_size BIGINT NOT NULL,
+    target_weight DOUBLE NOT NULL, current_qty BIGINT NOT NULL, target_qty BIGINT NOT NULL,
+    untrimmed_qty BIGINT NOT NULL, status VARCHAR NOT NULL, filled_qty BIGINT NOT NULL, avg_fill_price DOUBLE,
+    fill_price DOUBLE, commission DOUBLE NOT NULL, risk_codes VARCHAR NOT NULL, reject_reason VARCHAR);
+CREATE OR REPLACE VIEW simulation_orders_v AS
+    SELECT *, symbol || '-' || left(side, 1) || '-' || (
+        SELECT string_agg(substr('0123456789abcdefghjkmnpqrstvwxyz', ((order_key >> (60 - 5 * i)) & 31)::INTEGER + 1, 1), '' ORDER BY i)
+        FROM range(13) r(i)) AS client_order_id
+    FROM simulation_orders;
+CREATE OR REPLACE VIEW simulation_fills AS
+    SELECT simulation_id, run_id, date, portfolio, client_order_id || '-1' AS fill_id, client_order_id, 1 AS seq,
+           filled_qty AS qty, fill_price AS price, commission
+    FROM simulation_orders_v WHERE filled_qty > 0;
+"""
+
 #: Schema migrations, applied in order, each in the same transaction as its ``schema_version`` row. Every version
 #: missing from ``schema_version`` is applied, so a file written by any earlier tradeloop is brought up to date.
 #: Add a new (version, sql) pair at the end; never edit one that has shipped.
 MIGRATIONS: list[tuple[int, str]] = [
     (1, _SCHEMA_V1),
     # v2 (issue 3): run_artifacts
-    # v3 (issue 4): simulations
+    (3, _SCHEMA_V3),  # issue 4: simulations, their per-date runs and orders
     # v4 (issue 5): run ownership / leases
 ]
 SCHEMA_VERSION = max(v for v, _ in MIGRATIONS)
@@ -361,6 +393,43 @@ class Store:
         if run_id is None:
             return self.con.execute("SELECT * FROM audit_events ORDER BY seq").df()
         return self.con.execute("SELECT * FROM audit_events WHERE run_id = ? ORDER BY seq", [run_id]).df()
+
+    # ------------------------------------------------------------------ simulations (issue 4)
+    def insert_arrow(self, table: str, data, columns, constants: dict | None = None) -> int:
+        """Bulk insert an Arrow table (or DataFrame) through one scan; ``constants`` are bound as parameters."""
+        name = f"_arrow_{uuid.uuid4().hex}"
+        self.con.register(name, data)
+        try:
+            constants = constants or {}
+            cols = list(constants) + list(columns)
+            select = ", ".join(["?"] * len(constants) + [f'"{c}"' for c in columns])
+            names = ", ".join(f'"{c}"' for c in cols)
+            return int(self.con.execute(f"INSERT INTO {table} ({names}) SELECT {select} FROM {name}",
+                                        list(constants.values())).fetchone()[0])
+        finally:
+            self.con.unregister(name)
+
+    def get_simulation(self, simulation_id: str) -> dict | None:
+        cur = self.con.execute("SELECT * FROM simulations WHERE simulation_id = ?", [simulation_id])
+        row = cur.fetchone()
+        return None if row is None else dict(zip([d[0] for d in cur.description], row))
+
+    def simulations(self) -> pd.DataFrame:
+        return self.con.execute(
+            "SELECT simulation_id, model_version, n_dates, n_symbols, first_date, last_date, n_orders, n_fills, "
+            "n_blocked, created_at FROM simulations ORDER BY created_at, simulation_id").df()
+
+    def simulation_runs(self, simulation_id: str) -> pd.DataFrame:
+        return self.con.execute(
+            "SELECT * FROM simulation_runs WHERE simulation_id = ? ORDER BY date, portfolio", [simulation_id]).df()
+
+    def simulation_orders(self, simulation_id: str, run_id: str | None = None) -> pd.DataFrame:
+        """A simulation's orders with their readable ``client_order_id`` (all of them, or one run's)."""
+        where, args = "simulation_id = ?", [simulation_id]
+        if run_id is not None:
+            where, args = where + " AND run_id = ?", args + [run_id]
+        return self.con.execute(
+            f"SELECT * FROM simulation_orders_v WHERE {where} ORDER BY date, portfolio, symbol", args).df()
 
     def table_counts(self) -> dict[str, int]:
         """Row count of every tradeloop table (tests use it to prove nothing was written)."""
