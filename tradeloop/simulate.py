@@ -84,7 +84,8 @@ class _Rows:
         return self
 
     def __getitem__(self, i):
-        return f"{self._symbols.iloc[i]}@{pd.Timestamp(self._dates[i]).isoformat()}"
+        day = pd.Timestamp(self._dates[i])
+        return f"{self._symbols.iloc[i]}@{day.date() if day == day.normalize() else day.isoformat()}"
 
 
 def _dates(col: pd.Series, what: str) -> np.ndarray:
@@ -304,8 +305,15 @@ def simulate(
         else:
             text = sec_raw.astype("string").str.strip()
             psec, sectors = pd.factorize(text.where(text != "").astype(object), sort=False)
-        sectors = np.array([str(s) for s in sectors], dtype=object)
         psec = np.asarray(psec, dtype=np.int64)
+        # canonical codes: used sectors only, sorted by name (categorical and text input give the same simulation)
+        used = np.flatnonzero(np.bincount(psec[psec >= 0], minlength=len(sectors)) > 0)
+        names = np.array([str(sectors[i]) for i in used], dtype=object)
+        order = np.argsort(names, kind="stable")
+        remap = np.full(len(sectors) + 1, -1, dtype=np.int64)
+        remap[used[order]] = np.arange(len(used))
+        psec = remap[psec]  # -1 (missing) maps to remap[-1] == -1
+        sectors = names[order]
     else:
         sectors = np.array([], dtype=object)
         psec = np.full(len(prices), -1, dtype=np.int64)
