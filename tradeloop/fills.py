@@ -45,8 +45,10 @@ def fill_prices(slippage: SlippageModel, side: np.ndarray, price: np.ndarray, li
     Returns ``(fill_price, crosses)``: the slippage model's price, capped at the limit for LIMIT orders, and whether
     each order may fill at all (MARKET always; LIMIT when the reference price crosses its limit).
     """
+    fill_px = slippage.fill_prices(side, price)
+    if not np.any(is_limit):  # MARKET only: every order may fill at the model's price
+        return fill_px, np.ones(len(fill_px), dtype=bool)
     with np.errstate(invalid="ignore"):
-        fill_px = slippage.fill_prices(side, price)
         buy = np.asarray(side) == "BUY"
         crosses = ~is_limit | np.where(buy, price <= limit, price >= limit)
         fill_px = np.where(is_limit, np.where(buy, np.minimum(fill_px, limit), np.maximum(fill_px, limit)), fill_px)

@@ -395,6 +395,10 @@ def simulate(
     has_nan_price = bool(np.isnan(pprice).any())
     has_missing_sector = bool((psec < 0).any())
     group_cash = cash0
+    dense_w = len(wvalue) == D * N and np.array_equal((wport * S + wsym).reshape(D, N) if D * N else wsym,
+                                                       np.broadcast_to(np.arange(N), (D, N)))
+    dense_p = len(pprice) == D * S and np.array_equal(psym.reshape(D, S) if D * S else psym,
+                                                      np.broadcast_to(np.arange(S), (D, S)))
 
     steps = range(D)
     if progress:
@@ -404,19 +408,29 @@ def simulate(
     for t in steps:
         wa, wb = wbounds[t], wbounds[t + 1]
         pa, pb = pbounds[t], pbounds[t + 1]
-        weight = np.zeros(N)
-        weight[wport[wa:wb] * S + wsym[wa:wb]] = wvalue[wa:wb]
+        if dense_w:  # every (portfolio, symbol) has a row each date, in order: the slice is the vector
+            weight = wvalue[wa:wb]
+        else:
+            weight = np.zeros(N)
+            weight[wport[wa:wb] * S + wsym[wa:wb]] = wvalue[wa:wb]
         ps = psym[pa:pb]
-        px_s = np.full(S, np.nan)
-        px_s[ps] = pprice[pa:pb]
-        lot_s = np.full(S, params.lot_size, dtype=np.int64)
-        lot_s[ps] = plot[pa:pb]
-        if has_nan_price:
+        if dense_p:
+            px_s, lot_s = pprice[pa:pb], plot[pa:pb]
+        else:
+            px_s = np.full(S, np.nan)
+            px_s[ps] = pprice[pa:pb]
+            lot_s = np.full(S, params.lot_size, dtype=np.int64)
+            lot_s[ps] = plot[pa:pb]
+        if dense_p and not has_nan_price:
+            last_px = px_s
+        elif has_nan_price:
             ok = ~np.isnan(pprice[pa:pb])
             last_px[ps[ok]] = pprice[pa:pb][ok]
         else:
             last_px[ps] = pprice[pa:pb]
-        if has_missing_sector:
+        if dense_p and not has_missing_sector:
+            last_sec = psec[pa:pb]
+        elif has_missing_sector:
             ok = psec[pa:pb] >= 0
             last_sec[ps[ok]] = psec[pa:pb][ok]
         else:
