@@ -265,3 +265,16 @@ def test_cli_simulate_end_to_end(cli, tmp_path):
               "--portfolio-value", "1", "--model-version", "m1", "--db", db)
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("error: prices file")
     assert "Example:" in cli("simulate", "--help").stdout
+
+
+def test_order_keys_are_the_run_formula():
+    w, p = tl.synthetic_history(3, 5, seed=8, n_portfolios=2)
+    sim = simulate(w, p, portfolio_value=1e6, model_version="mv-7")
+    o = sim.orders
+    expected = tl.orders.order_keys(o["run_id"].astype(object).to_numpy(), o["symbol"].astype(object).to_numpy(),
+                                    o["side"].astype(object).to_numpy(), "mv-7")
+    np.testing.assert_array_equal(o["order_key"].to_numpy(), expected)
+    assert o["run_id"].astype(str).iloc[0] == f"{sim.simulation_id}-20150102-P0"
+    ids = tl.client_order_ids(o["run_id"].astype(object).to_numpy(), o["symbol"].astype(object).to_numpy(),
+                              o["side"].astype(object).to_numpy(), "mv-7")
+    np.testing.assert_array_equal(sim.client_order_ids(), ids)

@@ -58,10 +58,16 @@ def _hash_strings(values) -> np.ndarray:
 
 def _mix(x: np.ndarray) -> np.ndarray:
     """splitmix64 finalizer: a bijective scramble, so combining hashes does not cancel structure."""
+    x = np.array(x, dtype=np.uint64)  # a copy: the steps below work in place
+    t = np.empty_like(x)
     with np.errstate(over="ignore"):
-        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return x ^ (x >> np.uint64(31))
+        for shift, mult in ((30, 0xBF58476D1CE4E5B9), (27, 0x94D049BB133111EB)):
+            np.right_shift(x, np.uint64(shift), out=t)
+            np.bitwise_xor(x, t, out=x)
+            np.multiply(x, np.uint64(mult), out=x)
+        np.right_shift(x, np.uint64(31), out=t)
+        np.bitwise_xor(x, t, out=x)
+    return x
 
 
 def order_keys(run_id, symbol, side, model_version) -> np.ndarray:

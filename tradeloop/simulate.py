@@ -591,7 +591,13 @@ class Simulation:
         return len(self.orders_raw["t"])
 
     def _run_index(self, t: np.ndarray, pos: np.ndarray) -> np.ndarray:
+        if len(self.portfolios) == 1:
+            return t
         return t.astype(np.int64) * len(self.portfolios) + pos // len(self.universe)
+
+    @cached_property
+    def _order_run(self) -> np.ndarray:
+        return self._run_index(self.orders_raw["t"], self.orders_raw["pos"])
 
     @cached_property
     def order_keys(self) -> np.ndarray:
@@ -602,7 +608,9 @@ class Simulation:
         h_sym = _hash_strings(self.universe)
         h_side = _hash_strings(np.array(["BUY", "SELL"], dtype=object))
         h_mv = _hash_strings(np.array([self.model_version], dtype=object))[0]
-        return combine_keys(h_run[self._run_index(o["t"], o["pos"])], h_sym[o["pos"] % S],
+        # combine_keys(run, symbol, side, model_version) starts with mix(0 ^ h_run): done once per run here
+        first = combine_keys(h_run)
+        return combine_keys(first[self._order_run] ^ h_sym[o["pos"] % S],
                             h_side[o["sell"].astype(np.intp)], h_mv)
 
     def client_order_ids(self, rows: np.ndarray | slice | None = None) -> np.ndarray:
@@ -646,7 +654,7 @@ class Simulation:
                  else np.full(len(t), np.nan))
         cols = self._head(t, pos)
         cols.update({
-            "run_id": pd.Categorical.from_codes(self._run_index(t, pos), self.run_ids),
+            "run_id": pd.Categorical.from_codes(self._order_run, self.run_ids),
             "order_key": self.order_keys,
             "symbol": pd.Categorical.from_codes(pos % S, self.universe),
             "side": pd.Categorical.from_codes(sell.astype(np.int8), ["BUY", "SELL"]),
@@ -672,6 +680,57 @@ class Simulation:
         })
         return pd.DataFrame(cols, copy=False)
 
+    def _orders_arrow(self):
+        """The orders as an Arrow table straight from the arrays (text columns dictionary-encoded), for bulk
+        inserts: no DataFrame, no Python strings."""
+        import pyarrow as pa
+
+        o = self.orders_raw
+        S = len(self.universe)
+        t, pos, sell, status = o["t"], o["pos"], o["sell"], o["status"]
+        filled = status == _FILLED
+        risk_text, risk_reason = self._risk_text()
+        reason_code = np.where(status == _RISK, 2 + o["risk"].astype(np.int32),
+                               np.where(status == _NO_PRICE, 0, np.where(status == _CANCELED, 1, -1)))
+
+        def text(codes, values, null=False):
+            idx = pa.array(codes, mask=(codes < 0) if null else None)
+            return pa.DictionaryArray.from_arrays(idx, pa.array([str(v) for v in values], pa.string()))
+
+        n = len(t)
+        limit = (limit_prices(o["price"], ~sell, self.params.limit_offset_bps) if self.params.order_type == "LIMIT"
+                 else None)
+        cols = {
+            "date": pa.array(self.dates[t]),
+            "run_id": text(self._order_run, self.run_ids),
+            "order_key": pa.array(self.order_keys),
+            "symbol": text((pos % S).astype(np.int32), self.universe),
+            "side": text(sell.astype(np.int8), ["BUY", "SELL"]),
+            "qty": pa.array(o["qty"]),
+            "order_type": text(np.zeros(n, np.int8), [self.params.order_type]),
+            "limit_price": pa.nulls(n, pa.float64()) if limit is None else pa.array(limit),
+            "price": pa.array(o["price"], from_pandas=True),
+            "sector": text(np.where(o["sector"] >= len(self.sectors), -1, o["sector"]).astype(np.int32),
+                           self.sectors, null=True),
+            "lot_size": pa.array(o["lot"]),
+            "target_weight": pa.array(o["weight"]),
+            "current_qty": pa.array(o["current"]),
+            "target_qty": pa.array(o["current"] + np.where(sell, -o["qty"], o["qty"])),
+            "untrimmed_qty": pa.array(o["untrimmed"]),
+            "status": text(np.where(filled, 0, np.where(status == _CANCELED, 2, 1)).astype(np.int8),
+                           ["FILLED", "REJECTED", "CANCELED"]),
+            "filled_qty": pa.array(np.where(filled, o["qty"], 0)),
+            "avg_fill_price": pa.array(average_fill_price(np.nan, 0, o["fill_price"], o["qty"]), from_pandas=True),
+            "fill_price": pa.array(o["fill_price"], from_pandas=True),
+            "commission": pa.array(o["commission"]),
+            "risk_codes": text(o["risk"].astype(np.int8), risk_text),
+            "reject_reason": text(reason_code.astype(np.int8), ["missing_price", "unfilled_at_close"] + list(risk_reason),
+                                  null=True),
+        }
+        if self.named_portfolios:
+            cols["portfolio"] = text((pos // S).astype(np.int32), self.portfolios)
+        return pa.table(cols)
+
     @cached_property
     def fills(self) -> pd.DataFrame:
         o = self.orders
@@ -694,14 +753,15 @@ class Simulation:
     def summary(self) -> pd.DataFrame:
         D, P = len(self.dates), len(self.portfolios)
         o, h = self.orders_raw, self.positions_raw
-        run = self._run_index(o["t"], o["pos"])
+        run = self._order_run.astype(np.int64)
         status = o["status"]
         filled = status == _FILLED
 
         def per_run(values=None):
             return np.bincount(run, weights=values, minlength=D * P)
 
-        notional = np.where(filled, o["qty"] * np.nan_to_num(o["fill_price"]), 0.0)
+        by_status = np.bincount(run * 4 + status, minlength=D * P * 4).reshape(D * P, 4).astype(np.int64)
+        notional = np.where(filled, o["qty"] * o["fill_price"], 0.0)
         hrun = self._run_index(h["t"], h["pos"])
         value = h["qty"] * np.nan_to_num(h["mark"])
         cash_after = self.day_cash_after.ravel()
@@ -715,11 +775,11 @@ class Simulation:
                 "run_id": self.run_ids,
                 "portfolio_value": pv,
                 "cash_before": self.day_cash_before.ravel(),
-                "n_orders": per_run().astype(np.int64),
-                "n_filled": per_run(filled).astype(np.int64),
-                "n_blocked": per_run(status == _RISK).astype(np.int64),
-                "n_missing_price": per_run(status == _NO_PRICE).astype(np.int64),
-                "n_canceled": per_run(status == _CANCELED).astype(np.int64),
+                "n_orders": by_status.sum(axis=1),
+                "n_filled": by_status[:, _FILLED],
+                "n_blocked": by_status[:, _RISK],
+                "n_missing_price": by_status[:, _NO_PRICE],
+                "n_canceled": by_status[:, _CANCELED],
                 "buy_notional": buy,
                 "sell_notional": sell,
                 "commission": per_run(o["commission"]),
@@ -730,8 +790,11 @@ class Simulation:
                 "net_exposure": np.bincount(hrun, weights=value, minlength=D * P) / end_value,
                 "n_positions": np.bincount(hrun, minlength=D * P).astype(np.int64),
             })
+        by_mask = np.bincount(run * 64 + o["risk"], minlength=D * P * 64).reshape(D * P, 64)
+        bits = (np.arange(64)[:, None] >> np.arange(len(RISK_CODES))[None, :]) & 1
+        blocked = by_mask @ bits
         for i, code in enumerate(RISK_CODES):
-            cols[f"blocked_{code}"] = per_run((o["risk"] >> i) & 1).astype(np.int64)
+            cols[f"blocked_{code}"] = blocked[:, i].astype(np.int64)
         return pd.DataFrame(cols)
 
     @cached_property
@@ -791,13 +854,11 @@ def save_simulation(store, sim: Simulation) -> dict:
             if existing["inputs_digest"] != sim.inputs_digest:
                 raise ValidationError(f"simulation_id {sid!r} is stored already for different inputs")
             return {"simulation_id": sid, "new": False, "orders": 0, "runs": 0}
-        orders = sim.orders
         constants = {"simulation_id": sid}
         if not sim.named_portfolios:
             constants["portfolio"] = ""
-        cols = [c for c in SIM_ORDER_COLUMNS if c in orders.columns]
-        table = pa.Table.from_pandas(orders.loc[:, cols], preserve_index=False)
-        n_orders = store.insert_arrow("simulation_orders", table, cols, constants)
+        table = sim._orders_arrow()
+        n_orders = store.insert_arrow("simulation_orders", table, table.column_names, constants)
         summary = sim.summary
         runs = summary.loc[:, [c for c in SIM_SUMMARY_COLUMNS if c in summary.columns and not c.startswith("blocked_")]]
         blocked = summary.loc[:, [f"blocked_{c}" for c in RISK_CODES]].to_numpy()
