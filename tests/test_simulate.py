@@ -278,3 +278,20 @@ def test_order_keys_are_the_run_formula():
     ids = tl.client_order_ids(o["run_id"].astype(object).to_numpy(), o["symbol"].astype(object).to_numpy(),
                               o["side"].astype(object).to_numpy(), "mv-7")
     np.testing.assert_array_equal(sim.client_order_ids(), ids)
+
+
+def test_dense_and_sparse_layouts_agree():
+    """Dense inputs take a fast path (slices, inputs read back later); a sparse layout must give the same orders."""
+    w, p = tl.synthetic_history(6, 9, seed=11)
+    params = tl.load_params(DATA / "params_pass.json")
+    dense = simulate(w, p, portfolio_value=5e5, params=params)
+    p = p.astype({"symbol": object, "sector": object})
+    extra = p.loc[p["symbol"] == "S00000"].assign(symbol="ZZZ")  # priced, never weighted: weights become sparse
+    sparse = simulate(w.astype({"symbol": object}), pd.concat([p, extra], ignore_index=True), portfolio_value=5e5,
+                      params=params)
+    assert "weight" not in dense.orders_raw and "weight" in sparse.orders_raw
+    cols = ["date", "symbol", "side", "qty", "price", "lot_size", "sector", "target_weight", "current_qty", "status",
+            "fill_price", "commission", "risk_codes"]
+    pd.testing.assert_frame_equal(dense.orders[cols].astype(object), sparse.orders[cols].astype(object))
+    pd.testing.assert_frame_equal(dense.positions.astype({"symbol": object}),
+                                  sparse.positions.astype({"symbol": object}))

@@ -101,6 +101,15 @@ def _dates(col: pd.Series, what: str) -> np.ndarray:
     return out
 
 
+def _date_codes(values: np.ndarray, index: pd.Index, is_sorted: bool) -> np.ndarray:
+    """Position of each date in ``index`` (-1 if absent); sorted input is mapped run by run, without hashing."""
+    if not is_sorted or len(values) == 0:
+        return index.get_indexer(values)
+    starts = np.r_[0, np.flatnonzero(values[1:] != values[:-1]) + 1]
+    lengths = np.diff(np.r_[starts, len(values)])
+    return np.repeat(index.get_indexer(values[starts]), lengths)
+
+
 def _factorize(col: pd.Series, what: str, name: str) -> tuple[np.ndarray, np.ndarray]:
     """Codes and uniques of a text column; categorical columns cost nothing (their codes are reused)."""
     if isinstance(col.dtype, pd.CategoricalDtype):
@@ -259,8 +268,8 @@ def simulate(
     # ---- factorize once: dates, symbols (one sorted universe), portfolios, sectors
     wdate = _dates(weights["date"], "weights")
     pdate = _dates(prices["date"], "prices")
-    dates = np.unique(wdate) if not (len(wdate) < 2 or np.all(wdate[1:] >= wdate[:-1])) else wdate[
-        np.r_[0, np.flatnonzero(wdate[1:] != wdate[:-1]) + 1]]
+    w_sorted = len(wdate) < 2 or bool(np.all(wdate[1:] >= wdate[:-1]))
+    dates = wdate[np.r_[0, np.flatnonzero(wdate[1:] != wdate[:-1]) + 1]] if w_sorted else np.unique(wdate)
     wsym, wuni = _factorize(weights["symbol"], "weights", "symbol")
     psym, puni = _factorize(prices["symbol"], "prices", "symbol")
     if positions is not None:
@@ -319,8 +328,8 @@ def simulate(
         psec = np.full(len(prices), -1, dtype=np.int64)
 
     date_index = pd.Index(dates)
-    wd = date_index.get_indexer(wdate)
-    pd_codes = date_index.get_indexer(pdate)
+    wd = _date_codes(wdate, date_index, w_sorted)
+    pd_codes = _date_codes(pdate, date_index, len(pdate) < 2 or bool(np.all(pdate[1:] >= pdate[:-1])))
     keep = pd_codes >= 0  # price rows on other dates are not used
     if not keep.all():
         idx = np.flatnonzero(keep)
@@ -381,12 +390,6 @@ def simulate(
     is_limit_type = params.order_type == "LIMIT"
     initial_hold = hold.copy()
 
-    orders = _Buffers(len(wvalue) + N, {
-        "t": np.int32, "pos": np.int32, "sell": np.bool_, "qty": np.int64, "price": np.float64, "lot": np.int64,
-        "sector": np.int32, "weight": np.float64, "current": np.int64, "untrimmed": np.int64, "status": np.int8,
-        "risk": np.uint8, "fill_price": np.float64, "commission": np.float64,
-    })
-    held = _Buffers(len(wvalue) + N, {"t": np.int32, "pos": np.int32, "qty": np.int64, "mark": np.float64})
     day_pv = np.empty((D, P))
     day_cash_before = np.empty((D, P))
     day_cash_after = np.empty((D, P))
@@ -399,6 +402,16 @@ def simulate(
                                                        np.broadcast_to(np.arange(N), (D, N)))
     dense_p = len(pprice) == D * S and np.array_equal(psym.reshape(D, S) if D * S else psym,
                                                       np.broadcast_to(np.arange(S), (D, S)))
+    # Output bytes are the loop's main cost (every new page is a fault): when the inputs are dense, an order's
+    # weight, price, lot size and sector are read back from the inputs later instead of being copied here.
+    recover = dense_w and dense_p and (not has_missing_sector or len(sectors) == 0)
+    columns = {"pos": np.int32, "sell": np.bool_, "qty": np.int64, "current": np.int64, "untrimmed": np.int64,
+               "status": np.int8, "risk": np.uint8, "fill_price": np.float64, "commission": np.float64}
+    if not recover:
+        columns.update({"price": np.float64, "lot": np.int64, "sector": np.int32, "weight": np.float64})
+    orders = _Buffers(len(wvalue) + N, columns)
+    counts = np.zeros(D, dtype=np.int64)
+    day_gross, day_net, day_npos = np.empty((D, P)), np.empty((D, P)), np.empty((D, P), dtype=np.int64)
 
     steps = range(D)
     if progress:
@@ -487,20 +500,29 @@ def simulate(
         group_cash = group_cash + np.bincount(codes[oi], weights=flow, minlength=P)
         day_cash_after[t] = group_cash
         day_pv[t] = group_pv
-        orders.append(len(oi), t=t, pos=oi, sell=o_sell, qty=o_qty, price=o_price, lot=lot[oi], sector=sec[oi],
-                      weight=weight[oi], current=hold[oi], untrimmed=untrimmed[oi], status=status, risk=risk,
-                      fill_price=fill_px, commission=commission)
+        inputs = {} if recover else {"price": o_price, "lot": lot[oi], "sector": sec[oi], "weight": weight[oi]}
+        orders.append(len(oi), pos=oi, sell=o_sell, qty=o_qty, current=hold[oi], untrimmed=untrimmed[oi],
+                      status=status, risk=risk, fill_price=fill_px, commission=commission, **inputs)
+        counts[t] = len(oi)
         hold[oi] += np.where(filled, signed[oi], 0)
-        nz = np.flatnonzero(hold)
-        held.append(len(nz), t=t, pos=nz, qty=hold[nz], mark=mark[nz])
+        value = hold * (mark if recover and not has_nan_price else np.nan_to_num(mark))
+        if P == 1:
+            day_gross[t], day_net[t], day_npos[t] = np.abs(value).sum(), value.sum(), np.count_nonzero(hold)
+        else:
+            day_gross[t] = np.bincount(codes, weights=np.abs(value), minlength=P)
+            day_net[t] = np.bincount(codes, weights=value, minlength=P)
+            day_npos[t] = np.bincount(codes, weights=hold != 0, minlength=P)
 
+    raw = orders.final()
+    raw["t"] = np.repeat(np.arange(D, dtype=np.int32), counts)
     return Simulation(
         dates=dates, universe=universe, portfolios=portfolios, named_portfolios=named, sectors=sectors,
         params=params, model_version=model_version, portfolio_value=pv0, initial_cash=cash0,
-        initial_positions=initial_hold, orders_raw=orders.final(), positions_raw=held.final(),
-        day_pv=day_pv, day_cash_before=day_cash_before, day_cash_after=day_cash_after,
-        given_id=simulation_id,
+        initial_positions=initial_hold, orders_raw=raw, day_pv=day_pv, day_cash_before=day_cash_before,
+        day_cash_after=day_cash_after, day_holdings=(day_gross, day_net, day_npos), given_id=simulation_id,
         _digest_parts=(wd, wport * S + wsym, wvalue, pd_codes, psym, pprice, plot, psec),
+        _inputs={"recover": recover, "wvalue": wvalue, "pbounds": pbounds, "psym": psym, "pprice": pprice,
+                 "plot": plot, "psec": psec},
     )
 
 
@@ -543,12 +565,30 @@ class Simulation:
     initial_cash: np.ndarray | None
     initial_positions: np.ndarray
     orders_raw: dict
-    positions_raw: dict
     day_pv: np.ndarray
     day_cash_before: np.ndarray
     day_cash_after: np.ndarray
+    day_holdings: tuple = ()
     given_id: str | None = None
     _digest_parts: tuple = ()
+    _inputs: dict | None = None
+
+    def _col(self, name: str) -> np.ndarray:
+        """An order column; ``weight``, ``price``, ``lot`` and ``sector`` are read back from dense inputs."""
+        o = self.orders_raw
+        if name in o:
+            return o[name]
+        return self._recovered[name]
+
+    @cached_property
+    def _recovered(self) -> dict:
+        o, i = self.orders_raw, self._inputs
+        S = len(self.universe)
+        t = o["t"].astype(np.int64)
+        row = t * S + o["pos"] % S
+        sector = (i["psec"][row] if len(self.sectors) else np.full(len(row), 0)).astype(np.int32)
+        return {"weight": i["wvalue"][t * S * len(self.portfolios) + o["pos"]], "price": i["pprice"][row],
+                "lot": i["plot"][row], "sector": sector}
 
     def __repr__(self) -> str:
         return (f"Simulation(dates={len(self.dates)}, symbols={len(self.universe)}, portfolios={len(self.portfolios)}, "
@@ -650,7 +690,7 @@ class Simulation:
                                np.where(status == _NO_PRICE, 0, np.where(status == _CANCELED, 1, -1)))
         reasons = ["missing_price", "unfilled_at_close"] + list(risk_reason)
         signed = np.where(sell, -o["qty"], o["qty"])
-        limit = (limit_prices(o["price"], ~sell, self.params.limit_offset_bps) if self.params.order_type == "LIMIT"
+        limit = (limit_prices(self._col("price"), ~sell, self.params.limit_offset_bps) if self.params.order_type == "LIMIT"
                  else np.full(len(t), np.nan))
         cols = self._head(t, pos)
         cols.update({
@@ -661,11 +701,11 @@ class Simulation:
             "qty": o["qty"],
             "order_type": pd.Categorical.from_codes(np.zeros(len(t), np.int8), [self.params.order_type]),
             "limit_price": limit,
-            "price": o["price"],
-            "sector": pd.Categorical.from_codes(np.where(o["sector"] >= len(self.sectors), -1, o["sector"]),
+            "price": self._col("price"),
+            "sector": pd.Categorical.from_codes(np.where(self._col("sector") >= len(self.sectors), -1, self._col("sector")),
                                                 self.sectors),
-            "lot_size": o["lot"],
-            "target_weight": o["weight"],
+            "lot_size": self._col("lot"),
+            "target_weight": self._col("weight"),
             "current_qty": o["current"],
             "target_qty": o["current"] + signed,
             "untrimmed_qty": o["untrimmed"],
@@ -698,7 +738,7 @@ class Simulation:
             return pa.DictionaryArray.from_arrays(idx, pa.array([str(v) for v in values], pa.string()))
 
         n = len(t)
-        limit = (limit_prices(o["price"], ~sell, self.params.limit_offset_bps) if self.params.order_type == "LIMIT"
+        limit = (limit_prices(self._col("price"), ~sell, self.params.limit_offset_bps) if self.params.order_type == "LIMIT"
                  else None)
         cols = {
             "date": pa.array(self.dates[t]),
@@ -709,11 +749,11 @@ class Simulation:
             "qty": pa.array(o["qty"]),
             "order_type": text(np.zeros(n, np.int8), [self.params.order_type]),
             "limit_price": pa.nulls(n, pa.float64()) if limit is None else pa.array(limit),
-            "price": pa.array(o["price"], from_pandas=True),
-            "sector": text(np.where(o["sector"] >= len(self.sectors), -1, o["sector"]).astype(np.int32),
+            "price": pa.array(self._col("price"), from_pandas=True),
+            "sector": text(np.where(self._col("sector") >= len(self.sectors), -1, self._col("sector")).astype(np.int32),
                            self.sectors, null=True),
-            "lot_size": pa.array(o["lot"]),
-            "target_weight": pa.array(o["weight"]),
+            "lot_size": pa.array(self._col("lot")),
+            "target_weight": pa.array(self._col("weight")),
             "current_qty": pa.array(o["current"]),
             "target_qty": pa.array(o["current"] + np.where(sell, -o["qty"], o["qty"])),
             "untrimmed_qty": pa.array(o["untrimmed"]),
@@ -739,9 +779,29 @@ class Simulation:
         out = f.loc[:, cols].assign(seq=1, qty=f["filled_qty"], price=f["fill_price"], commission=f["commission"])
         return out.reset_index(drop=True)
 
+    def _replay_positions(self) -> dict:
+        """Holdings after each date, rebuilt from the starting positions and the fills (not kept by the loop)."""
+        o, i = self.orders_raw, self._inputs
+        D, S, P = len(self.dates), len(self.universe), len(self.portfolios)
+        hold = self.initial_positions.copy()
+        last_px = np.full(S, np.nan)
+        bounds = np.searchsorted(o["t"], np.arange(D + 1))
+        signed = np.where(o["status"] == _FILLED, np.where(o["sell"], -o["qty"], o["qty"]), 0)
+        out = _Buffers(int(np.count_nonzero(hold)) + len(o["t"]), {"t": np.int32, "pos": np.int32, "qty": np.int64,
+                                                                  "mark": np.float64})
+        for t in range(D):
+            pa_, pb = i["pbounds"][t], i["pbounds"][t + 1]
+            known = ~np.isnan(i["pprice"][pa_:pb])
+            last_px[i["psym"][pa_:pb][known]] = i["pprice"][pa_:pb][known]
+            a, b = bounds[t], bounds[t + 1]
+            hold[o["pos"][a:b]] += signed[a:b]
+            nz = np.flatnonzero(hold)
+            out.append(len(nz), t=t, pos=nz, qty=hold[nz], mark=last_px[nz % S])
+        return out.final()
+
     @cached_property
     def positions(self) -> pd.DataFrame:
-        h = self.positions_raw
+        h = self._replay_positions()
         cols = self._head(h["t"], h["pos"])
         cols.update({
             "symbol": pd.Categorical.from_codes(h["pos"] % len(self.universe), self.universe),
@@ -752,7 +812,7 @@ class Simulation:
     @cached_property
     def summary(self) -> pd.DataFrame:
         D, P = len(self.dates), len(self.portfolios)
-        o, h = self.orders_raw, self.positions_raw
+        o = self.orders_raw
         run = self._order_run.astype(np.int64)
         status = o["status"]
         filled = status == _FILLED
@@ -762,10 +822,9 @@ class Simulation:
 
         by_status = np.bincount(run * 4 + status, minlength=D * P * 4).reshape(D * P, 4).astype(np.int64)
         notional = np.where(filled, o["qty"] * o["fill_price"], 0.0)
-        hrun = self._run_index(h["t"], h["pos"])
-        value = h["qty"] * np.nan_to_num(h["mark"])
+        gross, net, n_positions = (a.ravel() for a in self.day_holdings)
         cash_after = self.day_cash_after.ravel()
-        end_value = cash_after + np.bincount(hrun, weights=value, minlength=D * P)
+        end_value = cash_after + net
         pv = self.day_pv.ravel()
         cols = self._head(np.repeat(np.arange(D), P), None, port=np.tile(np.arange(P), D))
         buy = per_run(np.where(~o["sell"], notional, 0.0))
@@ -786,9 +845,9 @@ class Simulation:
                 "turnover": (buy + sell) / pv,
                 "cash_after": cash_after,
                 "end_value": end_value,
-                "gross_exposure": np.bincount(hrun, weights=np.abs(value), minlength=D * P) / end_value,
-                "net_exposure": np.bincount(hrun, weights=value, minlength=D * P) / end_value,
-                "n_positions": np.bincount(hrun, minlength=D * P).astype(np.int64),
+                "gross_exposure": gross / end_value,
+                "net_exposure": net / end_value,
+                "n_positions": n_positions.astype(np.int64),
             })
         by_mask = np.bincount(run * 64 + o["risk"], minlength=D * P * 64).reshape(D * P, 64)
         bits = (np.arange(64)[:, None] >> np.arange(len(RISK_CODES))[None, :]) & 1
