@@ -132,14 +132,52 @@ def _check_names(names, what: str, name: str) -> None:
             )
 
 
+def _recode(codes: np.ndarray, lookup: np.ndarray) -> np.ndarray:
+    """Map local codes to global ones (int32), skipping the gather when the mapping is the identity."""
+    if len(lookup) and np.array_equal(lookup, np.arange(len(lookup))):
+        return codes if codes.dtype == np.int32 else codes.astype(np.int32)
+    return lookup.astype(np.int32)[codes]
+
+
+def _is_dense(date_codes: np.ndarray, pos: np.ndarray, n_dates: int, width: int) -> bool:
+    """Every date has exactly rows 0..width-1 in order (checked without building a sort key)."""
+    if len(pos) != n_dates * width or not len(pos):
+        return False
+    block = pos.reshape(n_dates, width)
+    if not (np.array_equal(block[0], np.arange(width)) and np.array_equal(block[1:], block[:-1])):
+        return False
+    day = date_codes.reshape(n_dates, width)
+    return bool(np.array_equal(day[:, 0], np.arange(n_dates)) and (day[:, -1] == day[:, 0]).all()
+                and np.all(date_codes[1:] >= date_codes[:-1]))
+
+
+def _numeric(df: pd.DataFrame, column: str, what: str, rows, *, allow_missing=False, positive=False,
+             nonnegative=False, integer=False) -> np.ndarray:
+    """:func:`tradeloop.tables.numeric_column` with a one-pass fast path for clean numeric columns (the common
+    case at ten million rows); anything doubtful goes through the full check for its message."""
+    raw = df[column]
+    if raw.dtype.kind in "iu" and (positive or nonnegative):
+        values = raw.to_numpy()
+        low = values.min(initial=1)
+        if (low > 0 if positive else low >= 0):
+            return values.astype(np.int64, copy=False) if integer else values.astype(np.float64)
+    elif raw.dtype.kind == "f" and not integer:
+        values = raw.to_numpy(dtype=np.float64)
+        low, high = values.min(initial=np.inf), values.max(initial=-np.inf)
+        if np.isfinite(low) and np.isfinite(high) and (not positive or low > 0) and (not nonnegative or low >= 0):
+            return values
+    return numeric_column(df, column, what, rows, allow_missing=allow_missing, positive=positive,
+                          nonnegative=nonnegative, integer=integer)
+
+
 def _sorted_rows(date_codes: np.ndarray, pos: np.ndarray, width: int, what: str, keys) -> np.ndarray | None:
     """Row order by (date, position); None when the table is sorted already. Refuses duplicates."""
     key = date_codes.astype(np.int64) * width + pos
-    order = None
-    if len(key) > 1 and not np.all(key[1:] > key[:-1]):
-        order = np.argsort(key, kind="stable")
-        key = key[order]
-    dup = np.flatnonzero(key[1:] == key[:-1]) if len(key) > 1 else np.array([], dtype=np.intp)
+    if len(key) < 2 or np.all(key[1:] > key[:-1]):  # strictly increasing: sorted, no duplicates
+        return None
+    order = np.argsort(key, kind="stable")
+    key = key[order]
+    dup = np.flatnonzero(key[1:] == key[:-1])
     if len(dup):
         row = int(dup[0] + 1 if order is None else order[dup[0] + 1])
         raise ValidationError(f"{what}: duplicate row for {keys(row)} (row {row + 1}); one row per key is allowed")
@@ -280,33 +318,35 @@ def simulate(
     _check_names(universe, "simulation", "symbol")
     uindex = pd.Index(universe)
     S = len(universe)
-    wsym = uindex.get_indexer(wuni)[wsym].astype(np.int64)
-    psym = uindex.get_indexer(puni)[psym].astype(np.int64)
+    wsym = _recode(wsym, uindex.get_indexer(wuni))
+    psym = _recode(psym, uindex.get_indexer(puni))
     xsym = uindex.get_indexer(xuni)[xsym].astype(np.int64) if len(xuni) else xsym.astype(np.int64)
 
-    if "portfolio" in weights:
+    named = "portfolio" in weights
+    if named:
         wport, puniq = _factorize(weights["portfolio"], "weights", "portfolio")
         portfolios = np.array(sorted(set(puniq)), dtype=object)
         _check_names(portfolios, "weights", "portfolio")
-        wport = pd.Index(portfolios).get_indexer(puniq)[wport].astype(np.int64)
+        wport = _recode(wport, pd.Index(portfolios).get_indexer(puniq))
     else:
         portfolios = np.array([""], dtype=object)
-        wport = np.zeros(len(weights), dtype=np.int64)
     P = len(portfolios)
-    named = "portfolio" in weights
     N = P * S
+    # position of each weight row in the (portfolio, symbol) vector of a date
+    wpos = wsym if not named else wport.astype(np.int64) * S + wsym
 
     # ---- values, validated where they enter
-    wvalue = numeric_column(weights, "weight", "weights", _Rows(weights["symbol"], wdate))
+    wvalue = _numeric(weights, "weight", "weights", _Rows(weights["symbol"], wdate))
     prow = _Rows(prices["symbol"], pdate)
-    pprice = numeric_column(prices, "price", "prices", prow, allow_missing=True, positive=True)
+    pprice = _numeric(prices, "price", "prices", prow, allow_missing=True, positive=True)
     if "lot_size" in prices:
-        plot = numeric_column(prices, "lot_size", "prices", prow, allow_missing=True, positive=True, integer=True)
-        plot = np.where(np.isnan(plot), params.lot_size, plot).astype(np.int64)
+        plot = _numeric(prices, "lot_size", "prices", prow, allow_missing=True, positive=True, integer=True)
+        if plot.dtype.kind == "f":
+            plot = np.where(np.isnan(plot), params.lot_size, plot).astype(np.int64)
     else:
         plot = np.full(len(prices), params.lot_size, dtype=np.int64)
     if "volume" in prices:
-        numeric_column(prices, "volume", "prices", prow, allow_missing=True, nonnegative=True)
+        _numeric(prices, "volume", "prices", prow, allow_missing=True, nonnegative=True)
     if "sector" in prices:
         sec_raw = prices["sector"]
         if isinstance(sec_raw.dtype, pd.CategoricalDtype):
@@ -314,33 +354,37 @@ def simulate(
         else:
             text = sec_raw.astype("string").str.strip()
             psec, sectors = pd.factorize(text.where(text != "").astype(object), sort=False)
-        psec = np.asarray(psec, dtype=np.int64)
+        psec = np.asarray(psec)
         # canonical codes: used sectors only, sorted by name (categorical and text input give the same simulation)
-        used = np.flatnonzero(np.bincount(psec[psec >= 0], minlength=len(sectors)) > 0)
+        used = np.flatnonzero(np.bincount(psec.astype(np.int32) + 1, minlength=len(sectors) + 1)[1:] > 0)
         names = np.array([str(sectors[i]) for i in used], dtype=object)
         order = np.argsort(names, kind="stable")
-        remap = np.full(len(sectors) + 1, -1, dtype=np.int64)
+        remap = np.full(len(sectors) + 1, -1, dtype=np.int32)
         remap[used[order]] = np.arange(len(used))
-        psec = remap[psec]  # -1 (missing) maps to remap[-1] == -1
+        if len(used) != len(sectors) or not np.array_equal(remap[:-1], np.arange(len(sectors))):
+            psec = remap[psec]  # -1 (missing) maps to remap[-1] == -1
         sectors = names[order]
     else:
         sectors = np.array([], dtype=object)
-        psec = np.full(len(prices), -1, dtype=np.int64)
+        psec = np.full(len(prices), -1, dtype=np.int8)
 
     date_index = pd.Index(dates)
+    D = len(dates)
     wd = _date_codes(wdate, date_index, w_sorted)
     pd_codes = _date_codes(pdate, date_index, len(pdate) < 2 or bool(np.all(pdate[1:] >= pdate[:-1])))
-    keep = pd_codes >= 0  # price rows on other dates are not used
-    if not keep.all():
-        idx = np.flatnonzero(keep)
+    if pd_codes.min(initial=0) < 0:  # price rows on other dates are not used
+        idx = np.flatnonzero(pd_codes >= 0)
         pd_codes, psym, pprice, plot, psec = pd_codes[idx], psym[idx], pprice[idx], plot[idx], psec[idx]
-    D = len(dates)
-    worder = _sorted_rows(wd, wport * S + wsym, N, "weights",
-                          lambda r: f"{weights['symbol'].iloc[r]}@{pd.Timestamp(wdate[r]).date()}"
-                          + (f" in portfolio {weights['portfolio'].iloc[r]}" if named else ""))
+    # Dense layout (every date has every (portfolio, symbol) once, in order) is sorted and unique by construction.
+    dense_w = _is_dense(wd, wpos, D, N)
+    dense_p = _is_dense(pd_codes, psym, D, S)
+    worder = None if dense_w else _sorted_rows(
+        wd, wpos, N, "weights", lambda r: f"{weights['symbol'].iloc[r]}@{pd.Timestamp(wdate[r]).date()}"
+        + (f" in portfolio {weights['portfolio'].iloc[r]}" if named else ""))
     if worder is not None:
-        wd, wport, wsym, wvalue = wd[worder], wport[worder], wsym[worder], wvalue[worder]
-    porder = _sorted_rows(pd_codes, psym, S, "prices", lambda r: f"{universe[psym[r]]}@{pd.Timestamp(dates[pd_codes[r]]).date()}")
+        wd, wpos, wvalue = wd[worder], wpos[worder], wvalue[worder]
+    porder = None if dense_p else _sorted_rows(
+        pd_codes, psym, S, "prices", lambda r: f"{universe[psym[r]]}@{pd.Timestamp(dates[pd_codes[r]]).date()}")
     if porder is not None:
         pd_codes, psym, pprice, plot, psec = (a[porder] for a in (pd_codes, psym, pprice, plot, psec))
     wbounds = np.searchsorted(wd, np.arange(D + 1))
@@ -349,7 +393,11 @@ def simulate(
     if len(no_prices):
         raise ValidationError(f"prices have no row for date {pd.Timestamp(dates[no_prices[0]]).date()}; every "
                               "rebalance date in the weights needs prices")
-    gross = np.bincount(wd * P + wport, weights=np.abs(wvalue), minlength=D * P)
+    if P == 1:
+        gross = np.add.reduceat(np.abs(wvalue), wbounds[:-1]) if len(wvalue) else np.zeros(D)
+        gross[np.diff(wbounds) == 0] = 0.0
+    else:
+        gross = np.bincount(wd.astype(np.int64) * P + wpos // S, weights=np.abs(wvalue), minlength=D * P)
     over = np.flatnonzero(gross > params.max_leverage + 1e-9)
     if len(over):
         t, p = divmod(int(over[0]), P)
@@ -394,14 +442,10 @@ def simulate(
     day_cash_before = np.empty((D, P))
     day_cash_after = np.empty((D, P))
     last_px = np.full(S, np.nan)
-    last_sec = np.full(S, len(sectors), dtype=np.int64)
+    last_sec = np.full(S, len(sectors), dtype=np.int64)  # len(sectors): unknown
     has_nan_price = bool(np.isnan(pprice).any())
     has_missing_sector = bool((psec < 0).any())
     group_cash = cash0
-    dense_w = len(wvalue) == D * N and np.array_equal((wport * S + wsym).reshape(D, N) if D * N else wsym,
-                                                       np.broadcast_to(np.arange(N), (D, N)))
-    dense_p = len(pprice) == D * S and np.array_equal(psym.reshape(D, S) if D * S else psym,
-                                                      np.broadcast_to(np.arange(S), (D, S)))
     # Output bytes are the loop's main cost (every new page is a fault): when the inputs are dense, an order's
     # weight, price, lot size and sector are read back from the inputs later instead of being copied here.
     recover = dense_w and dense_p and (not has_missing_sector or len(sectors) == 0)
@@ -425,7 +469,7 @@ def simulate(
             weight = wvalue[wa:wb]
         else:
             weight = np.zeros(N)
-            weight[wport[wa:wb] * S + wsym[wa:wb]] = wvalue[wa:wb]
+            weight[wpos[wa:wb]] = wvalue[wa:wb]
         ps = psym[pa:pb]
         if dense_p:
             px_s, lot_s = pprice[pa:pb], plot[pa:pb]
@@ -456,7 +500,8 @@ def simulate(
         if t == 0:
             group_pv = pv0
         else:
-            group_pv = group_cash + np.bincount(codes, weights=hold * np.nan_to_num(mark), minlength=P)
+            group_pv = group_cash + np.bincount(
+                codes, weights=hold * (mark if recover and not has_nan_price else np.nan_to_num(mark)), minlength=P)
         delta, untrimmed, group_cash, missing = size_orders(
             weight, price, lot, hold, codes, group_pv, group_cash, params.cash_buffer)
         unsized = missing & (weight != 0) & (delta == 0)
@@ -479,9 +524,10 @@ def simulate(
                              sec_codes=sec_codes, sector_lim=sector_lim)
 
         oi = np.flatnonzero(is_order)
-        risk = np.zeros(len(oi), dtype=np.uint8)
+        bits = np.zeros(N, dtype=np.uint8)
         for code, mask, _, _ in checks:
-            risk |= mask[oi].astype(np.uint8) << np.uint8(RISK_CODES.index(code))
+            bits |= mask.view(np.uint8) << np.uint8(RISK_CODES.index(code))
+        risk = bits[oi]
         o_sell = sell[oi]
         o_qty = qty[oi]
         o_price = price[oi]
@@ -489,7 +535,8 @@ def simulate(
         side = np.where(o_sell, "SELL", "BUY")
         limit = limit_prices(o_price, ~o_sell, params.limit_offset_bps) if is_limit_type else np.full(len(oi), np.nan)
         fill_px, crosses = fill_prices(params.slippage, side, o_price, limit, np.full(len(oi), is_limit_type))
-        status = np.where(risk != 0, _RISK, np.where(o_missing, _NO_PRICE, np.where(crosses, _FILLED, _CANCELED)))
+        status = np.where(risk != 0, np.int8(_RISK), np.where(
+            o_missing, np.int8(_NO_PRICE), np.where(crosses, np.int8(_FILLED), np.int8(_CANCELED))))
         filled = status == _FILLED
         fill_px = np.where(filled, fill_px, np.nan)
         commission = np.zeros(len(oi))
@@ -520,7 +567,9 @@ def simulate(
         params=params, model_version=model_version, portfolio_value=pv0, initial_cash=cash0,
         initial_positions=initial_hold, orders_raw=raw, day_pv=day_pv, day_cash_before=day_cash_before,
         day_cash_after=day_cash_after, day_holdings=(day_gross, day_net, day_npos), given_id=simulation_id,
-        _digest_parts=(wd, wport * S + wsym, wvalue, pd_codes, psym, pprice, plot, psec),
+        _digest_parts=(wd.astype(np.int32, copy=False), wpos.astype(np.int64, copy=False), wvalue,
+                       pd_codes.astype(np.int32, copy=False), psym.astype(np.int32, copy=False), pprice,
+                       plot.astype(np.int64, copy=False), psec.astype(np.int32, copy=False)),
         _inputs={"recover": recover, "wvalue": wvalue, "pbounds": pbounds, "psym": psym, "pprice": pprice,
                  "plot": plot, "psec": psec},
     )
