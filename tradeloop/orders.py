@@ -155,27 +155,34 @@ def size_orders(
     size before trimming, the cash each group started with, and the rows without a price.
     """
     ngroups = len(group_pv)
-    pv = group_pv[codes]
+    # One group: a scalar broadcasts to the same values as the gathered column (and skips the gather).
+    pv = group_pv[0] if ngroups == 1 else group_pv[codes]
     missing_price = np.isnan(price)
+    any_missing = missing_price.any()
     with np.errstate(invalid="ignore", divide="ignore"):
         lots = np.floor(np.abs(weight * pv) / price / lot + _FLOOR_EPS)
-    target = np.where(missing_price, 0, np.sign(weight) * lots * lot).astype("int64")
-    target = np.where(missing_price & (weight != 0), current, target)  # unknown size: leave as is, then reject
+    target = np.sign(weight) * lots * lot
+    if any_missing:
+        target = np.where(missing_price, 0, target).astype("int64")
+        target = np.where(missing_price & (weight != 0), current, target)  # unknown size: leave as is, then reject
+    else:
+        target = target.astype("int64")
     delta = target - current
     untrimmed = np.abs(delta)
 
     # Cash: sells first, then buys trimmed pro rata within each group so they fit the cash left after the buffer.
-    px = np.where(missing_price, 0.0, price)
+    px = np.where(missing_price, 0.0, price) if any_missing else price
     if group_cash is None:
         group_cash = group_pv - np.bincount(codes, weights=current * px, minlength=ngroups)
     sells = np.bincount(codes, weights=np.where(delta < 0, -delta * px, 0.0), minlength=ngroups)
     buys = np.bincount(codes, weights=np.where(delta > 0, delta * px, 0.0), minlength=ngroups)
     available = group_cash + sells - cash_buffer * group_pv
     factor = np.where(buys > available, np.clip(available, 0.0, None) / np.where(buys > 0, buys, 1.0), 1.0)
-    row_factor = factor[codes]
-    trim = row_factor < 1.0
-    trimmed_buy = np.floor(delta * row_factor / lot) * lot  # strict floor: trimmed buys never exceed the cash
-    delta = np.where((delta > 0) & trim, trimmed_buy, delta).astype("int64")
+    if (factor < 1.0).any():
+        row_factor = factor[codes]
+        trim = row_factor < 1.0
+        trimmed_buy = np.floor(delta * row_factor / lot) * lot  # strict floor: trimmed buys never exceed the cash
+        delta = np.where((delta > 0) & trim, trimmed_buy, delta).astype("int64")
     return delta, untrimmed, group_cash, missing_price
 
 

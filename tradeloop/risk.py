@@ -120,25 +120,27 @@ def risk_checks(
     n = len(price)
     priced = ~np.isnan(price)
     px = np.where(priced, price, 0.0)
+    apw = np.abs(post_w)
     checks: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = []  # code, blocked mask, observed, limit
-    notional = qty * px
     if limits.max_order_notional is not None:
-        lim = np.full(n, limits.max_order_notional)
+        notional = qty * px
+        lim = np.broadcast_to(np.float64(limits.max_order_notional), (n,))
         checks.append(("max_order_notional", is_order & priced & (notional > lim), notional, lim))
     if limits.max_position_ratio is not None:
-        lim = np.full(n, limits.max_position_ratio)
-        checks.append(("max_position_ratio", growing & (np.abs(post_w) > lim), np.abs(post_w), lim))
+        lim = np.broadcast_to(np.float64(limits.max_position_ratio), (n,))
+        checks.append(("max_position_ratio", growing & (apw > lim), apw, lim))
     if limits.single_name_caps:
-        checks.append(("single_name_cap", growing & (np.abs(post_w) > name_cap), np.abs(post_w), name_cap))
+        checks.append(("single_name_cap", growing & (apw > name_cap), apw, name_cap))
     if limits.uses_sectors:
-        exposure = np.bincount(sec_codes, weights=np.abs(post_w))[sec_codes]
+        exposure = np.bincount(sec_codes, weights=apw)[sec_codes]
         checks.append(("sector_cap", growing & (exposure > sector_lim), exposure, sector_lim))
     if limits.max_gross_exposure is not None:
-        gross = _group_sum(np.abs(post_w), codes, ngroups)[codes]
-        lim = np.full(n, limits.max_gross_exposure)
+        gross = _group_sum(apw, codes, ngroups)[codes]
+        lim = np.broadcast_to(np.float64(limits.max_gross_exposure), (n,))
         checks.append(("max_gross_exposure", growing & (gross > lim), gross, lim))
     if not limits.allow_short:
-        checks.append(("no_short", is_order & (signed < 0) & (post < 0), post.astype("float64"), np.zeros(n)))
+        checks.append(("no_short", is_order & (signed < 0) & (post < 0), post.astype("float64"),
+                       np.broadcast_to(np.float64(0.0), (n,))))
     return checks
 
 
