@@ -232,6 +232,14 @@ def test_save_is_bulk_idempotent_and_audited(store):
     stored = store.simulation_orders(sim.simulation_id)
     np.testing.assert_array_equal(stored["client_order_id"].to_numpy(), sim.client_order_ids())
     np.testing.assert_array_equal(stored["order_key"].to_numpy(dtype=np.uint64), sim.order_keys)
+    mine = sim.orders
+    for col in ("run_id", "symbol", "side", "order_type", "status", "risk_codes", "reject_reason", "sector"):
+        np.testing.assert_array_equal(stored[col].fillna("-").astype(str).to_numpy(),
+                                      mine[col].astype(object).fillna("-").astype(str).to_numpy(), err_msg=col)
+    for col in ("qty", "price", "lot_size", "target_weight", "current_qty", "target_qty", "untrimmed_qty",
+                "filled_qty", "avg_fill_price", "fill_price", "commission"):
+        np.testing.assert_array_equal(stored[col].to_numpy(dtype=float), mine[col].to_numpy(dtype=float), err_msg=col)
+    assert (mine["reject_reason"].astype(str) == "risk:max_order_notional").sum() > 0
     runs = store.simulation_runs(sim.simulation_id)
     np.testing.assert_allclose(runs["cash_after"], sim.summary["cash_after"])
     events = store.audit_events()

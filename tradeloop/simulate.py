@@ -770,51 +770,41 @@ class Simulation:
         return pd.DataFrame(cols, copy=False)
 
     def _orders_arrow(self):
-        """The orders as an Arrow table straight from the arrays (text columns dictionary-encoded), for bulk
-        inserts: no DataFrame, no Python strings."""
+        """The orders as an Arrow table for ``simulation_orders`` straight from the arrays: numbers, two
+        dictionary-encoded names, no DataFrame and no Python strings."""
         import pyarrow as pa
 
         o = self.orders_raw
         S = len(self.universe)
-        t, pos, sell, status = o["t"], o["pos"], o["sell"], o["status"]
-        filled = status == _FILLED
-        risk_text, risk_reason = self._risk_text()
-        reason_code = np.where(status == _RISK, 2 + o["risk"].astype(np.int32),
-                               np.where(status == _NO_PRICE, 0, np.where(status == _CANCELED, 1, -1)))
+        pos, sell, status = o["pos"], o["sell"], o["status"]
+        n = len(pos)
 
         def text(codes, values, null=False):
             idx = pa.array(codes, mask=(codes < 0) if null else None)
             return pa.DictionaryArray.from_arrays(idx, pa.array([str(v) for v in values], pa.string()))
 
-        n = len(t)
-        limit = (limit_prices(self._col("price"), ~sell, self.params.limit_offset_bps) if self.params.order_type == "LIMIT"
+        price = self._col("price")
+        limit = (limit_prices(price, ~sell, self.params.limit_offset_bps) if self.params.order_type == "LIMIT"
                  else None)
+        sector = self._col("sector")
         cols = {
-            "date": pa.array(self.dates[t]),
-            "run_id": text(self._order_run, self.run_ids),
+            "date": pa.array(self.dates[o["t"]]),
             "order_key": pa.array(self.order_keys),
             "symbol": text((pos % S).astype(np.int32), self.universe),
-            "side": text(sell.astype(np.int8), ["BUY", "SELL"]),
+            "sell": pa.array(sell),
             "qty": pa.array(o["qty"]),
-            "order_type": text(np.zeros(n, np.int8), [self.params.order_type]),
             "limit_price": pa.nulls(n, pa.float64()) if limit is None else pa.array(limit),
-            "price": pa.array(self._col("price"), from_pandas=True),
-            "sector": text(np.where(self._col("sector") >= len(self.sectors), -1, self._col("sector")).astype(np.int32),
-                           self.sectors, null=True),
+            "price": pa.array(price, from_pandas=True),
+            "sector": text(np.where(sector >= len(self.sectors), -1, sector).astype(np.int32), self.sectors, null=True),
             "lot_size": pa.array(self._col("lot")),
             "target_weight": pa.array(self._col("weight")),
             "current_qty": pa.array(o["current"]),
-            "target_qty": pa.array(o["current"] + np.where(sell, -o["qty"], o["qty"])),
             "untrimmed_qty": pa.array(o["untrimmed"]),
-            "status": text(np.where(filled, 0, np.where(status == _CANCELED, 2, 1)).astype(np.int8),
-                           ["FILLED", "REJECTED", "CANCELED"]),
-            "filled_qty": pa.array(np.where(filled, o["qty"], 0)),
+            "status_code": pa.array(status),
+            "risk_mask": pa.array(o["risk"]),
             "avg_fill_price": pa.array(average_fill_price(np.nan, 0, o["fill_price"], o["qty"]), from_pandas=True),
             "fill_price": pa.array(o["fill_price"], from_pandas=True),
             "commission": pa.array(o["commission"]),
-            "risk_codes": text(o["risk"].astype(np.int8), risk_text),
-            "reject_reason": text(reason_code.astype(np.int8), ["missing_price", "unfilled_at_close"] + list(risk_reason),
-                                  null=True),
         }
         if self.named_portfolios:
             cols["portfolio"] = text((pos // S).astype(np.int32), self.portfolios)
@@ -984,8 +974,9 @@ def save_simulation(store, sim: Simulation) -> dict:
             digest.update(np.ascontiguousarray(part).data)
         info = sim.describe()
         store.con.execute(
-            "INSERT INTO simulations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO simulations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [sid, sim.inputs_digest, sim.model_version, json.dumps(sim.params.to_dict(), sort_keys=True),
+             sim.params.order_type,
              json.dumps(sim.portfolio_value.tolist()),
              None if sim.initial_cash is None else json.dumps(sim.initial_cash.tolist()),
              json.dumps([str(p) for p in sim.portfolios]), len(sim.dates), len(sim.universe),

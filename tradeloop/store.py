@@ -66,10 +66,10 @@ CREATE TABLE IF NOT EXISTS audit_events (
 _SCHEMA_V3 = """
 CREATE TABLE IF NOT EXISTS simulations (
     simulation_id VARCHAR PRIMARY KEY, inputs_digest VARCHAR NOT NULL, model_version VARCHAR NOT NULL,
-    params JSON NOT NULL, portfolio_value JSON NOT NULL, initial_cash JSON, portfolios JSON NOT NULL,
-    n_dates INTEGER NOT NULL, n_symbols INTEGER NOT NULL, first_date TIMESTAMP, last_date TIMESTAMP,
-    n_orders BIGINT NOT NULL, n_fills BIGINT NOT NULL, n_blocked BIGINT NOT NULL, orders_digest VARCHAR NOT NULL,
-    created_at TIMESTAMP NOT NULL);
+    params JSON NOT NULL, order_type VARCHAR NOT NULL, portfolio_value JSON NOT NULL, initial_cash JSON,
+    portfolios JSON NOT NULL, n_dates INTEGER NOT NULL, n_symbols INTEGER NOT NULL, first_date TIMESTAMP,
+    last_date TIMESTAMP, n_orders BIGINT NOT NULL, n_fills BIGINT NOT NULL, n_blocked BIGINT NOT NULL,
+    orders_digest VARCHAR NOT NULL, created_at TIMESTAMP NOT NULL);
 CREATE TABLE IF NOT EXISTS simulation_runs (
     simulation_id VARCHAR NOT NULL, run_id VARCHAR NOT NULL, date TIMESTAMP NOT NULL, portfolio VARCHAR NOT NULL,
     portfolio_value DOUBLE NOT NULL, cash_before DOUBLE NOT NULL, n_orders BIGINT NOT NULL, n_filled BIGINT NOT NULL,
@@ -77,18 +77,39 @@ CREATE TABLE IF NOT EXISTS simulation_runs (
     buy_notional DOUBLE NOT NULL, sell_notional DOUBLE NOT NULL, commission DOUBLE NOT NULL, turnover DOUBLE,
     cash_after DOUBLE NOT NULL, end_value DOUBLE NOT NULL, gross_exposure DOUBLE, net_exposure DOUBLE,
     n_positions BIGINT NOT NULL, blocked_by_code JSON NOT NULL, PRIMARY KEY (simulation_id, run_id));
+-- Orders as a compact fact table (numbers and two dictionary-encoded names); simulation_orders_v adds the
+-- readable columns of trade_orders: run_id, client_order_id, side, order_type, target_qty, status, filled_qty,
+-- risk_codes, reject_reason.
 CREATE TABLE IF NOT EXISTS simulation_orders (
-    simulation_id VARCHAR NOT NULL, run_id VARCHAR NOT NULL, date TIMESTAMP NOT NULL, portfolio VARCHAR NOT NULL,
-    order_key UBIGINT NOT NULL, symbol VARCHAR NOT NULL, side VARCHAR NOT NULL, qty BIGINT NOT NULL,
-    order_type VARCHAR NOT NULL, limit_price DOUBLE, price DOUBLE, sector VARCHAR, lot_size BIGINT NOT NULL,
-    target_weight DOUBLE NOT NULL, current_qty BIGINT NOT NULL, target_qty BIGINT NOT NULL,
-    untrimmed_qty BIGINT NOT NULL, status VARCHAR NOT NULL, filled_qty BIGINT NOT NULL, avg_fill_price DOUBLE,
-    fill_price DOUBLE, commission DOUBLE NOT NULL, risk_codes VARCHAR NOT NULL, reject_reason VARCHAR);
+    simulation_id VARCHAR NOT NULL, date TIMESTAMP NOT NULL, portfolio VARCHAR NOT NULL, order_key UBIGINT NOT NULL,
+    symbol VARCHAR NOT NULL, sell BOOLEAN NOT NULL, qty BIGINT NOT NULL, limit_price DOUBLE, price DOUBLE,
+    sector VARCHAR, lot_size BIGINT NOT NULL, target_weight DOUBLE NOT NULL, current_qty BIGINT NOT NULL,
+    untrimmed_qty BIGINT NOT NULL, status_code TINYINT NOT NULL, risk_mask UTINYINT NOT NULL,
+    avg_fill_price DOUBLE, fill_price DOUBLE, commission DOUBLE NOT NULL);
 CREATE OR REPLACE VIEW simulation_orders_v AS
-    SELECT *, symbol || '-' || left(side, 1) || '-' || (
-        SELECT string_agg(substr('0123456789abcdefghjkmnpqrstvwxyz', ((order_key >> (60 - 5 * i)) & 31)::INTEGER + 1, 1), '' ORDER BY i)
-        FROM range(13) r(i)) AS client_order_id
-    FROM simulation_orders;
+    WITH o AS (
+        SELECT o.*, r.run_id, s.order_type, CASE WHEN o.sell THEN 'SELL' ELSE 'BUY' END AS side,
+            concat_ws(';',
+                CASE WHEN o.risk_mask & 1 <> 0 THEN 'max_order_notional' END,
+                CASE WHEN o.risk_mask & 2 <> 0 THEN 'max_position_ratio' END,
+                CASE WHEN o.risk_mask & 4 <> 0 THEN 'single_name_cap' END,
+                CASE WHEN o.risk_mask & 8 <> 0 THEN 'sector_cap' END,
+                CASE WHEN o.risk_mask & 16 <> 0 THEN 'max_gross_exposure' END,
+                CASE WHEN o.risk_mask & 32 <> 0 THEN 'no_short' END) AS risk_codes
+        FROM simulation_orders o JOIN simulations s USING (simulation_id)
+        JOIN simulation_runs r USING (simulation_id, date, portfolio))
+    SELECT simulation_id, run_id, date, portfolio,
+        symbol || '-' || left(side, 1) || '-' || (
+            SELECT string_agg(substr('0123456789abcdefghjkmnpqrstvwxyz', ((order_key >> (60 - 5 * i)) & 31)::INTEGER + 1, 1), '' ORDER BY i)
+            FROM range(13) r(i)) AS client_order_id,
+        order_key, symbol, side, qty, order_type, limit_price, price, sector, lot_size, target_weight, current_qty,
+        current_qty + CASE WHEN sell THEN -qty ELSE qty END AS target_qty, untrimmed_qty,
+        CASE status_code WHEN 0 THEN 'FILLED' WHEN 3 THEN 'CANCELED' ELSE 'REJECTED' END AS status,
+        CASE WHEN status_code = 0 THEN qty ELSE 0 END AS filled_qty, avg_fill_price, fill_price, commission,
+        risk_codes,
+        CASE status_code WHEN 1 THEN 'risk:' || risk_codes WHEN 2 THEN 'missing_price'
+            WHEN 3 THEN 'unfilled_at_close' END AS reject_reason
+    FROM o;
 CREATE OR REPLACE VIEW simulation_fills AS
     SELECT simulation_id, run_id, date, portfolio, client_order_id || '-1' AS fill_id, client_order_id, 1 AS seq,
            filled_qty AS qty, fill_price AS price, commission
