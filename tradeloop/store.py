@@ -362,8 +362,8 @@ class Store:
     def orders(self, run_id: str) -> pd.DataFrame:
         return self.con.execute(
             "SELECT o.*, coalesce(f.n_fills, 0) AS n_fills FROM trade_orders o LEFT JOIN "
-            "(SELECT client_order_id, count(*) AS n_fills FROM trade_fills GROUP BY 1) f USING (client_order_id) "
-            "WHERE o.run_id = ? ORDER BY o.symbol, o.side", [run_id]
+            "(SELECT client_order_id, count(*) AS n_fills FROM trade_fills WHERE run_id = ? GROUP BY 1) f "
+            "USING (client_order_id) WHERE o.run_id = ? ORDER BY o.symbol, o.side", [run_id, run_id]
         ).df()
 
     def insert_fills(self, fills: pd.DataFrame) -> int:
