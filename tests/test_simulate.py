@@ -142,6 +142,16 @@ def test_portfolios_are_independent():
                                       one.summary["cash_after"])
 
 
+def test_positions_per_portfolio():
+    w, p = tl.synthetic_history(3, 4, seed=2, n_portfolios=2)
+    pos = pd.DataFrame({"portfolio": ["P1"], "symbol": ["S00002"], "qty": [50]})
+    sim = simulate(w, p, portfolio_value=1e6, positions=pos)
+    first = sim.orders.loc[(sim.orders["date"] == sim.dates[0]) & (sim.orders["symbol"] == "S00002")]
+    assert first.set_index(first["portfolio"].astype(str))["current_qty"].to_dict() == {"P0": 0, "P1": 50}
+    with pytest.raises(ValidationError, match="positions need a 'portfolio' column"):
+        simulate(w, p, portfolio_value=1e6, positions=pos.drop(columns="portfolio"))
+
+
 def test_missing_prices_are_rejected_and_valued_at_last_price():
     w, p = tl.synthetic_history(4, 5, seed=9)
     p = p.copy()

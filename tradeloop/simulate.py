@@ -89,6 +89,11 @@ class _Rows:
 
 
 def _dates(col: pd.Series, what: str) -> np.ndarray:
+    if col.dtype == np.dtype("datetime64[ns]"):  # already naive datetimes: no parsing, no copy
+        out = col.to_numpy()
+        if np.isnat(out).any():
+            raise ValidationError(f"{what}: date is missing in row {int(np.flatnonzero(np.isnat(out))[0]) + 1}")
+        return out
     try:
         values = pd.to_datetime(col, errors="raise")
     except (ValueError, TypeError) as e:
@@ -414,6 +419,8 @@ def simulate(
             if (xp < 0).any():
                 bad = positions["portfolio"].astype(str).to_numpy()[xp < 0][0]
                 raise ValidationError(f"positions: portfolio {bad!r} has no weights")
+        elif named:
+            raise ValidationError("positions need a 'portfolio' column when the weights have one")
         else:
             xp = np.zeros(len(positions), dtype=np.int64)
         xpos = xp * S + xsym
