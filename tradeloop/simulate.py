@@ -388,10 +388,12 @@ def simulate(
         + (f" in portfolio {weights['portfolio'].iloc[r]}" if named else ""))
     if worder is not None:
         wd, wpos, wvalue = wd[worder], wpos[worder], wvalue[worder]
+        dense_w = _is_dense(wd, wpos, D, N)
     porder = None if dense_p else _sorted_rows(
         pd_codes, psym, S, "prices", lambda r: f"{universe[psym[r]]}@{pd.Timestamp(dates[pd_codes[r]]).date()}")
     if porder is not None:
         pd_codes, psym, pprice, plot, psec = (a[porder] for a in (pd_codes, psym, pprice, plot, psec))
+        dense_p = _is_dense(pd_codes, psym, D, S)
     wbounds = np.searchsorted(wd, np.arange(D + 1))
     pbounds = np.searchsorted(pd_codes, np.arange(D + 1))
     no_prices = np.flatnonzero(np.diff(pbounds) == 0)
@@ -574,9 +576,13 @@ def simulate(
         params=params, model_version=model_version, portfolio_value=pv0, initial_cash=cash0,
         initial_positions=initial_hold, orders_raw=raw, day_pv=day_pv, day_cash_before=day_cash_before,
         day_cash_after=day_cash_after, day_holdings=(day_gross, day_net, day_npos), given_id=simulation_id,
-        _digest_parts=(wd.astype(np.int32, copy=False), wpos.astype(np.int64, copy=False), wvalue,
-                       pd_codes.astype(np.int32, copy=False), psym.astype(np.int32, copy=False), pprice,
-                       plot.astype(np.int64, copy=False), psec.astype(np.int32, copy=False)),
+        # a dense layout is fully described by its shape, so its row keys need no hashing
+        _digest_parts=(*((b"dense-weights",) if dense_w else (wd.astype(np.int32, copy=False),
+                                                               wpos.astype(np.int64, copy=False))),
+                       wvalue,
+                       *((b"dense-prices",) if dense_p else (pd_codes.astype(np.int32, copy=False),
+                                                              psym.astype(np.int32, copy=False))),
+                       pprice, plot.astype(np.int64, copy=False), psec.astype(np.int32, copy=False)),
         _inputs={"recover": recover, "wvalue": wvalue, "pbounds": pbounds, "psym": psym, "pprice": pprice,
                  "plot": plot, "psec": psec},
     )
@@ -664,7 +670,7 @@ class Simulation:
         }
         h.update(canonical_json(head).encode())
         for part in (*self._digest_parts, self.initial_positions):
-            h.update(np.ascontiguousarray(part).data)
+            h.update(part if isinstance(part, bytes) else np.ascontiguousarray(part).data)
         return h.hexdigest()
 
     @cached_property
@@ -706,7 +712,8 @@ class Simulation:
         h_mv = _hash_strings(np.array([self.model_version], dtype=object))[0]
         # combine_keys(run, symbol, side, model_version) starts with mix(0 ^ h_run): done once per run here
         first = combine_keys(h_run)
-        return combine_keys(first[self._order_run] ^ h_sym[o["pos"] % S],
+        sym = o["pos"] if len(self.portfolios) == 1 else o["pos"] % S
+        return combine_keys(first[self._order_run] ^ h_sym[sym],
                             h_side[o["sell"].astype(np.intp)], h_mv)
 
     def client_order_ids(self, rows: np.ndarray | slice | None = None) -> np.ndarray:
@@ -797,7 +804,7 @@ class Simulation:
         cols = {
             "date": pa.array(self.dates[o["t"]]),
             "order_key": pa.array(self.order_keys),
-            "symbol": text((pos % S).astype(np.int32), self.universe),
+            "symbol": text(pos if len(self.portfolios) == 1 else (pos % S).astype(np.int32), self.universe),
             "sell": pa.array(sell),
             "qty": pa.array(o["qty"]),
             "limit_price": pa.nulls(n, pa.float64()) if limit is None else pa.array(limit),
