@@ -45,3 +45,6 @@ from .artifacts import ArtifactRecord, verify_artifact
 from .notebooks import BatchResult, run_batch, run_notebook
 __all__ += ["RunReport", "audit_check", "audit_line", "batch_table", "load_report", "run_from_files",
             "ArtifactRecord", "verify_artifact", "BatchResult", "run_batch", "run_notebook"]
+from .simulate import Simulation, save_simulation, simulate
+from .synthetic import synthetic_history
+__all__ += ["Simulation", "save_simulation", "simulate", "synthetic_history"]

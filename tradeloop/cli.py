@@ -411,6 +411,56 @@ def verify_artifact_cmd(path, rerun, kernel, db):
         sys.exit(1)
     click.echo(f"{path}: OK (valid notebook, all cells completed, sha256 recorded, summary matches the database"
                f"{', re-run identical' if rerun else ''})")
+# --- issue 4: simulate a weight history
+
+@cli.command(cls=_Command)
+@click.option("--weights", "weights_file", required=True, type=click.Path(path_type=Path),
+              help="Weight history, CSV or Parquet: date, symbol, weight [, portfolio].")
+@click.option("--prices", "prices_file", required=True, type=click.Path(path_type=Path),
+              help="Prices, CSV or Parquet: date, symbol, price [, volume, sector, lot_size].")
+@click.option("--portfolio-value", required=True, type=float, help="Portfolio value on the first date.")
+@click.option("--model-version", required=True, help="The model that produced the weights.")
+@click.option("--params", "params_file", type=click.Path(path_type=Path), help="Params JSON (see README).")
+@click.option("--positions", "positions_file", type=click.Path(path_type=Path),
+              help="Holdings before the first date: symbol, qty [, portfolio].")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@_db_option
+@_json_option
+def simulate(weights_file, prices_file, portfolio_value, model_version, params_file, positions_file, no_progress, db,
+             as_json):
+    """Simulate every rebalance of a weight history and store it (one transaction; repeating it is a no-op).
+
+    Risk-blocked orders are REJECTED one by one (a single run would block as a whole); the exit code is 0 when the
+    simulation is stored, 2 for bad input.
+
+    Example: tradeloop simulate --weights weights.parquet --prices prices.parquet --portfolio-value 1000000
+    --model-version m1 --params data/params_pass.json --db research.duckdb
+    """
+    from .simulate import save_simulation, simulate as run_simulation
+
+    params = load_params(params_file)
+    weights = read_table(weights_file, "weights")
+    prices = read_table(prices_file, "prices")
+    positions = _read_optional(positions_file, "positions")
+    sim = run_simulation(weights, prices, portfolio_value=portfolio_value, params=params, positions=positions,
+                         model_version=model_version, progress=not no_progress)
+    db = db or default_db_path()
+    with Store(db) as store:
+        saved = save_simulation(store, sim)
+    info = {**sim.describe(), "new": saved["new"], "db": str(db)}
+    if as_json:
+        click.echo(json.dumps(info, sort_keys=True))
+        return
+    click.echo(f"simulation {info['simulation_id']}{'' if saved['new'] else '  (already stored)'}")
+    click.echo(f"dates      {info['dates']}  {info['first_date']} .. {info['last_date']}  symbols {info['symbols']}")
+    click.echo(f"orders     {info['orders']}: filled {info['filled']}, blocked {info['blocked']}, missing price "
+               f"{info['missing_price']}, canceled {info['canceled']}")
+    if info["blocked_by_code"]:
+        click.echo(f"blocked    {info['blocked_by_code']}")
+    click.echo(f"commission {info['commission']:,.2f}")
+    click.echo(f"final      cash {', '.join(f'{c:,.2f}' for c in info['final_cash'])}  value "
+               f"{', '.join(f'{v:,.2f}' for v in info['final_value'])}")
+    click.echo(f"database   {db}")
 
 
 def main() -> None:

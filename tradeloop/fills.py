@@ -29,7 +29,8 @@ from .liquidity import LiquidityModel, NoLiquidityLimit
 from .slippage import NoSlippage, SlippageModel
 from .states import TERMINAL_ORDER_STATUSES
 
-__all__ = ["fill_orders", "work_orders", "FillResult", "FILL_COLUMNS", "EVENT_COLUMNS"]
+__all__ = ["fill_orders", "work_orders", "fill_prices", "average_fill_price", "FillResult", "FILL_COLUMNS",
+           "EVENT_COLUMNS"]
 
 #: Columns of ``FillResult.fills``.
 FILL_COLUMNS = ("fill_id", "run_id", "client_order_id", "seq", "qty", "price", "commission")
@@ -48,6 +49,30 @@ class FillResult:
 
 def _empty(columns) -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
+
+
+def fill_prices(slippage: SlippageModel, side: np.ndarray, price: np.ndarray, limit: np.ndarray,
+                is_limit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The fill-price kernel shared by :func:`fill_orders` and :func:`tradeloop.simulate.simulate`.
+
+    Returns ``(fill_price, crosses)``: the slippage model's price, capped at the limit for LIMIT orders, and whether
+    each order may fill at all (MARKET always; LIMIT when the reference price crosses its limit).
+    """
+    fill_px = slippage.fill_prices(side, price)
+    if not np.any(is_limit):  # MARKET only: every order may fill at the model's price
+        return fill_px, np.ones(len(fill_px), dtype=bool)
+    with np.errstate(invalid="ignore"):
+        buy = np.asarray(side) == "BUY"
+        crosses = ~is_limit | np.where(buy, price <= limit, price >= limit)
+        fill_px = np.where(is_limit, np.where(buy, np.minimum(fill_px, limit), np.maximum(fill_px, limit)), fill_px)
+    return fill_px, crosses
+
+
+def average_fill_price(prev_avg: np.ndarray, prev_filled: np.ndarray, fill_px: np.ndarray, fill_qty: np.ndarray):
+    """Volume-weighted average after a fill, rounded to 6 decimals as stored on the order."""
+    new_filled = prev_filled + fill_qty
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.round((np.nan_to_num(prev_avg) * prev_filled + fill_px * fill_qty) / new_filled, 6)
 
 
 def fill_orders(
@@ -140,11 +165,7 @@ def fill_orders(
     status[new] = "SUBMITTED"
 
     # 3. Fill what crosses, up to the liquidity cap.
-    with np.errstate(invalid="ignore"):
-        fill_px = slippage.fill_prices(side, price)
-        buy = side == "BUY"
-        crosses = ~is_limit | np.where(buy, price <= limit, price >= limit)
-        fill_px = np.where(is_limit, np.where(buy, np.minimum(fill_px, limit), np.maximum(fill_px, limit)), fill_px)
+    fill_px, crosses = fill_prices(slippage, side, price, limit, is_limit)
     remaining = qty - filled
     cap = np.asarray(liquidity.step_caps(volume, lot), dtype="float64")
     cap = np.where(np.isnan(cap), 0.0, cap)  # a model that cannot say how much may fill lets nothing fill

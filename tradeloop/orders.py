@@ -23,7 +23,10 @@ import pandas as pd
 
 from .errors import ValidationError
 
-__all__ = ["build_book", "build_orders", "client_order_ids", "ORDER_COLUMNS", "BOOK_COLUMNS"]
+__all__ = [
+    "build_book", "build_orders", "client_order_ids", "order_keys", "combine_keys", "format_client_order_ids",
+    "size_orders", "limit_prices", "ORDER_COLUMNS", "BOOK_COLUMNS",
+]
 
 #: Columns of the frame :func:`build_orders` returns (after any group columns).
 ORDER_COLUMNS = (
@@ -55,10 +58,49 @@ def _hash_strings(values) -> np.ndarray:
 
 def _mix(x: np.ndarray) -> np.ndarray:
     """splitmix64 finalizer: a bijective scramble, so combining hashes does not cancel structure."""
+    x = np.array(x, dtype=np.uint64)  # a copy: the steps below work in place
+    t = np.empty_like(x)
     with np.errstate(over="ignore"):
-        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return x ^ (x >> np.uint64(31))
+        for shift, mult in ((30, 0xBF58476D1CE4E5B9), (27, 0x94D049BB133111EB)):
+            np.right_shift(x, np.uint64(shift), out=t)
+            np.bitwise_xor(x, t, out=x)
+            np.multiply(x, np.uint64(mult), out=x)
+        np.right_shift(x, np.uint64(31), out=t)
+        np.bitwise_xor(x, t, out=x)
+    return x
+
+
+def _common_length(*args) -> int:
+    """Length of the array arguments (scalars broadcast); 1 when all are scalars, 0 for empty arrays."""
+    lengths = [len(a) for a in args if np.ndim(a) > 0]
+    return max(lengths) if lengths else 1
+
+
+def order_keys(run_id, symbol, side, model_version) -> np.ndarray:
+    """The 64-bit hash behind :func:`client_order_ids`, as ``uint64`` (cheap to keep for millions of orders)."""
+    n = _common_length(run_id, symbol, side, model_version)
+    parts = [np.broadcast_to(np.asarray(a, dtype=object), (n,)) for a in (run_id, symbol, side, model_version)]
+    return combine_keys(*(_hash_strings(part) for part in parts))
+
+
+def combine_keys(*hashes: np.ndarray) -> np.ndarray:
+    """Fold per-part 64-bit hashes (already gathered per row) into one key per row, exactly as
+    :func:`client_order_ids` does, so callers that hash each distinct value once get the same ids."""
+    h = np.zeros(np.broadcast_shapes(*(np.shape(x) for x in hashes)), dtype=np.uint64)
+    for part in hashes:
+        h = _mix(h ^ part)
+    return h
+
+
+def format_client_order_ids(symbol, side, keys: np.ndarray) -> np.ndarray:
+    """``{symbol}-{B|S}-{13 base32 digits of key}`` as an object array (see :func:`client_order_ids`)."""
+    keys = np.asarray(keys, dtype=np.uint64)
+    n = len(keys)
+    digits = ((keys[:, None] >> _SHIFTS[None, :]) & np.uint64(31)).astype(np.intp)
+    tail = np.ascontiguousarray(_ALPHABET[digits]).view("S13").ravel().astype(str).astype(object)
+    side_letter = pd.Series(np.broadcast_to(np.asarray(side, dtype=object), (n,))).str[0].to_numpy(dtype=object)
+    symbol = np.broadcast_to(np.asarray(symbol, dtype=object), (n,))
+    return (pd.Series(symbol, dtype=object) + "-" + side_letter + "-" + tail).to_numpy(dtype=object)
 
 
 def client_order_ids(run_id, symbol, side, model_version) -> np.ndarray:
@@ -69,16 +111,12 @@ def client_order_ids(run_id, symbol, side, model_version) -> np.ndarray:
     distinct input value, combined with the splitmix64 mixer, so the id never depends on a library's hash seed.
     Each argument may be a scalar or an array; arrays must have equal length.
     """
-    lengths = [len(a) for a in (run_id, symbol, side, model_version) if np.ndim(a) > 0]
-    n = max(lengths) if lengths else 1
-    parts = [np.broadcast_to(np.asarray(a, dtype=object), (n,)) for a in (run_id, symbol, side, model_version)]
-    h = np.zeros(n, dtype=np.uint64)
-    for part in parts:
-        h = _mix(h ^ _hash_strings(part))
-    digits = ((h[:, None] >> _SHIFTS[None, :]) & np.uint64(31)).astype(np.intp)
-    tail = np.ascontiguousarray(_ALPHABET[digits]).view("S13").ravel().astype(str).astype(object)
-    side_letter = pd.Series(parts[2]).str[0].to_numpy(dtype=object)
-    return (pd.Series(parts[1], dtype=object) + "-" + side_letter + "-" + tail).to_numpy(dtype=object)
+    n = _common_length(run_id, symbol, side, model_version)
+    return format_client_order_ids(
+        np.broadcast_to(np.asarray(symbol, dtype=object), (n,)),
+        np.broadcast_to(np.asarray(side, dtype=object), (n,)),
+        order_keys(run_id, symbol, side, model_version),
+    )
 
 
 def _group_codes(df: pd.DataFrame, group_by: Sequence[str]) -> tuple[np.ndarray, int]:
@@ -89,17 +127,75 @@ def _group_codes(df: pd.DataFrame, group_by: Sequence[str]) -> tuple[np.ndarray,
 
 
 def _per_group_value(df: pd.DataFrame, column: str, scalar, codes: np.ndarray, ngroups: int, what: str):
-    """A per-row array of a per-group constant, from a column of ``df`` or a scalar."""
+    """A per-row array and the per-group array of a per-group constant, from a column of ``df`` or a scalar."""
     if column in df:
         values = df[column].to_numpy(dtype="float64")
         first = np.full(ngroups, np.nan)
         first[codes[::-1]] = values[::-1]
         if not np.array_equal(first[codes], values, equal_nan=True):
             raise ValidationError(f"{what}: column {column!r} must be constant within each group")
-        return values
+        return values, first
     if scalar is None:
-        return None
-    return np.full(len(df), float(scalar))
+        return None, None
+    return np.full(len(df), float(scalar)), np.full(ngroups, float(scalar))
+
+
+def size_orders(
+    weight: np.ndarray,
+    price: np.ndarray,
+    lot: np.ndarray,
+    current: np.ndarray,
+    codes: np.ndarray,
+    group_pv: np.ndarray,
+    group_cash: np.ndarray | None,
+    cash_buffer: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The order-sizing kernel shared by :func:`build_book` and :func:`tradeloop.simulate.simulate`.
+
+    Plain numpy over aligned rows: ``weight``, ``price`` (NaN = unknown), ``lot`` and ``current`` (int64) per row,
+    ``codes`` the row's group (0..ngroups-1), ``group_pv`` / ``group_cash`` per group (``group_cash`` None: the
+    group's value minus its holdings). Applies the module's rules: lot rounding toward zero (with the 1e-9
+    epsilon), sells first, then buys trimmed pro rata with a strict floor so they fit the cash after the buffer.
+
+    Returns ``(delta, untrimmed, group_cash, missing_price)``: the signed int64 trade per row after trimming, its
+    size before trimming, the cash each group started with, and the rows without a price.
+    """
+    ngroups = len(group_pv)
+    # One group: a scalar broadcasts to the same values as the gathered column (and skips the gather).
+    pv = group_pv[0] if ngroups == 1 else group_pv[codes]
+    missing_price = np.isnan(price)
+    any_missing = missing_price.any()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lots = np.floor(np.abs(weight * pv) / price / lot + _FLOOR_EPS)
+    target = np.sign(weight) * lots * lot
+    if any_missing:
+        target = np.where(missing_price, 0, target).astype("int64")
+        target = np.where(missing_price & (weight != 0), current, target)  # unknown size: leave as is, then reject
+    else:
+        target = target.astype("int64")
+    delta = target - current
+    untrimmed = np.abs(delta)
+
+    # Cash: sells first, then buys trimmed pro rata within each group so they fit the cash left after the buffer.
+    px = np.where(missing_price, 0.0, price) if any_missing else price
+    if group_cash is None:
+        group_cash = group_pv - np.bincount(codes, weights=current * px, minlength=ngroups)
+    sells = np.bincount(codes, weights=np.where(delta < 0, -delta * px, 0.0), minlength=ngroups)
+    buys = np.bincount(codes, weights=np.where(delta > 0, delta * px, 0.0), minlength=ngroups)
+    available = group_cash + sells - cash_buffer * group_pv
+    factor = np.where(buys > available, np.clip(available, 0.0, None) / np.where(buys > 0, buys, 1.0), 1.0)
+    if (factor < 1.0).any():
+        row_factor = factor[codes]
+        trim = row_factor < 1.0
+        trimmed_buy = np.floor(delta * row_factor / lot) * lot  # strict floor: trimmed buys never exceed the cash
+        delta = np.where((delta > 0) & trim, trimmed_buy, delta).astype("int64")
+    return delta, untrimmed, group_cash, missing_price
+
+
+def limit_prices(price: np.ndarray, buy: np.ndarray, limit_offset_bps: float) -> np.ndarray:
+    """LIMIT order prices: BUY ``price × (1 + bps/1e4)``, SELL ``price × (1 − bps/1e4)``, rounded to 4 decimals."""
+    sign = np.where(buy, 1.0, -1.0)
+    return np.round(price * (1.0 + sign * limit_offset_bps / 1e4), 4)
 
 
 def build_book(
@@ -170,39 +266,16 @@ def build_book(
     book = book.sort_values(keys, kind="stable").reset_index(drop=True)
 
     codes, ngroups = _group_codes(book, group_by)
-    pv = _per_group_value(book, "portfolio_value", portfolio_value, codes, ngroups, "targets")
+    pv, group_pv = _per_group_value(book, "portfolio_value", portfolio_value, codes, ngroups, "targets")
     if pv is None:
         raise ValidationError("portfolio_value is required (an argument or a 'portfolio_value' column)")
+    _, cash_now = _per_group_value(book, "cash", cash, codes, ngroups, "targets")
     price = book["price"].to_numpy(dtype="float64")
     weight = book["weight"].to_numpy(dtype="float64")
-    lot = book["lot_size"].to_numpy()
     current = book["current_qty"].to_numpy()
-    missing_price = np.isnan(price)
-
-    with np.errstate(invalid="ignore", divide="ignore"):
-        lots = np.floor(np.abs(weight * pv) / price / lot + _FLOOR_EPS)
-    target = np.where(missing_price, 0, np.sign(weight) * lots * lot).astype("int64")
-    target = np.where(missing_price & (weight != 0), current, target)  # unknown size: leave as is, then reject
-    delta = target - current
-    untrimmed = np.abs(delta)
-
-    # Cash: sells first, then buys trimmed pro rata within each group so they fit the cash left after the buffer.
-    px = np.where(missing_price, 0.0, price)
-    held_value = np.bincount(codes, weights=current * px, minlength=ngroups)
-    cash_now = _per_group_value(book, "cash", cash, codes, ngroups, "targets")
-    group_pv = np.bincount(codes, weights=pv, minlength=ngroups) / np.maximum(np.bincount(codes, minlength=ngroups), 1)
-    group_cash = (
-        group_pv - held_value
-        if cash_now is None
-        else np.bincount(codes, weights=cash_now, minlength=ngroups) / np.maximum(np.bincount(codes, minlength=ngroups), 1)
+    delta, untrimmed, group_cash, missing_price = size_orders(
+        weight, price, book["lot_size"].to_numpy(), current, codes, group_pv, cash_now, cash_buffer
     )
-    sells = np.bincount(codes, weights=np.where(delta < 0, -delta * px, 0.0), minlength=ngroups)
-    buys = np.bincount(codes, weights=np.where(delta > 0, delta * px, 0.0), minlength=ngroups)
-    available = group_cash + sells - cash_buffer * group_pv
-    factor = np.where(buys > available, np.clip(available, 0.0, None) / np.where(buys > 0, buys, 1.0), 1.0)
-    trim = factor[codes] < 1.0
-    trimmed_buy = np.floor(delta * factor[codes] / lot) * lot  # strict floor: trimmed buys never exceed the cash
-    delta = np.where((delta > 0) & trim, trimmed_buy, delta).astype("int64")
 
     book["target_weight"] = weight
     book["target_qty"] = current + delta
@@ -273,8 +346,8 @@ def build_orders(
     orders.insert(len(group_by) + 1, "run_id", run_ids if np.ndim(run_ids) else str(run_ids))
     orders["order_type"] = order_type
     if order_type == "LIMIT":
-        sign = np.where(orders["side"].to_numpy() == "BUY", 1.0, -1.0)
-        orders["limit_price"] = np.round(orders["price"].to_numpy() * (1.0 + sign * limit_offset_bps / 1e4), 4)
+        orders["limit_price"] = limit_prices(orders["price"].to_numpy(), orders["side"].to_numpy() == "BUY",
+                                             limit_offset_bps)
     else:
         orders["limit_price"] = np.nan
     return orders.loc[:, group_by + list(ORDER_COLUMNS)]

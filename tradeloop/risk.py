@@ -28,7 +28,7 @@ import pandas as pd
 
 from .errors import ValidationError
 
-__all__ = ["RiskLimits", "check_risk", "risk_summary", "RISK_CODES"]
+__all__ = ["RiskLimits", "check_risk", "risk_summary", "risk_checks", "post_trade", "sector_limits", "RISK_CODES"]
 
 RISK_CODES = (
     "max_order_notional", "max_position_ratio", "single_name_cap", "sector_cap", "max_gross_exposure", "no_short",
@@ -89,6 +89,61 @@ def _group_sum(values: np.ndarray, codes: np.ndarray, ngroups: int) -> np.ndarra
     return np.bincount(codes, weights=values, minlength=ngroups)
 
 
+def post_trade(is_order, price, pv, current, signed):
+    """Position after each order: ``(post_qty, post_weight, growing)``; ``growing`` marks priced orders that make
+    the position larger in absolute size (the rules below only block those, except notional and no_short)."""
+    priced = ~np.isnan(price)
+    px = np.where(priced, price, 0.0)
+    post = current + np.where(is_order, signed, 0)
+    post_w = post * px / pv
+    growing = is_order & priced & (np.abs(post) > np.abs(current))
+    return post, post_w, growing
+
+
+def sector_limits(limits: RiskLimits, per_sector: np.ndarray) -> np.ndarray:
+    """Each row's sector cap: its ``sector_caps`` entry (``per_sector``, NaN where none), else ``sector_cap``."""
+    if limits.sector_cap is not None:
+        return np.where(np.isnan(per_sector), limits.sector_cap, per_sector)
+    return per_sector
+
+
+def risk_checks(
+    limits: RiskLimits, *, is_order, price, qty, signed, post, post_w, growing, codes, ngroups,
+    name_cap=None, sec_codes=None, sector_lim=None,
+) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
+    """The rule kernel shared by :func:`check_risk` and :func:`tradeloop.simulate.simulate`.
+
+    Plain numpy over aligned rows (``codes``: the row's book, ``sec_codes``: its (book, sector) bucket,
+    ``name_cap`` / ``sector_lim``: per-row caps, NaN = none). Returns ``(code, blocked, observed, limit)`` per
+    enabled rule, in :data:`RISK_CODES` order.
+    """
+    n = len(price)
+    priced = ~np.isnan(price)
+    px = np.where(priced, price, 0.0)
+    apw = np.abs(post_w)
+    checks: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = []  # code, blocked mask, observed, limit
+    if limits.max_order_notional is not None:
+        notional = qty * px
+        lim = np.broadcast_to(np.float64(limits.max_order_notional), (n,))
+        checks.append(("max_order_notional", is_order & priced & (notional > lim), notional, lim))
+    if limits.max_position_ratio is not None:
+        lim = np.broadcast_to(np.float64(limits.max_position_ratio), (n,))
+        checks.append(("max_position_ratio", growing & (apw > lim), apw, lim))
+    if limits.single_name_caps:
+        checks.append(("single_name_cap", growing & (apw > name_cap), apw, name_cap))
+    if limits.uses_sectors:
+        exposure = np.bincount(sec_codes, weights=apw)[sec_codes]
+        checks.append(("sector_cap", growing & (exposure > sector_lim), exposure, sector_lim))
+    if limits.max_gross_exposure is not None:
+        gross = _group_sum(apw, codes, ngroups)[codes]
+        lim = np.broadcast_to(np.float64(limits.max_gross_exposure), (n,))
+        checks.append(("max_gross_exposure", growing & (gross > lim), gross, lim))
+    if not limits.allow_short:
+        checks.append(("no_short", is_order & (signed < 0) & (post < 0), post.astype("float64"),
+                       np.broadcast_to(np.float64(0.0), (n,))))
+    return checks
+
+
 def check_risk(
     book: pd.DataFrame, limits: RiskLimits, *, group_by: Sequence[str] = (), explain: bool = True
 ) -> pd.DataFrame:
@@ -110,32 +165,19 @@ def check_risk(
     out = book.copy()
     is_order = out["side"].notna().to_numpy()
     price = out["price"].to_numpy(dtype="float64")
-    priced = ~np.isnan(price)
-    px = np.where(priced, price, 0.0)
-    pv = out["portfolio_value"].to_numpy(dtype="float64")
     qty = out["qty"].to_numpy(dtype="int64")
     current = out["current_qty"].to_numpy(dtype="int64")
     signed = np.where(out["side"].to_numpy() == "SELL", -qty, qty)
-    post = current + np.where(is_order, signed, 0)
-    post_w = post * px / pv
-    growing = is_order & priced & (np.abs(post) > np.abs(current))
+    post, post_w, growing = post_trade(is_order, price, out["portfolio_value"].to_numpy(dtype="float64"), current,
+                                       signed)
     if group_by:
         codes = out.groupby(group_by, sort=False, dropna=False).ngroup().to_numpy(dtype=np.intp)
     else:
         codes = np.zeros(len(out), dtype=np.intp)
     ngroups = int(codes.max()) + 1 if len(codes) else 0
 
-    checks: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = []  # code, blocked mask, observed, limit
-    notional = qty * px
-    if limits.max_order_notional is not None:
-        lim = np.full(len(out), limits.max_order_notional)
-        checks.append(("max_order_notional", is_order & priced & (notional > lim), notional, lim))
-    if limits.max_position_ratio is not None:
-        lim = np.full(len(out), limits.max_position_ratio)
-        checks.append(("max_position_ratio", growing & (np.abs(post_w) > lim), np.abs(post_w), lim))
-    if limits.single_name_caps:
-        lim = out["symbol"].map(limits.single_name_caps).to_numpy(dtype="float64")
-        checks.append(("single_name_cap", growing & (np.abs(post_w) > lim), np.abs(post_w), lim))
+    name_cap = out["symbol"].map(limits.single_name_caps).to_numpy(dtype="float64") if limits.single_name_caps else None
+    sec_codes = sector_lim = None
     if limits.uses_sectors:
         sector = out["sector"]
         unknown = (sector.isna().to_numpy() & (post != 0))
@@ -144,18 +186,11 @@ def check_risk(
             raise ValidationError(
                 f"sector is unknown for {sym}; a sector cap is set, so every held symbol needs a sector"
             )
-        lim = sector.map(limits.sector_caps).to_numpy(dtype="float64", na_value=np.nan)
-        if limits.sector_cap is not None:
-            lim = np.where(np.isnan(lim), limits.sector_cap, lim)
+        sector_lim = sector_limits(limits, sector.map(limits.sector_caps).to_numpy(dtype="float64", na_value=np.nan))
         sec_codes = out.groupby(group_by + ["sector"], sort=False, dropna=False).ngroup().to_numpy(dtype=np.intp)
-        exposure = np.bincount(sec_codes, weights=np.abs(post_w))[sec_codes]
-        checks.append(("sector_cap", growing & (exposure > lim), exposure, lim))
-    if limits.max_gross_exposure is not None:
-        gross = _group_sum(np.abs(post_w), codes, ngroups)[codes]
-        lim = np.full(len(out), limits.max_gross_exposure)
-        checks.append(("max_gross_exposure", growing & (gross > lim), gross, lim))
-    if not limits.allow_short:
-        checks.append(("no_short", is_order & (signed < 0) & (post < 0), post.astype("float64"), np.zeros(len(out))))
+    checks = risk_checks(limits, is_order=is_order, price=price, qty=qty, signed=signed, post=post, post_w=post_w,
+                         growing=growing, codes=codes, ngroups=ngroups, name_cap=name_cap, sec_codes=sec_codes,
+                         sector_lim=sector_lim)
 
     risk_codes = pd.Series("", index=out.index, dtype=object)
     reasons = pd.Series("", index=out.index, dtype=object)

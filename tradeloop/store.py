@@ -74,6 +74,60 @@ CREATE TABLE IF NOT EXISTS run_leases (
     heartbeat_at TIMESTAMP NOT NULL, expires_at TIMESTAMP NOT NULL);
 """
 
+#: v3: simulations (issue 4).
+_SCHEMA_V3 = """
+CREATE TABLE IF NOT EXISTS simulations (
+    simulation_id VARCHAR PRIMARY KEY, inputs_digest VARCHAR NOT NULL, model_version VARCHAR NOT NULL,
+    params JSON NOT NULL, order_type VARCHAR NOT NULL, portfolio_value JSON NOT NULL, initial_cash JSON,
+    portfolios JSON NOT NULL, n_dates INTEGER NOT NULL, n_symbols INTEGER NOT NULL, first_date TIMESTAMP,
+    last_date TIMESTAMP, n_orders BIGINT NOT NULL, n_fills BIGINT NOT NULL, n_blocked BIGINT NOT NULL,
+    orders_digest VARCHAR NOT NULL, created_at TIMESTAMP NOT NULL);
+CREATE TABLE IF NOT EXISTS simulation_runs (
+    simulation_id VARCHAR NOT NULL, run_id VARCHAR NOT NULL, date TIMESTAMP NOT NULL, portfolio VARCHAR NOT NULL,
+    portfolio_value DOUBLE NOT NULL, cash_before DOUBLE NOT NULL, n_orders BIGINT NOT NULL, n_filled BIGINT NOT NULL,
+    n_blocked BIGINT NOT NULL, n_missing_price BIGINT NOT NULL, n_canceled BIGINT NOT NULL,
+    buy_notional DOUBLE NOT NULL, sell_notional DOUBLE NOT NULL, commission DOUBLE NOT NULL, turnover DOUBLE,
+    cash_after DOUBLE NOT NULL, end_value DOUBLE NOT NULL, gross_exposure DOUBLE, net_exposure DOUBLE,
+    n_positions BIGINT NOT NULL, blocked_by_code JSON NOT NULL, PRIMARY KEY (simulation_id, run_id));
+-- Orders as a compact fact table (numbers and two dictionary-encoded names); simulation_orders_v adds the
+-- readable columns of trade_orders: run_id, client_order_id, side, order_type, target_qty, status, filled_qty,
+-- risk_codes, reject_reason.
+CREATE TABLE IF NOT EXISTS simulation_orders (
+    simulation_id VARCHAR NOT NULL, date TIMESTAMP NOT NULL, portfolio VARCHAR NOT NULL, order_key UBIGINT NOT NULL,
+    symbol VARCHAR NOT NULL, sell BOOLEAN NOT NULL, qty BIGINT NOT NULL, limit_price DOUBLE, price DOUBLE,
+    sector VARCHAR, lot_size BIGINT NOT NULL, target_weight DOUBLE NOT NULL, current_qty BIGINT NOT NULL,
+    untrimmed_qty BIGINT NOT NULL, status_code TINYINT NOT NULL, risk_mask UTINYINT NOT NULL,
+    avg_fill_price DOUBLE, fill_price DOUBLE, commission DOUBLE NOT NULL);
+CREATE OR REPLACE VIEW simulation_orders_v AS
+    WITH o AS (
+        SELECT o.*, r.run_id, s.order_type, CASE WHEN o.sell THEN 'SELL' ELSE 'BUY' END AS side,
+            concat_ws(';',
+                CASE WHEN o.risk_mask & 1 <> 0 THEN 'max_order_notional' END,
+                CASE WHEN o.risk_mask & 2 <> 0 THEN 'max_position_ratio' END,
+                CASE WHEN o.risk_mask & 4 <> 0 THEN 'single_name_cap' END,
+                CASE WHEN o.risk_mask & 8 <> 0 THEN 'sector_cap' END,
+                CASE WHEN o.risk_mask & 16 <> 0 THEN 'max_gross_exposure' END,
+                CASE WHEN o.risk_mask & 32 <> 0 THEN 'no_short' END) AS risk_codes
+        FROM simulation_orders o JOIN simulations s USING (simulation_id)
+        JOIN simulation_runs r USING (simulation_id, date, portfolio))
+    SELECT simulation_id, run_id, date, portfolio,
+        symbol || '-' || left(side, 1) || '-' || (
+            SELECT string_agg(substr('0123456789abcdefghjkmnpqrstvwxyz', ((order_key >> (60 - 5 * i)) & 31)::INTEGER + 1, 1), '' ORDER BY i)
+            FROM range(13) r(i)) AS client_order_id,
+        order_key, symbol, side, qty, order_type, limit_price, price, sector, lot_size, target_weight, current_qty,
+        current_qty + CASE WHEN sell THEN -qty ELSE qty END AS target_qty, untrimmed_qty,
+        CASE status_code WHEN 0 THEN 'FILLED' WHEN 3 THEN 'CANCELED' ELSE 'REJECTED' END AS status,
+        CASE WHEN status_code = 0 THEN qty ELSE 0 END AS filled_qty, avg_fill_price, fill_price, commission,
+        risk_codes,
+        CASE status_code WHEN 1 THEN 'risk:' || risk_codes WHEN 2 THEN 'missing_price'
+            WHEN 3 THEN 'unfilled_at_close' END AS reject_reason
+    FROM o;
+CREATE OR REPLACE VIEW simulation_fills AS
+    SELECT simulation_id, run_id, date, portfolio, client_order_id || '-1' AS fill_id, client_order_id, 1 AS seq,
+           filled_qty AS qty, fill_price AS price, commission
+    FROM simulation_orders_v WHERE filled_qty > 0;
+"""
+
 #: Schema migrations, applied in order, each in the same transaction as its ``schema_version`` row. Every version
 #: missing from ``schema_version`` is applied, so a file written by any earlier tradeloop is brought up to date.
 #: Add a new (version, sql) pair at the end; never edit one that has shipped.
@@ -86,7 +140,7 @@ CREATE TABLE IF NOT EXISTS run_artifacts (
     snapshot_file VARCHAR, created_at TIMESTAMP NOT NULL);
 CREATE INDEX IF NOT EXISTS run_artifacts_batch ON run_artifacts (batch_id);
 """),  # v2 (issue 3): run_artifacts, one executed-notebook artifact per run (re-running replaces it)
-    # v3 (issue 4): simulations
+    (3, _SCHEMA_V3),  # issue 4: simulations, their per-date runs and orders
     # v4 (issue 5): run ownership / leases
     (4, _SCHEMA_V4),
     # v5 (issue 6): the execution step of each order event (multi-step runs: PARTIAL fills, then close)
@@ -429,8 +483,8 @@ class Store:
     def orders(self, run_id: str) -> pd.DataFrame:
         return self.con.execute(
             "SELECT o.*, coalesce(f.n_fills, 0) AS n_fills FROM trade_orders o LEFT JOIN "
-            "(SELECT client_order_id, count(*) AS n_fills FROM trade_fills GROUP BY 1) f USING (client_order_id) "
-            "WHERE o.run_id = ? ORDER BY o.symbol, o.side", [run_id]
+            "(SELECT client_order_id, count(*) AS n_fills FROM trade_fills WHERE run_id = ? GROUP BY 1) f "
+            "USING (client_order_id) WHERE o.run_id = ? ORDER BY o.symbol, o.side", [run_id, run_id]
         ).df()
 
     @_in_session
@@ -521,6 +575,48 @@ class Store:
     @_in_session
     def release_lease(self, run_id: str) -> None:
         self.con.execute("DELETE FROM run_leases WHERE run_id = ?", [run_id])
+
+    # ------------------------------------------------------------------ simulations (issue 4)
+    @_in_session
+    def insert_arrow(self, table: str, data, columns, constants: dict | None = None) -> int:
+        """Bulk insert an Arrow table (or DataFrame) through one scan; ``constants`` are bound as parameters."""
+        name = f"_arrow_{uuid.uuid4().hex}"
+        self.con.register(name, data)
+        try:
+            constants = constants or {}
+            cols = list(constants) + list(columns)
+            select = ", ".join(["?"] * len(constants) + [f'"{c}"' for c in columns])
+            names = ", ".join(f'"{c}"' for c in cols)
+            return int(self.con.execute(f"INSERT INTO {table} ({names}) SELECT {select} FROM {name}",
+                                        list(constants.values())).fetchone()[0])
+        finally:
+            self._unregister(name)
+
+    @_in_session
+    def get_simulation(self, simulation_id: str) -> dict | None:
+        cur = self.con.execute("SELECT * FROM simulations WHERE simulation_id = ?", [simulation_id])
+        row = cur.fetchone()
+        return None if row is None else dict(zip([d[0] for d in cur.description], row))
+
+    @_in_session
+    def simulations(self) -> pd.DataFrame:
+        return self.con.execute(
+            "SELECT simulation_id, model_version, n_dates, n_symbols, first_date, last_date, n_orders, n_fills, "
+            "n_blocked, created_at FROM simulations ORDER BY created_at, simulation_id").df()
+
+    @_in_session
+    def simulation_runs(self, simulation_id: str) -> pd.DataFrame:
+        return self.con.execute(
+            "SELECT * FROM simulation_runs WHERE simulation_id = ? ORDER BY date, portfolio", [simulation_id]).df()
+
+    @_in_session
+    def simulation_orders(self, simulation_id: str, run_id: str | None = None) -> pd.DataFrame:
+        """A simulation's orders with their readable ``client_order_id`` (all of them, or one run's)."""
+        where, args = "simulation_id = ?", [simulation_id]
+        if run_id is not None:
+            where, args = where + " AND run_id = ?", args + [run_id]
+        return self.con.execute(
+            f"SELECT * FROM simulation_orders_v WHERE {where} ORDER BY date, portfolio, symbol", args).df()
 
     @_in_session
     def table_counts(self) -> dict[str, int]:
