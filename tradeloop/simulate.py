@@ -11,8 +11,11 @@ order, and for every portfolio at once, it
    pro-rata trimming of buys with a strict floor) — the same kernel :func:`tradeloop.orders.build_book` uses;
 3. checks them with :func:`tradeloop.risk.risk_checks` — the same rules and reason codes as
    :func:`tradeloop.risk.check_risk`;
-4. fills them like the mock venue (:func:`tradeloop.fills.fill_prices`, the run's slippage and commission models),
-   then moves cash and positions.
+4. fills them like the mock venue (:func:`tradeloop.fills.fill_prices`, the run's slippage and commission models;
+   with a liquidity model, over ``params.steps`` steps as :func:`tradeloop.fills.work_orders` does: each step fills
+   at most the cap from that date's ``volume``, commission is charged per fill, and what is still open after the
+   last step is CANCELED with ``unfilled_at_close``), then moves cash and positions. The next date rebuilds its
+   orders from the positions actually reached, exactly like step-by-step single runs.
 
 Differences from a single :class:`~tradeloop.runs.TradeRun`, by design:
 
@@ -24,12 +27,15 @@ Differences from a single :class:`~tradeloop.runs.TradeRun`, by design:
   ``run_id = {simulation_id}-{YYYYMMDD}[-{portfolio}]``); the readable ``client_order_id`` text is produced on
   demand (:meth:`Simulation.client_order_ids`, or in SQL by the ``simulation_orders_v`` view), because ten million
   Python strings cost more than the whole simulation.
-* No per-order event rows: every order ends in one step (FILLED, REJECTED or CANCELED) and its status says which.
+* No per-order event rows: the status, ``filled_qty`` and ``n_fills`` say how each order ended (FILLED, REJECTED,
+  or CANCELED with or without partial fills); ``fills`` has one row per fill.
 * Cash can go below zero when sells that funded buys are blocked or rejected, or when costs exceed the cash buffer;
   the next date's trimming then starts from that cash.
 
-Only the time dimension is a Python loop (holdings carry forward); everything inside a date is numpy over the
-symbol universe (factorized once) × portfolios.
+Only the time dimension is a Python loop (holdings carry forward), plus the few execution steps inside a date when a
+liquidity model is set; everything inside a date is numpy over the symbol universe (factorized once) × portfolios.
+Without a liquidity model (the default ``NoLiquidityLimit``) an order fills whole in one fill or not at all and no
+per-fill arrays are kept (the fast path).
 """
 
 from __future__ import annotations
@@ -56,7 +62,8 @@ from .tables import SYMBOL_PATTERN, check_columns, numeric_column
 __all__ = ["simulate", "save_simulation", "Simulation", "SIM_EVENT", "SIM_ORDER_COLUMNS", "SIM_SUMMARY_COLUMNS", "ORDER_STATUS_NAMES"]
 
 #: Status of a simulated order by code: 0 FILLED, 1 REJECTED by risk, 2 REJECTED for a missing price,
-#: 3 CANCELED (a LIMIT order whose limit was not reached).
+#: 3 CANCELED (``unfilled_at_close``: a LIMIT order whose limit was not reached, or what a liquidity model left open
+#: after the date's last step; ``filled_qty`` says whether some of it filled).
 ORDER_STATUS_NAMES = ("FILLED", "REJECTED", "REJECTED", "CANCELED")
 _FILLED, _RISK, _NO_PRICE, _CANCELED = 0, 1, 2, 3
 
@@ -298,15 +305,15 @@ def simulate(
         ``date``, ``symbol``, ``weight`` and optionally ``portfolio``: one row per (date, portfolio, symbol). Each
         date is a rebalance; a held symbol without a row that date is sold down (weight 0).
     prices : DataFrame
-        ``date``, ``symbol``, ``price`` and optionally ``volume`` (not used by the rules), ``sector``,
-        ``lot_size`` (default ``params.lot_size``). A symbol without a price on a date cannot be sized: its order
+        ``date``, ``symbol``, ``price`` and optionally ``volume`` (shares per execution step, read by
+        ``params.liquidity``; missing = unknown volume), ``sector``, ``lot_size`` (default ``params.lot_size``). A symbol without a price on a date cannot be sized: its order
         is REJECTED with ``missing_price``, and the holding is valued at its last known price. A missing sector
         carries the last known one forward. Every rebalance date needs at least one price row.
     portfolio_value : float or mapping of portfolio -> float
         Value on the first date (afterwards: cash + holdings marked to market).
     params : RunParams, optional
-        Cash buffer, lot size, max leverage (checked per date and portfolio), order type, risk limits, slippage and
-        commission, exactly as for a run. ``params.cash`` is the first date's cash unless ``cash`` is given.
+        Cash buffer, lot size, max leverage (checked per date and portfolio), order type, risk limits, slippage,
+        commission, liquidity and steps, exactly as for a run. ``params.cash`` is the first date's cash unless ``cash`` is given.
     positions : DataFrame, optional
         ``symbol``, ``qty`` [, ``portfolio``]: holdings before the first date.
     cash : float or mapping, optional
@@ -673,12 +680,14 @@ class Simulation:
     orders : DataFrame
         :data:`SIM_ORDER_COLUMNS`, one row per order, sorted by date, portfolio, symbol. ``status`` FILLED /
         REJECTED / CANCELED; ``risk_codes`` ``;``-joined codes of the rules that blocked it (empty if none);
-        ``reject_reason`` ``risk:<codes>``, ``missing_price``, ``unfilled_at_close`` or None; ``fill_price`` the one
-        fill's price (NaN if not filled); ``order_key`` the uint64 behind ``client_order_id``. Text columns are
-        categoricals.
+        ``reject_reason`` ``risk:<codes>``, ``missing_price``, ``unfilled_at_close`` or None; ``filled_qty`` shares
+        filled (a CANCELED order may have some: partial fills before the close); ``n_fills`` its number of fills;
+        ``avg_fill_price``; ``fill_price`` the price of its fills (the same quote every step; NaN if none);
+        ``commission`` the sum over its fills; ``order_key`` the uint64 behind ``client_order_id``. Text columns
+        are categoricals.
     fills : DataFrame
-        ``date``, ``portfolio``, ``run_id``, ``order_key``, ``symbol``, ``side``, ``seq`` (1), ``qty``, ``price``,
-        ``commission``: one fill per filled order (the mock fills all at once).
+        ``date``, ``portfolio``, ``run_id``, ``order_key``, ``symbol``, ``side``, ``seq``, ``qty``, ``price``,
+        ``commission``: one row per fill, sorted by order then ``seq`` (1, 2, … per execution step).
     positions : DataFrame
         ``date``, ``portfolio``, ``symbol``, ``qty``, ``price`` (mark: that date's price, else the last known),
         ``market_value``: holdings after each date's fills (nonzero only).
@@ -686,8 +695,9 @@ class Simulation:
         ``date``, ``portfolio``, ``cash``: cash after each date's fills.
     summary : DataFrame
         :data:`SIM_SUMMARY_COLUMNS`, one row per (date, portfolio): ``portfolio_value`` (before trading),
-        ``cash_before`` / ``cash_after``, order counts by outcome, ``buy_notional`` / ``sell_notional`` (filled,
-        at fill prices), ``commission``, ``turnover`` ((buy + sell) / value), ``end_value`` (cash + holdings after),
+        ``cash_before`` / ``cash_after``, order counts by outcome (``n_partial``: CANCELED after partial fills),
+        ``buy_notional`` / ``sell_notional`` (filled, at fill prices), ``commission``, ``turnover`` ((buy + sell) /
+        value), ``end_value`` (cash + holdings after),
         ``gross_exposure`` / ``net_exposure`` (Σ|value| / Σ value of holdings over ``end_value``),
         ``n_positions``, and ``blocked_<code>`` per risk rule.
     """
@@ -946,7 +956,7 @@ class Simulation:
         by_order = np.argsort(raw["order"], kind="stable")  # appended step by step: stable keeps seq order
         rows = raw["order"][by_order]
         out = o.iloc[rows].loc[:, cols].reset_index(drop=True)
-        return out.assign(seq=raw["seq"][by_order], qty=raw["qty"][by_order],
+        return out.assign(seq=raw["seq"][by_order].astype(np.int64), qty=raw["qty"][by_order],
                           price=o["fill_price"].to_numpy()[rows], commission=raw["commission"][by_order])
 
     def _replay_positions(self) -> dict:
@@ -1066,7 +1076,8 @@ SIM_EVENT = "simulation.save"
 
 def save_simulation(store, sim: Simulation) -> dict:
     """Persist a simulation in one transaction: its ``simulations`` row, one ``simulation_runs`` row per (date,
-    portfolio), every order in ``simulation_orders`` (fills are the ``simulation_fills`` view) and a
+    portfolio), every order in ``simulation_orders``, the fills of orders filled in several steps in
+    ``simulation_order_fills`` (every fill is in the ``simulation_fills`` view) and a
     ``simulation.save`` audit event carrying counts and a digest of the orders.
 
     Bulk writes go through Arrow scans. Idempotent: saving the same simulation again writes nothing and returns
