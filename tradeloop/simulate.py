@@ -1133,7 +1133,7 @@ def save_simulation(store, sim: Simulation) -> dict:
              json.dumps([str(p) for p in sim.portfolios]), len(sim.dates), len(sim.universe),
              pd.Timestamp(sim.dates[0]).to_pydatetime() if len(sim.dates) else None,
              pd.Timestamp(sim.dates[-1]).to_pydatetime() if len(sim.dates) else None,
-             n_orders, info["filled"], info["blocked"], digest.hexdigest(), _utcnow()],
+             n_orders, info["fills"], info["blocked"], digest.hexdigest(), _utcnow()],
         )
         store.append_audit(sid, SIM_EVENT, {**info, "inputs_digest": sim.inputs_digest,
                                             "orders_digest": digest.hexdigest(), "runs": n_runs})
