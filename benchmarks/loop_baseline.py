@@ -4,7 +4,8 @@ It shares no code with :mod:`tradeloop.simulate` (only the parameter objects), s
 independent oracle (``tests/test_simulate_baseline.py``) and the benchmark as the per-order speed baseline.
 Arithmetic is written in the same order as the vectorized kernels so that results agree exactly; numpy's rounding
 (``np.round``) is used where the models use it, because Python's ``round`` rounds differently.
-Single portfolio only.
+Single portfolio only. Liquidity (``VolumeParticipation``) and ``params.steps`` are worked order by order, step by
+step, as the mock venue's rules say: each step fills at most the cap, the rest is canceled at the date's close.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from tradeloop.commission import BpsCommission, NoCommission, PerShareCommission
+from tradeloop.liquidity import NoLiquidityLimit, VolumeParticipation
 from tradeloop.params import RunParams
 from tradeloop.risk import RISK_CODES
 from tradeloop.slippage import FixedBpsSlippage, NoSlippage
@@ -44,6 +46,18 @@ def _commission(model, qty: int, price: float) -> float:
     return float(model.commissions(np.array([qty]), np.array([price]))[0])
 
 
+def _step_cap(model, volume: float, lot: int) -> float:
+    """Most shares one step may fill."""
+    if isinstance(model, NoLiquidityLimit):
+        return math.inf
+    if isinstance(model, VolumeParticipation):
+        if math.isnan(volume):
+            return math.inf if model.missing_volume == "unlimited" else 0.0
+        return math.floor(model.max_rate * volume / lot + EPS) * lot
+    cap = float(model.step_caps(np.array([volume]), np.array([lot]))[0])
+    return 0.0 if math.isnan(cap) else cap
+
+
 def loop_simulate(weights: pd.DataFrame, prices: pd.DataFrame, *, portfolio_value: float,
                   params: RunParams | None = None, positions: dict | None = None, cash: float | None = None,
                   dates=None):
@@ -55,9 +69,11 @@ def loop_simulate(weights: pd.DataFrame, prices: pd.DataFrame, *, portfolio_valu
     lim = p.risk
     w_by_date = {d: dict(zip(g["symbol"].astype(str), g["weight"].astype(float)))
                  for d, g in weights.groupby("date", sort=True, observed=True)}
-    px_by_date = {}
+    px_by_date, vol_by_date = {}, {}
     for d, g in prices.groupby("date", sort=True, observed=True):
         rows = {}
+        if "volume" in g:
+            vol_by_date[d] = dict(zip(g["symbol"].astype(str), g["volume"].astype(float)))
         sec_col = g["sector"].astype(object) if "sector" in g else [None] * len(g)
         lot_col = g["lot_size"] if "lot_size" in g else [p.lot_size] * len(g)
         for s, pr, sec, lot in zip(g["symbol"].astype(str), g["price"].astype(float), sec_col, lot_col):
@@ -173,7 +189,7 @@ def loop_simulate(weights: pd.DataFrame, prices: pd.DataFrame, *, portfolio_valu
                 codes.append("max_gross_exposure")
             if not lim.allow_short and (-qty if sell else qty) < 0 and post < 0:
                 codes.append("no_short")
-            fill_px, comm, status, fq = math.nan, 0.0, None, 0
+            fill_px, comm, status, fq, n_fills, avg = math.nan, 0.0, None, 0, 0, math.nan
             if codes:
                 status = "REJECTED"
             elif missing:
@@ -185,17 +201,28 @@ def loop_simulate(weights: pd.DataFrame, prices: pd.DataFrame, *, portfolio_valu
                     limit = float(np.round(pr * (1.0 + (-1.0 if sell else 1.0) * p.limit_offset_bps / 1e4), 4))
                     crosses = pr >= limit if sell else pr <= limit
                     fp = max(fp, limit) if sell else min(fp, limit)
-                if crosses:
-                    status, fill_px, fq = "FILLED", fp, qty
-                    comm = _commission(p.commission, qty, fp)
-                    flows += (1.0 if sell else -1.0) * qty * fp - comm
-                    hold[s] = cur + (-qty if sell else qty)
-                else:
-                    status = "CANCELED"
+                if crosses:  # work the order step by step; the same quote and volume every step
+                    cap = _step_cap(p.liquidity, vol_by_date.get(d, {}).get(s, math.nan), lot)
+                    order_flow = 0.0
+                    for _ in range(p.steps):
+                        q = int(min(qty - fq, max(cap, 0.0)))
+                        if q <= 0:
+                            break
+                        c = _commission(p.commission, q, fp)
+                        avg = float(np.round(((0.0 if fq == 0 else avg) * fq + fp * q) / (fq + q), 6))
+                        order_flow += (1.0 if sell else -1.0) * q * fp - c
+                        comm += c
+                        fq += q
+                        n_fills += 1
+                    flows += order_flow
+                    hold[s] = cur + (-fq if sell else fq)
+                    fill_px = fp if fq else math.nan
+                status = "FILLED" if crosses and fq == qty else "CANCELED"
             orders.append({"date": d, "symbol": s, "side": "SELL" if sell else "BUY", "qty": qty,
                            "current_qty": cur, "target_qty": cur + (-qty if sell else qty), "untrimmed_qty": untrimmed,
                            "status": status, "risk_codes": ";".join(codes), "fill_price": fill_px,
-                           "commission": comm})
+                           "commission": comm, "filled_qty": fq, "n_fills": n_fills,
+                           "avg_fill_price": avg})
         cash_before = cash_now
         cash_now = cash_now + flows
         days.append({"date": d, "portfolio_value": pv, "cash_before": cash_before, "cash_after": cash_now})

@@ -40,13 +40,16 @@ def histories(draw):
             price = draw(st.one_of(st.floats(1.0, 300.0).map(lambda x: round(x, 2)), st.just(float("nan"))))
             if d != dates[0] and draw(st.integers(0, 9)) == 0:
                 continue  # no price row at all that date
-            prows.append({"date": d, "symbol": s, "price": price, "sector": sectors[s], "lot_size": lots[s]})
+            # thin volumes so that a participation cap binds; NaN = unknown volume
+            volume = draw(st.sampled_from([float("nan"), 0.0, 150.0, 1_000.0, 4_321.0, 1e9]))
+            prows.append({"date": d, "symbol": s, "price": price, "sector": sectors[s], "lot_size": lots[s],
+                          "volume": volume})
     if not rows:
         rows = [{"date": dates[0], "symbol": symbols[0], "weight": 0.0}]
     for d in dates:  # every date needs one price row
         if not any(r["date"] == d for r in prows):
             prows.append({"date": d, "symbol": symbols[0], "price": 10.0, "sector": sectors[symbols[0]],
-                          "lot_size": lots[symbols[0]]})
+                          "lot_size": lots[symbols[0]], "volume": 500.0})
     weights = pd.DataFrame(rows)
     weights = weights.loc[weights["date"].isin(dates)]
     prices = pd.DataFrame(prows)
@@ -61,6 +64,10 @@ def histories(draw):
         "allow_short": allow_short,
     }
     limit = draw(st.booleans())
+    liquidity = draw(st.one_of(
+        st.just({"model": "NoLiquidityLimit"}),
+        st.builds(lambda r, m: {"model": "VolumeParticipation", "max_rate": r, "missing_volume": m},
+                  st.sampled_from([0.05, 0.1, 0.33, 1.0]), st.sampled_from(["unlimited", "zero"]))))
     params = RunParams.from_dict({
         "cash_buffer": draw(st.sampled_from([0.0, 0.01, 0.05, 0.2])),
         "max_leverage": 2.0,
@@ -71,6 +78,8 @@ def histories(draw):
         "commission": draw(st.sampled_from([
             {"model": "NoCommission"}, {"model": "PerShareCommission", "rate": 0.005, "minimum": 1.0},
             {"model": "BpsCommission", "bps": 2}])),
+        "liquidity": liquidity,
+        "steps": draw(st.integers(1, 4)),
     })
     positions = {s: draw(st.sampled_from([0, 0, 10, 100, 35])) for s in symbols}
     value = draw(st.sampled_from([10_000.0, 250_000.0, 1_000_000.0]))
@@ -86,7 +95,7 @@ def test_simulate_equals_the_per_order_loop(history):
     orders, days = loop_simulate(weights, prices, portfolio_value=value, params=params, positions=positions)
     got = sim.orders
     cols = ["symbol", "side", "qty", "current_qty", "target_qty", "untrimmed_qty", "status", "risk_codes",
-            "fill_price", "commission"]
+            "fill_price", "commission", "filled_qty", "n_fills", "avg_fill_price"]
     mine = got.loc[:, ["date"] + cols].astype({c: object for c in ("symbol", "side", "status", "risk_codes")})
     theirs = pd.DataFrame(orders, columns=["date"] + cols)
     pd.testing.assert_frame_equal(mine.reset_index(drop=True), theirs.astype(mine.dtypes.to_dict()),

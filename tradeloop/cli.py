@@ -454,7 +454,8 @@ def simulate(weights_file, prices_file, portfolio_value, model_version, params_f
     click.echo(f"simulation {info['simulation_id']}{'' if saved['new'] else '  (already stored)'}")
     click.echo(f"dates      {info['dates']}  {info['first_date']} .. {info['last_date']}  symbols {info['symbols']}")
     click.echo(f"orders     {info['orders']}: filled {info['filled']}, blocked {info['blocked']}, missing price "
-               f"{info['missing_price']}, canceled {info['canceled']}")
+               f"{info['missing_price']}, canceled {info['canceled']} ({info['partially_filled']} after partial "
+               f"fills); {info['fills']} fills")
     if info["blocked_by_code"]:
         click.echo(f"blocked    {info['blocked_by_code']}")
     click.echo(f"commission {info['commission']:,.2f}")

@@ -11,8 +11,11 @@ order, and for every portfolio at once, it
    pro-rata trimming of buys with a strict floor) — the same kernel :func:`tradeloop.orders.build_book` uses;
 3. checks them with :func:`tradeloop.risk.risk_checks` — the same rules and reason codes as
    :func:`tradeloop.risk.check_risk`;
-4. fills them like the mock venue (:func:`tradeloop.fills.fill_prices`, the run's slippage and commission models),
-   then moves cash and positions.
+4. fills them like the mock venue (:func:`tradeloop.fills.fill_prices`, the run's slippage and commission models;
+   with a liquidity model, over ``params.steps`` steps as :func:`tradeloop.fills.work_orders` does: each step fills
+   at most the cap from that date's ``volume``, commission is charged per fill, and what is still open after the
+   last step is CANCELED with ``unfilled_at_close``), then moves cash and positions. The next date rebuilds its
+   orders from the positions actually reached, exactly like step-by-step single runs.
 
 Differences from a single :class:`~tradeloop.runs.TradeRun`, by design:
 
@@ -24,12 +27,15 @@ Differences from a single :class:`~tradeloop.runs.TradeRun`, by design:
   ``run_id = {simulation_id}-{YYYYMMDD}[-{portfolio}]``); the readable ``client_order_id`` text is produced on
   demand (:meth:`Simulation.client_order_ids`, or in SQL by the ``simulation_orders_v`` view), because ten million
   Python strings cost more than the whole simulation.
-* No per-order event rows: every order ends in one step (FILLED, REJECTED or CANCELED) and its status says which.
+* No per-order event rows: the status, ``filled_qty`` and ``n_fills`` say how each order ended (FILLED, REJECTED,
+  or CANCELED with or without partial fills); ``fills`` has one row per fill.
 * Cash can go below zero when sells that funded buys are blocked or rejected, or when costs exceed the cash buffer;
   the next date's trimming then starts from that cash.
 
-Only the time dimension is a Python loop (holdings carry forward); everything inside a date is numpy over the
-symbol universe (factorized once) × portfolios.
+Only the time dimension is a Python loop (holdings carry forward), plus the few execution steps inside a date when a
+liquidity model is set; everything inside a date is numpy over the symbol universe (factorized once) × portfolios.
+Without a liquidity model (the default ``NoLiquidityLimit``) an order fills whole in one fill or not at all and no
+per-fill arrays are kept (the fast path).
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ import pandas as pd
 from .audit import canonical_json
 from .errors import ValidationError
 from .fills import average_fill_price, fill_prices
+from .liquidity import NoLiquidityLimit
 from .orders import _hash_strings, combine_keys, format_client_order_ids, limit_prices, size_orders
 from .params import RunParams
 from .risk import RISK_CODES, post_trade, risk_checks, sector_limits
@@ -55,7 +62,8 @@ from .tables import SYMBOL_PATTERN, check_columns, numeric_column
 __all__ = ["simulate", "save_simulation", "Simulation", "SIM_EVENT", "SIM_ORDER_COLUMNS", "SIM_SUMMARY_COLUMNS", "ORDER_STATUS_NAMES"]
 
 #: Status of a simulated order by code: 0 FILLED, 1 REJECTED by risk, 2 REJECTED for a missing price,
-#: 3 CANCELED (a LIMIT order whose limit was not reached).
+#: 3 CANCELED (``unfilled_at_close``: a LIMIT order whose limit was not reached, or what a liquidity model left open
+#: after the date's last step; ``filled_qty`` says whether some of it filled).
 ORDER_STATUS_NAMES = ("FILLED", "REJECTED", "REJECTED", "CANCELED")
 _FILLED, _RISK, _NO_PRICE, _CANCELED = 0, 1, 2, 3
 
@@ -63,13 +71,13 @@ _FILLED, _RISK, _NO_PRICE, _CANCELED = 0, 1, 2, 3
 SIM_ORDER_COLUMNS = (
     "date", "portfolio", "run_id", "order_key", "symbol", "side", "qty", "order_type", "limit_price", "price",
     "sector", "lot_size", "target_weight", "current_qty", "target_qty", "untrimmed_qty", "status", "filled_qty",
-    "avg_fill_price", "fill_price", "commission", "risk_codes", "reject_reason",
+    "n_fills", "avg_fill_price", "fill_price", "commission", "risk_codes", "reject_reason",
 )
 #: Columns of :attr:`Simulation.summary`.
 SIM_SUMMARY_COLUMNS = (
     "date", "portfolio", "run_id", "portfolio_value", "cash_before", "n_orders", "n_filled", "n_blocked",
-    "n_missing_price", "n_canceled", "buy_notional", "sell_notional", "commission", "turnover", "cash_after",
-    "end_value", "gross_exposure", "net_exposure", "n_positions",
+    "n_missing_price", "n_canceled", "n_partial", "buy_notional", "sell_notional", "commission", "turnover",
+    "cash_after", "end_value", "gross_exposure", "net_exposure", "n_positions",
 ) + tuple(f"blocked_{c}" for c in RISK_CODES)
 
 
@@ -237,6 +245,46 @@ class _Buffers:
         return {k: a[: self.n] for k, a in self.cols.items()}
 
 
+def _work_day(may_fill: np.ndarray, qty: np.ndarray, sell: np.ndarray, fill_px: np.ndarray, caps: np.ndarray,
+              steps: int, commission_model, fills: _Buffers, first_row: int) -> dict:
+    """Work one date's orders over ``steps`` execution steps with the rules of :func:`tradeloop.fills.work_orders`.
+
+    Every step fills each order that ``may_fill`` at ``fill_px`` (the quote and volume are the same every step, as
+    in a run's frozen snapshot) for ``min(remaining, cap)``, charges commission per fill and averages the fill price
+    rounded as on a stored order; the caller cancels the unfilled rest at the close. One fill row per order and step
+    goes into ``fills`` (``order`` = ``first_row`` + position). The loop is over steps (stopping once nothing
+    fills), never over orders.
+
+    Returns ``filled``, ``n_fills``, ``avg``, ``commission`` (sum over fills) and ``flow`` (cash: Σ ±qty × price −
+    commission, summed fill by fill) per order.
+    """
+    n = len(qty)
+    cap = np.asarray(caps, dtype=np.float64)
+    cap = np.clip(np.where(np.isnan(cap), 0.0, cap), 0.0, None)  # a cap it cannot tell lets nothing fill
+    remaining = np.where(may_fill, qty, 0)
+    filled = np.zeros(n, dtype=np.int64)
+    n_fills = np.zeros(n, dtype=np.int32)
+    avg = np.full(n, np.nan)
+    commission = np.zeros(n)
+    flow = np.zeros(n)
+    sign = np.where(sell, 1.0, -1.0)
+    for k in range(1, steps + 1):
+        q = np.minimum(remaining, cap).astype(np.int64)
+        now = np.flatnonzero(q > 0)
+        if not len(now):  # caps do not change between steps: nothing fills later either
+            break
+        qn, px = q[now], fill_px[now]
+        fee = np.asarray(commission_model.commissions(qn, px), dtype=np.float64)
+        avg[now] = average_fill_price(avg[now], filled[now], px, qn)
+        flow[now] += sign[now] * qn * px - fee
+        commission[now] += fee
+        filled[now] += qn
+        remaining[now] -= qn
+        n_fills[now] += 1
+        fills.append(len(now), order=first_row + now, seq=k, qty=qn, commission=fee)
+    return {"filled": filled, "n_fills": n_fills, "avg": avg, "commission": commission, "flow": flow}
+
+
 def simulate(
     weights: pd.DataFrame,
     prices: pd.DataFrame,
@@ -257,15 +305,15 @@ def simulate(
         ``date``, ``symbol``, ``weight`` and optionally ``portfolio``: one row per (date, portfolio, symbol). Each
         date is a rebalance; a held symbol without a row that date is sold down (weight 0).
     prices : DataFrame
-        ``date``, ``symbol``, ``price`` and optionally ``volume`` (not used by the rules), ``sector``,
-        ``lot_size`` (default ``params.lot_size``). A symbol without a price on a date cannot be sized: its order
+        ``date``, ``symbol``, ``price`` and optionally ``volume`` (shares per execution step, read by
+        ``params.liquidity``; missing = unknown volume), ``sector``, ``lot_size`` (default ``params.lot_size``). A symbol without a price on a date cannot be sized: its order
         is REJECTED with ``missing_price``, and the holding is valued at its last known price. A missing sector
         carries the last known one forward. Every rebalance date needs at least one price row.
     portfolio_value : float or mapping of portfolio -> float
         Value on the first date (afterwards: cash + holdings marked to market).
     params : RunParams, optional
-        Cash buffer, lot size, max leverage (checked per date and portfolio), order type, risk limits, slippage and
-        commission, exactly as for a run. ``params.cash`` is the first date's cash unless ``cash`` is given.
+        Cash buffer, lot size, max leverage (checked per date and portfolio), order type, risk limits, slippage,
+        commission, liquidity and steps, exactly as for a run. ``params.cash`` is the first date's cash unless ``cash`` is given.
     positions : DataFrame, optional
         ``symbol``, ``qty`` [, ``portfolio``]: holdings before the first date.
     cash : float or mapping, optional
@@ -350,8 +398,15 @@ def simulate(
             plot = np.where(np.isnan(plot), params.lot_size, plot).astype(np.int64)
     else:
         plot = np.full(len(prices), params.lot_size, dtype=np.int64)
+    # Volume matters only to a liquidity model; without one it is validated and dropped (the fast path).
+    limited = not isinstance(params.liquidity, NoLiquidityLimit)
+    pvol = None
     if "volume" in prices:
-        _numeric(prices, "volume", "prices", prow, allow_missing=True, nonnegative=True)
+        pvol = _numeric(prices, "volume", "prices", prow, allow_missing=True, nonnegative=True)
+    if not limited:
+        pvol = None
+    elif pvol is None:
+        pvol = np.full(len(prices), np.nan)
     if "sector" in prices:
         sec_raw = prices["sector"]
         if isinstance(sec_raw.dtype, pd.CategoricalDtype):
@@ -380,6 +435,7 @@ def simulate(
     if pd_codes.min(initial=0) < 0:  # price rows on other dates are not used
         idx = np.flatnonzero(pd_codes >= 0)
         pd_codes, psym, pprice, plot, psec = pd_codes[idx], psym[idx], pprice[idx], plot[idx], psec[idx]
+        pvol = None if pvol is None else pvol[idx]
     # Dense layout (every date has every (portfolio, symbol) once, in order) is sorted and unique by construction.
     dense_w = _is_dense(wd, wpos, D, N)
     dense_p = _is_dense(pd_codes, psym, D, S)
@@ -393,6 +449,7 @@ def simulate(
         pd_codes, psym, S, "prices", lambda r: f"{universe[psym[r]]}@{pd.Timestamp(dates[pd_codes[r]]).date()}")
     if porder is not None:
         pd_codes, psym, pprice, plot, psec = (a[porder] for a in (pd_codes, psym, pprice, plot, psec))
+        pvol = None if pvol is None else pvol[porder]
         dense_p = _is_dense(pd_codes, psym, D, S)
     wbounds = np.searchsorted(wd, np.arange(D + 1))
     pbounds = np.searchsorted(pd_codes, np.arange(D + 1))
@@ -462,16 +519,19 @@ def simulate(
                "status": np.int8, "risk": np.uint8, "fill_price": np.float64, "commission": np.float64}
     if not recover:
         columns.update({"price": np.float64, "lot": np.int64, "sector": np.int32, "weight": np.float64})
+    if limited:  # orders may fill in parts over params.steps steps: what filled, in how many fills, at what average
+        columns.update({"filled": np.int64, "n_fills": np.int32, "avg": np.float64})
+        fills = _Buffers(len(wvalue), {"order": np.int64, "seq": np.int32, "qty": np.int64, "commission": np.float64})
     orders = _Buffers(len(wvalue) + N, columns)
     counts = np.zeros(D, dtype=np.int64)
     day_gross, day_net, day_npos = np.empty((D, P)), np.empty((D, P)), np.empty((D, P), dtype=np.int64)
 
-    steps = range(D)
+    days = range(D)
     if progress:
         from tqdm.auto import tqdm
 
-        steps = tqdm(steps, desc="simulate", unit="date", total=D)
-    for t in steps:
+        days = tqdm(days, desc="simulate", unit="date", total=D)
+    for t in days:
         wa, wb = wbounds[t], wbounds[t + 1]
         pa, pb = pbounds[t], pbounds[t + 1]
         if dense_w:  # every (portfolio, symbol) has a row each date, in order: the slice is the vector
@@ -505,6 +565,14 @@ def simulate(
             price, lot, mark, sec = px_s, lot_s, last_px, last_sec
         else:
             price, lot, mark, sec = np.tile(px_s, P), np.tile(lot_s, P), np.tile(last_px, P), np.tile(last_sec, P)
+        if limited:
+            if dense_p:
+                vol = pvol[pa:pb]
+            else:
+                vol = np.full(S, np.nan)
+                vol[ps] = pvol[pa:pb]
+            if P > 1:
+                vol = np.tile(vol, P)
 
         if t == 0:
             group_pv = pv0
@@ -546,21 +614,33 @@ def simulate(
         fill_px, crosses = fill_prices(params.slippage, side, o_price, limit, np.full(len(oi), is_limit_type))
         status = np.where(risk != 0, np.int8(_RISK), np.where(
             o_missing, np.int8(_NO_PRICE), np.where(crosses, np.int8(_FILLED), np.int8(_CANCELED))))
-        filled = status == _FILLED
-        fill_px = np.where(filled, fill_px, np.nan)
-        commission = np.zeros(len(oi))
-        if filled.any():
-            commission[filled] = params.commission.commissions(o_qty[filled], fill_px[filled])
-        flow = np.where(filled, np.where(o_sell, 1.0, -1.0) * o_qty * fill_px - commission, 0.0)
+        if limited:
+            worked = _work_day(status == _FILLED, o_qty, o_sell, fill_px, params.liquidity.step_caps(vol[oi], lot[oi]),
+                               params.steps, params.commission, fills, orders.n)
+            filled_qty, commission, flow = worked["filled"], worked["commission"], worked["flow"]
+            status = np.where((status == _FILLED) & (filled_qty < o_qty), np.int8(_CANCELED), status)
+            fill_px = np.where(filled_qty > 0, fill_px, np.nan)
+            extra = {"filled": filled_qty, "n_fills": worked["n_fills"], "avg": worked["avg"]}
+        else:
+            filled = status == _FILLED
+            fill_px = np.where(filled, fill_px, np.nan)
+            commission = np.zeros(len(oi))
+            if filled.any():
+                commission[filled] = params.commission.commissions(o_qty[filled], fill_px[filled])
+            flow = np.where(filled, np.where(o_sell, 1.0, -1.0) * o_qty * fill_px - commission, 0.0)
+            extra = {}
         day_cash_before[t] = group_cash
         group_cash = group_cash + np.bincount(codes[oi], weights=flow, minlength=P)
         day_cash_after[t] = group_cash
         day_pv[t] = group_pv
         inputs = {} if recover else {"price": o_price, "lot": lot[oi], "sector": sec[oi], "weight": weight[oi]}
         orders.append(len(oi), pos=oi, sell=o_sell, qty=o_qty, current=hold[oi], untrimmed=untrimmed[oi],
-                      status=status, risk=risk, fill_price=fill_px, commission=commission, **inputs)
+                      status=status, risk=risk, fill_price=fill_px, commission=commission, **inputs, **extra)
         counts[t] = len(oi)
-        hold[oi] += np.where(filled, signed[oi], 0)
+        if limited:
+            hold[oi] += np.where(o_sell, -filled_qty, filled_qty)
+        else:
+            hold[oi] += np.where(filled, signed[oi], 0)
         value = hold * (mark if recover and not has_nan_price else np.nan_to_num(mark))
         if P == 1:
             day_gross[t], day_net[t], day_npos[t] = np.abs(value).sum(), value.sum(), np.count_nonzero(hold)
@@ -576,13 +656,16 @@ def simulate(
         params=params, model_version=model_version, portfolio_value=pv0, initial_cash=cash0,
         initial_positions=initial_hold, orders_raw=raw, day_pv=day_pv, day_cash_before=day_cash_before,
         day_cash_after=day_cash_after, day_holdings=(day_gross, day_net, day_npos), given_id=simulation_id,
+        fills_raw=fills.final() if limited else None,
         # a dense layout is fully described by its shape, so its row keys need no hashing
         _digest_parts=(*((b"dense-weights",) if dense_w else (wd.astype(np.int32, copy=False),
                                                                wpos.astype(np.int64, copy=False))),
                        wvalue,
                        *((b"dense-prices",) if dense_p else (pd_codes.astype(np.int32, copy=False),
                                                               psym.astype(np.int32, copy=False))),
-                       pprice, plot.astype(np.int64, copy=False), psec.astype(np.int32, copy=False)),
+                       pprice, plot.astype(np.int64, copy=False), psec.astype(np.int32, copy=False),
+                       # volume changes the fills only under a liquidity model (then it is part of the identity)
+                       *((b"volume", pvol) if limited else ())),
         _inputs={"recover": recover, "wvalue": wvalue, "pbounds": pbounds, "psym": psym, "pprice": pprice,
                  "plot": plot, "psec": psec},
     )
@@ -597,12 +680,14 @@ class Simulation:
     orders : DataFrame
         :data:`SIM_ORDER_COLUMNS`, one row per order, sorted by date, portfolio, symbol. ``status`` FILLED /
         REJECTED / CANCELED; ``risk_codes`` ``;``-joined codes of the rules that blocked it (empty if none);
-        ``reject_reason`` ``risk:<codes>``, ``missing_price``, ``unfilled_at_close`` or None; ``fill_price`` the one
-        fill's price (NaN if not filled); ``order_key`` the uint64 behind ``client_order_id``. Text columns are
-        categoricals.
+        ``reject_reason`` ``risk:<codes>``, ``missing_price``, ``unfilled_at_close`` or None; ``filled_qty`` shares
+        filled (a CANCELED order may have some: partial fills before the close); ``n_fills`` its number of fills;
+        ``avg_fill_price``; ``fill_price`` the price of its fills (the same quote every step; NaN if none);
+        ``commission`` the sum over its fills; ``order_key`` the uint64 behind ``client_order_id``. Text columns
+        are categoricals.
     fills : DataFrame
-        ``date``, ``portfolio``, ``run_id``, ``order_key``, ``symbol``, ``side``, ``seq`` (1), ``qty``, ``price``,
-        ``commission``: one fill per filled order (the mock fills all at once).
+        ``date``, ``portfolio``, ``run_id``, ``order_key``, ``symbol``, ``side``, ``seq``, ``qty``, ``price``,
+        ``commission``: one row per fill, sorted by order then ``seq`` (1, 2, … per execution step).
     positions : DataFrame
         ``date``, ``portfolio``, ``symbol``, ``qty``, ``price`` (mark: that date's price, else the last known),
         ``market_value``: holdings after each date's fills (nonzero only).
@@ -610,8 +695,9 @@ class Simulation:
         ``date``, ``portfolio``, ``cash``: cash after each date's fills.
     summary : DataFrame
         :data:`SIM_SUMMARY_COLUMNS`, one row per (date, portfolio): ``portfolio_value`` (before trading),
-        ``cash_before`` / ``cash_after``, order counts by outcome, ``buy_notional`` / ``sell_notional`` (filled,
-        at fill prices), ``commission``, ``turnover`` ((buy + sell) / value), ``end_value`` (cash + holdings after),
+        ``cash_before`` / ``cash_after``, order counts by outcome (``n_partial``: CANCELED after partial fills),
+        ``buy_notional`` / ``sell_notional`` (filled, at fill prices), ``commission``, ``turnover`` ((buy + sell) /
+        value), ``end_value`` (cash + holdings after),
         ``gross_exposure`` / ``net_exposure`` (Σ|value| / Σ value of holdings over ``end_value``),
         ``n_positions``, and ``blocked_<code>`` per risk rule.
     """
@@ -632,6 +718,7 @@ class Simulation:
     day_cash_after: np.ndarray
     day_holdings: tuple = ()
     given_id: str | None = None
+    fills_raw: dict | None = None
     _digest_parts: tuple = ()
     _inputs: dict | None = None
 
@@ -698,6 +785,22 @@ class Simulation:
         return t.astype(np.int64) * len(self.portfolios) + pos // len(self.universe)
 
     @cached_property
+    def filled_qty(self) -> np.ndarray:
+        """Shares filled per order (without a liquidity model an order fills whole or not at all)."""
+        o = self.orders_raw
+        return o["filled"] if "filled" in o else np.where(o["status"] == _FILLED, o["qty"], 0)
+
+    @cached_property
+    def n_fills(self) -> np.ndarray:
+        o = self.orders_raw
+        return o["n_fills"] if "n_fills" in o else (o["status"] == _FILLED).astype(np.int32)
+
+    @cached_property
+    def avg_fill_price(self) -> np.ndarray:
+        o = self.orders_raw
+        return o["avg"] if "avg" in o else average_fill_price(np.nan, 0, o["fill_price"], o["qty"])
+
+    @cached_property
     def _order_run(self) -> np.ndarray:
         return self._run_index(self.orders_raw["t"], self.orders_raw["pos"])
 
@@ -724,6 +827,20 @@ class Simulation:
         side = np.where(o["sell"][rows], "SELL", "BUY").astype(object)
         return format_client_order_ids(symbol, side, self.order_keys[rows])
 
+    def _multi_fill_arrow(self):
+        """Fills of the orders filled over several steps, for ``simulation_order_fills`` (see store schema v6)."""
+        import pyarrow as pa
+
+        raw, o = self.fills_raw, self.orders_raw
+        keep = np.flatnonzero(self.n_fills[raw["order"]] > 1)
+        rows = raw["order"][keep]
+        cols = {"date": pa.array(self.dates[o["t"][rows]]), "order_key": pa.array(self.order_keys[rows]),
+                "seq": pa.array(raw["seq"][keep]), "qty": pa.array(raw["qty"][keep]),
+                "commission": pa.array(raw["commission"][keep])}
+        if self.named_portfolios:
+            cols["portfolio"] = pa.array(self.portfolios[o["pos"][rows] // len(self.universe)].astype(str))
+        return pa.table(cols)
+
     def _risk_text(self) -> tuple[np.ndarray, np.ndarray]:
         """Codes text per risk bitmask value (0..63) and the matching ``risk:…`` reasons."""
         text = np.array([";".join(c for i, c in enumerate(RISK_CODES) if m >> i & 1) for m in range(64)],
@@ -746,7 +863,6 @@ class Simulation:
         t, pos = o["t"], o["pos"]
         sell = o["sell"]
         status = o["status"]
-        filled = status == _FILLED
         risk_text, risk_reason = self._risk_text()
         # reject reason category: -1 none, 0 missing_price, 1 unfilled_at_close, 2 + risk mask
         reason_code = np.where(status == _RISK, 2 + o["risk"].astype(np.int32),
@@ -774,8 +890,9 @@ class Simulation:
             "untrimmed_qty": o["untrimmed"],
             "status": pd.Categorical.from_codes(np.where(status == _FILLED, 0, np.where(status == _CANCELED, 2, 1)),
                                                 ["FILLED", "REJECTED", "CANCELED"]),
-            "filled_qty": np.where(filled, o["qty"], 0),
-            "avg_fill_price": np.where(filled, average_fill_price(np.nan, 0, o["fill_price"], o["qty"]), np.nan),
+            "filled_qty": self.filled_qty,
+            "n_fills": self.n_fills,
+            "avg_fill_price": self.avg_fill_price,
             "fill_price": o["fill_price"],
             "commission": o["commission"],
             "risk_codes": pd.Categorical.from_codes(o["risk"].astype(np.int8), risk_text),
@@ -816,10 +933,13 @@ class Simulation:
             "untrimmed_qty": pa.array(o["untrimmed"]),
             "status_code": pa.array(status),
             "risk_mask": pa.array(o["risk"]),
-            "avg_fill_price": pa.array(average_fill_price(np.nan, 0, o["fill_price"], o["qty"]), from_pandas=True),
+            "avg_fill_price": pa.array(self.avg_fill_price, from_pandas=True),
             "fill_price": pa.array(o["fill_price"], from_pandas=True),
             "commission": pa.array(o["commission"]),
         }
+        if "filled" in o:  # partial fills; without them both columns stay NULL (= the status tells, see the view)
+            cols["filled_qty"] = pa.array(o["filled"])
+            cols["n_fills"] = pa.array(o["n_fills"])
         if self.named_portfolios:
             cols["portfolio"] = text((pos // S).astype(np.int32), self.portfolios)
         return pa.table(cols)
@@ -827,10 +947,17 @@ class Simulation:
     @cached_property
     def fills(self) -> pd.DataFrame:
         o = self.orders
-        f = o.loc[o["status"].to_numpy() == "FILLED"]
         cols = ["date"] + (["portfolio"] if self.named_portfolios else []) + ["run_id", "order_key", "symbol", "side"]
-        out = f.loc[:, cols].assign(seq=1, qty=f["filled_qty"], price=f["fill_price"], commission=f["commission"])
-        return out.reset_index(drop=True)
+        if self.fills_raw is None:  # one fill per filled order
+            f = o.loc[o["status"].to_numpy() == "FILLED"]
+            out = f.loc[:, cols].assign(seq=1, qty=f["filled_qty"], price=f["fill_price"], commission=f["commission"])
+            return out.reset_index(drop=True)
+        raw = self.fills_raw
+        by_order = np.argsort(raw["order"], kind="stable")  # appended step by step: stable keeps seq order
+        rows = raw["order"][by_order]
+        out = o.iloc[rows].loc[:, cols].reset_index(drop=True)
+        return out.assign(seq=raw["seq"][by_order].astype(np.int64), qty=raw["qty"][by_order],
+                          price=o["fill_price"].to_numpy()[rows], commission=raw["commission"][by_order])
 
     def _replay_positions(self) -> dict:
         """Holdings after each date, rebuilt from the starting positions and the fills (not kept by the loop)."""
@@ -839,7 +966,7 @@ class Simulation:
         hold = self.initial_positions.copy()
         last_px = np.full(S, np.nan)
         bounds = np.searchsorted(o["t"], np.arange(D + 1))
-        signed = np.where(o["status"] == _FILLED, np.where(o["sell"], -o["qty"], o["qty"]), 0)
+        signed = np.where(o["sell"], -self.filled_qty, self.filled_qty)
         out = _Buffers(int(np.count_nonzero(hold)) + len(o["t"]), {"t": np.int32, "pos": np.int32, "qty": np.int64,
                                                                   "mark": np.float64})
         for t in range(D):
@@ -868,13 +995,13 @@ class Simulation:
         o = self.orders_raw
         run = self._order_run.astype(np.int64)
         status = o["status"]
-        filled = status == _FILLED
 
         def per_run(values=None):
             return np.bincount(run, weights=values, minlength=D * P)
 
         by_status = np.bincount(run * 4 + status, minlength=D * P * 4).reshape(D * P, 4).astype(np.int64)
-        notional = np.where(filled, o["qty"] * o["fill_price"], 0.0)
+        fq = self.filled_qty
+        notional = np.where(fq > 0, fq * o["fill_price"], 0.0)
         gross, net, n_positions = (a.ravel() for a in self.day_holdings)
         cash_after = self.day_cash_after.ravel()
         end_value = cash_after + net
@@ -892,6 +1019,7 @@ class Simulation:
                 "n_blocked": by_status[:, _RISK],
                 "n_missing_price": by_status[:, _NO_PRICE],
                 "n_canceled": by_status[:, _CANCELED],
+                "n_partial": per_run((status == _CANCELED) & (fq > 0)).astype(np.int64),
                 "buy_notional": buy,
                 "sell_notional": sell,
                 "commission": per_run(o["commission"]),
@@ -931,6 +1059,8 @@ class Simulation:
             "blocked": int((st == _RISK).sum()),
             "missing_price": int((st == _NO_PRICE).sum()),
             "canceled": int((st == _CANCELED).sum()),
+            "partially_filled": int(((st == _CANCELED) & (self.filled_qty > 0)).sum()),
+            "fills": int(self.n_fills.sum()),
             "blocked_by_code": {c: int(s[f"blocked_{c}"].sum()) for c in RISK_CODES if s[f"blocked_{c}"].sum()},
             "commission": round(float(s["commission"].sum()), 2),
             "final_cash": [round(float(x), 2) for x in self.day_cash_after[-1]] if len(self.dates) else [],
@@ -946,7 +1076,8 @@ SIM_EVENT = "simulation.save"
 
 def save_simulation(store, sim: Simulation) -> dict:
     """Persist a simulation in one transaction: its ``simulations`` row, one ``simulation_runs`` row per (date,
-    portfolio), every order in ``simulation_orders`` (fills are the ``simulation_fills`` view) and a
+    portfolio), every order in ``simulation_orders``, the fills of orders filled in several steps in
+    ``simulation_order_fills`` (every fill is in the ``simulation_fills`` view) and a
     ``simulation.save`` audit event carrying counts and a digest of the orders.
 
     Bulk writes go through Arrow scans. Idempotent: saving the same simulation again writes nothing and returns
@@ -971,6 +1102,10 @@ def save_simulation(store, sim: Simulation) -> dict:
             constants["portfolio"] = ""
         table = sim._orders_arrow()
         n_orders = store.insert_arrow("simulation_orders", table, table.column_names, constants)
+        if sim.fills_raw is not None:
+            steps = sim._multi_fill_arrow()
+            if steps.num_rows:
+                store.insert_arrow("simulation_order_fills", steps, steps.column_names, constants)
         summary = sim.summary
         runs = summary.loc[:, [c for c in SIM_SUMMARY_COLUMNS if c in summary.columns and not c.startswith("blocked_")]]
         blocked = summary.loc[:, [f"blocked_{c}" for c in RISK_CODES]].to_numpy()
@@ -983,8 +1118,10 @@ def save_simulation(store, sim: Simulation) -> dict:
                                     {"simulation_id": sid})
         st = sim.orders_raw["status"]
         digest = hashlib.sha256()
-        for part in (sim.order_keys, sim.orders_raw["qty"], st, sim.orders_raw["fill_price"],
-                     sim.orders_raw["commission"]):
+        parts = [sim.order_keys, sim.orders_raw["qty"], st, sim.orders_raw["fill_price"], sim.orders_raw["commission"]]
+        if sim.fills_raw is not None:  # partial fills: what filled is not implied by the status
+            parts.append(sim.filled_qty)
+        for part in parts:
             digest.update(np.ascontiguousarray(part).data)
         info = sim.describe()
         store.con.execute(
@@ -996,7 +1133,7 @@ def save_simulation(store, sim: Simulation) -> dict:
              json.dumps([str(p) for p in sim.portfolios]), len(sim.dates), len(sim.universe),
              pd.Timestamp(sim.dates[0]).to_pydatetime() if len(sim.dates) else None,
              pd.Timestamp(sim.dates[-1]).to_pydatetime() if len(sim.dates) else None,
-             n_orders, info["filled"], info["blocked"], digest.hexdigest(), _utcnow()],
+             n_orders, info["fills"], info["blocked"], digest.hexdigest(), _utcnow()],
         )
         store.append_audit(sid, SIM_EVENT, {**info, "inputs_digest": sim.inputs_digest,
                                             "orders_digest": digest.hexdigest(), "runs": n_runs})

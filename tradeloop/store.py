@@ -128,6 +128,54 @@ CREATE OR REPLACE VIEW simulation_fills AS
     FROM simulation_orders_v WHERE filled_qty > 0;
 """
 
+#: v6: partial fills in simulations (issue 6). ``filled_qty`` / ``n_fills`` are NULL for an order that fills whole or
+#: not at all (rows written before v6, or without a liquidity model): the status says which. An order filled over
+#: several steps (``n_fills > 1``) has one ``simulation_order_fills`` row per fill; every other filled order is its
+#: own single fill (seq 1), so the fast path writes no fill rows at all.
+_SCHEMA_V6 = """
+ALTER TABLE simulation_orders ADD COLUMN IF NOT EXISTS filled_qty BIGINT;
+ALTER TABLE simulation_orders ADD COLUMN IF NOT EXISTS n_fills INTEGER;
+ALTER TABLE simulation_runs ADD COLUMN IF NOT EXISTS n_partial BIGINT;
+CREATE TABLE IF NOT EXISTS simulation_order_fills (
+    simulation_id VARCHAR NOT NULL, date TIMESTAMP NOT NULL, portfolio VARCHAR NOT NULL, order_key UBIGINT NOT NULL,
+    seq INTEGER NOT NULL, qty BIGINT NOT NULL, commission DOUBLE NOT NULL,
+    PRIMARY KEY (simulation_id, date, portfolio, order_key, seq));
+CREATE OR REPLACE VIEW simulation_orders_v AS
+    WITH o AS (
+        SELECT o.*, r.run_id, s.order_type, CASE WHEN o.sell THEN 'SELL' ELSE 'BUY' END AS side,
+            concat_ws(';',
+                CASE WHEN o.risk_mask & 1 <> 0 THEN 'max_order_notional' END,
+                CASE WHEN o.risk_mask & 2 <> 0 THEN 'max_position_ratio' END,
+                CASE WHEN o.risk_mask & 4 <> 0 THEN 'single_name_cap' END,
+                CASE WHEN o.risk_mask & 8 <> 0 THEN 'sector_cap' END,
+                CASE WHEN o.risk_mask & 16 <> 0 THEN 'max_gross_exposure' END,
+                CASE WHEN o.risk_mask & 32 <> 0 THEN 'no_short' END) AS risk_codes
+        FROM simulation_orders o JOIN simulations s USING (simulation_id)
+        JOIN simulation_runs r USING (simulation_id, date, portfolio))
+    SELECT simulation_id, run_id, date, portfolio,
+        symbol || '-' || left(side, 1) || '-' || (
+            SELECT string_agg(substr('0123456789abcdefghjkmnpqrstvwxyz', ((order_key >> (60 - 5 * i)) & 31)::INTEGER + 1, 1), '' ORDER BY i)
+            FROM range(13) r(i)) AS client_order_id,
+        order_key, symbol, side, qty, order_type, limit_price, price, sector, lot_size, target_weight, current_qty,
+        current_qty + CASE WHEN sell THEN -qty ELSE qty END AS target_qty, untrimmed_qty,
+        CASE status_code WHEN 0 THEN 'FILLED' WHEN 3 THEN 'CANCELED' ELSE 'REJECTED' END AS status,
+        coalesce(filled_qty, CASE WHEN status_code = 0 THEN qty ELSE 0 END) AS filled_qty,
+        coalesce(n_fills, CASE WHEN status_code = 0 THEN 1 ELSE 0 END) AS n_fills, avg_fill_price, fill_price,
+        commission, risk_codes,
+        CASE status_code WHEN 1 THEN 'risk:' || risk_codes WHEN 2 THEN 'missing_price'
+            WHEN 3 THEN 'unfilled_at_close' END AS reject_reason
+    FROM o;
+CREATE OR REPLACE VIEW simulation_fills AS
+    SELECT simulation_id, run_id, date, portfolio, client_order_id || '-1' AS fill_id, client_order_id, 1 AS seq,
+           filled_qty AS qty, fill_price AS price, commission
+    FROM simulation_orders_v WHERE filled_qty > 0 AND n_fills = 1
+    UNION ALL
+    SELECT o.simulation_id, o.run_id, o.date, o.portfolio, o.client_order_id || '-' || f.seq AS fill_id,
+           o.client_order_id, f.seq, f.qty, o.fill_price AS price, f.commission
+    FROM simulation_orders_v o JOIN simulation_order_fills f USING (simulation_id, date, portfolio, order_key)
+    WHERE o.n_fills > 1;
+"""
+
 #: Schema migrations, applied in order, each in the same transaction as its ``schema_version`` row. Every version
 #: missing from ``schema_version`` is applied, so a file written by any earlier tradeloop is brought up to date.
 #: Add a new (version, sql) pair at the end; never edit one that has shipped.
@@ -145,6 +193,8 @@ CREATE INDEX IF NOT EXISTS run_artifacts_batch ON run_artifacts (batch_id);
     (4, _SCHEMA_V4),
     # v5 (issue 6): the execution step of each order event (multi-step runs: PARTIAL fills, then close)
     (5, "ALTER TABLE order_events ADD COLUMN IF NOT EXISTS step INTEGER;"),
+    # v6 (issue 6): simulations with a liquidity model and several steps: partial fills, several fills per order
+    (6, _SCHEMA_V6),
 ]
 SCHEMA_VERSION = max(v for v, _ in MIGRATIONS)
 
