@@ -151,6 +151,18 @@ def worker_vectorbt(size: str, repeat: int) -> dict:
             "load_before_vectorbt": load0, "load_after_vectorbt": _load()}
 
 
+def single_run_inputs(n_symbols: int) -> tuple[pd.DataFrame, dict]:
+    """The single-run snapshot table (symbol, weight, price, sector, lot_size) and its params dict."""
+    rng = np.random.default_rng(3)
+    sym = [f"S{i:05d}" for i in range(n_symbols)]
+    raw = rng.gamma(2.0, 1.0, n_symbols)
+    table = pd.DataFrame({"symbol": sym, "weight": np.round(raw / raw.sum() * 0.95, 6),
+                          "price": np.round(rng.lognormal(np.log(50), 0.7, n_symbols), 2),
+                          "sector": [f"G{i % 11}" for i in range(n_symbols)],
+                          "lot_size": rng.choice([1, 1, 10, 100], n_symbols)})
+    return table, {**PARAMS, "risk": {**PARAMS["risk"], "max_order_notional": 1e7}}
+
+
 def worker_single_run(n_symbols: int, repeat: int) -> dict:
     """One snapshot of ``n_symbols`` end to end: freeze -> create run -> build -> risk -> mock execute -> persist
     -> audit, in a warm process (imports done, a first run already executed)."""
@@ -160,14 +172,8 @@ def worker_single_run(n_symbols: int, repeat: int) -> dict:
 
     import tradeloop as tl
 
-    rng = np.random.default_rng(3)
-    sym = [f"S{i:05d}" for i in range(n_symbols)]
-    raw = rng.gamma(2.0, 1.0, n_symbols)
-    table = pd.DataFrame({"symbol": sym, "weight": np.round(raw / raw.sum() * 0.95, 6),
-                          "price": np.round(rng.lognormal(np.log(50), 0.7, n_symbols), 2),
-                          "sector": [f"G{i % 11}" for i in range(n_symbols)],
-                          "lot_size": rng.choice([1, 1, 10, 100], n_symbols)})
-    params = tl.RunParams.from_dict({**PARAMS, "risk": {**PARAMS["risk"], "max_order_notional": 1e7}})
+    table, params = single_run_inputs(n_symbols)
+    params = tl.RunParams.from_dict(params)
     times = []
     with tempfile.TemporaryDirectory() as tmp, tl.Store(Path(tmp) / "single.duckdb") as store:
         def one(i):

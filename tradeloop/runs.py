@@ -423,5 +423,6 @@ def _recheck_terminal(store, run, snapshot, provider, attempt) -> RunResult:
 def run_snapshot(store: Store, snapshot: DecisionSnapshot, **kwargs) -> RunResult:
     """Create (or find) the run for ``snapshot`` and execute it: :func:`create_run` then :func:`execute_run`."""
     provider = kwargs.pop("provider_instance", None)
-    run = create_run(store, snapshot, **kwargs)
-    return execute_run(store, run.run_id, provider=provider)
+    with store.session():  # one open of the file for both steps (each step still commits on its own)
+        run = create_run(store, snapshot, **kwargs)
+        return execute_run(store, run.run_id, provider=provider)
