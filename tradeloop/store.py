@@ -455,13 +455,30 @@ class Store:
         ).df()
 
     # ------------------------------------------------------------------ orders and fills
+    def _first_rows(self, table: str, rows: pd.DataFrame) -> bool:
+        """True when no row of ``table`` belongs to the runs of ``rows`` yet (their first insert).
+
+        Order ids hash the run id in (and fill ids extend them), so the first insert of a run's orders or fills
+        cannot meet an existing key: it may skip ``ON CONFLICT``, whose per-row check costs as much as the insert
+        itself. A key that did exist (a 64-bit hash collision) then fails the transaction instead of being skipped.
+        """
+        runs = rows["run_id"].unique().tolist()
+        if len(runs) == 1:
+            hit = self.con.execute(f"SELECT 1 FROM {table} WHERE run_id = ? LIMIT 1", runs).fetchall()
+        else:
+            hit = self.con.execute(f"SELECT 1 FROM {table} WHERE run_id = ANY(?) LIMIT 1", [runs]).fetchall()
+        return not hit
+
     @_in_session
     def insert_orders(self, orders: pd.DataFrame) -> int:
         """Insert orders as NEW; an order whose client_order_id exists is left exactly as it is."""
+        if orders.empty:
+            return 0
         now = utcnow()
         frame = orders.assign(status="NEW", filled_qty=0, avg_fill_price=float("nan"), reject_reason=None,
                               created_at=now, updated_at=now)
-        return self._insert_frame("trade_orders", frame, ORDER_IDENTITY + ORDER_STATE + ("created_at", "updated_at"))
+        return self._insert_frame("trade_orders", frame, ORDER_IDENTITY + ORDER_STATE + ("created_at", "updated_at"),
+                                  ignore_conflicts=not self._first_rows("trade_orders", orders))
 
     @_in_session
     def update_orders(self, orders: pd.DataFrame) -> int:
@@ -489,9 +506,12 @@ class Store:
 
     @_in_session
     def insert_fills(self, fills: pd.DataFrame) -> int:
+        """Insert fills; a fill whose fill_id exists is left as it is."""
+        if fills.empty:
+            return 0
         return self._insert_frame("trade_fills", fills.assign(filled_at=utcnow()),
                                   ("fill_id", "run_id", "client_order_id", "seq", "qty", "price", "commission",
-                                   "filled_at"))
+                                   "filled_at"), ignore_conflicts=not self._first_rows("trade_fills", fills))
 
     @_in_session
     def fills(self, run_id: str) -> pd.DataFrame:
@@ -504,10 +524,14 @@ class Store:
             return 0
         last = self.con.execute(
             "SELECT client_order_id, max(seq) AS last_seq FROM order_events WHERE run_id = ANY(?) GROUP BY 1",
-            [sorted(set(events["run_id"]))],
+            [events["run_id"].unique().tolist()],
         ).df()
-        ev = events.merge(last, on="client_order_id", how="left")
-        ev["seq"] = ev["last_seq"].fillna(0).astype("int64") + ev.groupby("client_order_id", sort=False).cumcount() + 1
+        ev = events.reset_index(drop=True)
+        seq = ev.groupby("client_order_id", sort=False).cumcount().to_numpy(dtype="int64") + 1
+        if len(last):  # orders with earlier events continue after their last one
+            seq += ev["client_order_id"].map(last.set_index("client_order_id")["last_seq"]).fillna(0).to_numpy(
+                dtype="int64")
+        ev["seq"] = seq
         if "step" not in ev:
             ev["step"] = None
         return self._insert_frame("order_events", ev.assign(at=utcnow()),
