@@ -210,7 +210,7 @@ def _audit(store: Store, run: TradeRun, *, attempt: int, previous: str, status: 
            error: str | None, new_orders: int, new_fills: int) -> RunResult:
     """Append the ``trade_run.execute`` event (inside the caller's transaction) and return the run's summary, made
     from the same rows the event's digests cover, so the caller need not read them again."""
-    orders = store.orders(run.run_id)
+    orders = store.orders(run.run_id, fill_counts=False)
     fills = store.fills(run.run_id)
     payload = {
         "snapshot_id": run.snapshot_id,

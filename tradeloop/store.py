@@ -497,7 +497,11 @@ class Store:
             self._unregister(name)
 
     @_in_session
-    def orders(self, run_id: str) -> pd.DataFrame:
+    def orders(self, run_id: str, *, fill_counts: bool = True) -> pd.DataFrame:
+        """A run's orders by symbol and side: the ``trade_orders`` columns, plus ``n_fills`` (its stored fills)
+        unless ``fill_counts`` is false."""
+        if not fill_counts:
+            return self.con.execute("SELECT * FROM trade_orders WHERE run_id = ? ORDER BY symbol, side", [run_id]).df()
         return self.con.execute(
             "SELECT o.*, coalesce(f.n_fills, 0) AS n_fills FROM trade_orders o LEFT JOIN "
             "(SELECT client_order_id, count(*) AS n_fills FROM trade_fills WHERE run_id = ? GROUP BY 1) f "
