@@ -66,6 +66,19 @@ def test_digest_ignores_row_order_and_changes_with_every_cell(rows, seed):
         assert frame_digest(other, COLS, "key") != digest, (col, df.iloc[i].to_dict(), value)
 
 
+@settings(max_examples=60, deadline=None)
+@given(texts=st.lists(_text, min_size=1, max_size=15))
+def test_text_digest_is_the_same_for_object_str_and_mixed_columns(texts):
+    """Columns of strings take an Arrow path, other object columns a Python one: both must give the same bytes."""
+    key = [f"k{i:03d}" for i in range(len(texts))]
+    as_object = pd.DataFrame({"key": key, "t": pd.Series(texts, dtype=object)})
+    as_str = pd.DataFrame({"key": key, "t": pd.Series(texts, dtype="str")})
+    with_number = pd.DataFrame({"key": key + ["z"], "t": pd.Series([*texts, 7], dtype=object)})
+    text_of_number = pd.DataFrame({"key": key + ["z"], "t": pd.Series([*texts, "7"], dtype=object)})
+    assert frame_digest(as_object, ("key", "t"), "key") == frame_digest(as_str, ("key", "t"), "key")
+    assert frame_digest(with_number, ("key", "t"), "key") == frame_digest(text_of_number, ("key", "t"), "key")
+
+
 def test_digest_separates_values_that_concatenate_alike():
     a = pd.DataFrame({"key": ["1", "2"], "text": ["ab", "c"]})
     b = pd.DataFrame({"key": ["1", "2"], "text": ["a", "bc"]})
