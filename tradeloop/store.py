@@ -346,17 +346,18 @@ class Store:
 
     @_in_session
     def _insert_frame(self, table: str, df: pd.DataFrame, columns, *, ignore_conflicts: bool = True) -> int:
-        """Bulk insert through a DataFrame scan; returns how many rows were new."""
+        """Bulk insert through a DataFrame scan; returns how many rows were new.
+
+        The frame is found by DuckDB's replacement scan (a local variable named in the query) rather than
+        ``register``, which creates and drops a view in the catalog: ~1.5 ms per insert, a run makes five.
+        """
         if df.empty:
             return 0
-        name = f"_frame_{uuid.uuid4().hex}"
-        self.con.register(name, df.loc[:, list(columns)])
-        try:
-            cols = ", ".join(f'"{c}"' for c in columns)
-            conflict = " ON CONFLICT DO NOTHING" if ignore_conflicts else ""
-            return int(self.con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {name}{conflict}").fetchone()[0])
-        finally:
-            self._unregister(name)
+        _tradeloop_rows = df.loc[:, list(columns)]  # noqa: F841  (scanned by name)
+        cols = ", ".join(f'"{c}"' for c in columns)
+        conflict = " ON CONFLICT DO NOTHING" if ignore_conflicts else ""
+        return int(self.con.execute(
+            f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _tradeloop_rows{conflict}").fetchone()[0])
 
     def _unregister(self, name: str) -> None:
         try:
@@ -485,16 +486,12 @@ class Store:
         """Write the state columns of the given orders (matched by client_order_id)."""
         if orders.empty:
             return 0
-        name = f"_frame_{uuid.uuid4().hex}"
-        self.con.register(name, orders.loc[:, ["client_order_id", *ORDER_STATE]])
-        try:
-            sets = ", ".join(f"{c} = u.{c}" for c in ORDER_STATE)
-            return int(self.con.execute(
-                f"UPDATE trade_orders SET {sets}, updated_at = ? FROM {name} u "
-                "WHERE trade_orders.client_order_id = u.client_order_id", [utcnow()]
-            ).fetchone()[0])
-        finally:
-            self._unregister(name)
+        _tradeloop_rows = orders.loc[:, ["client_order_id", *ORDER_STATE]]  # noqa: F841  (scanned by name)
+        sets = ", ".join(f"{c} = u.{c}" for c in ORDER_STATE)
+        return int(self.con.execute(
+            f"UPDATE trade_orders SET {sets}, updated_at = ? FROM _tradeloop_rows u "
+            "WHERE trade_orders.client_order_id = u.client_order_id", [utcnow()]
+        ).fetchone()[0])
 
     @_in_session
     def orders(self, run_id: str, *, fill_counts: bool = True) -> pd.DataFrame:
