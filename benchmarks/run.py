@@ -151,6 +151,18 @@ def worker_vectorbt(size: str, repeat: int) -> dict:
             "load_before_vectorbt": load0, "load_after_vectorbt": _load()}
 
 
+def single_run_inputs(n_symbols: int) -> tuple[pd.DataFrame, dict]:
+    """The single-run snapshot table (symbol, weight, price, sector, lot_size) and its params dict."""
+    rng = np.random.default_rng(3)
+    sym = [f"S{i:05d}" for i in range(n_symbols)]
+    raw = rng.gamma(2.0, 1.0, n_symbols)
+    table = pd.DataFrame({"symbol": sym, "weight": np.round(raw / raw.sum() * 0.95, 6),
+                          "price": np.round(rng.lognormal(np.log(50), 0.7, n_symbols), 2),
+                          "sector": [f"G{i % 11}" for i in range(n_symbols)],
+                          "lot_size": rng.choice([1, 1, 10, 100], n_symbols)})
+    return table, {**PARAMS, "risk": {**PARAMS["risk"], "max_order_notional": 1e7}}
+
+
 def worker_single_run(n_symbols: int, repeat: int) -> dict:
     """One snapshot of ``n_symbols`` end to end: freeze -> create run -> build -> risk -> mock execute -> persist
     -> audit, in a warm process (imports done, a first run already executed)."""
@@ -160,14 +172,8 @@ def worker_single_run(n_symbols: int, repeat: int) -> dict:
 
     import tradeloop as tl
 
-    rng = np.random.default_rng(3)
-    sym = [f"S{i:05d}" for i in range(n_symbols)]
-    raw = rng.gamma(2.0, 1.0, n_symbols)
-    table = pd.DataFrame({"symbol": sym, "weight": np.round(raw / raw.sum() * 0.95, 6),
-                          "price": np.round(rng.lognormal(np.log(50), 0.7, n_symbols), 2),
-                          "sector": [f"G{i % 11}" for i in range(n_symbols)],
-                          "lot_size": rng.choice([1, 1, 10, 100], n_symbols)})
-    params = tl.RunParams.from_dict({**PARAMS, "risk": {**PARAMS["risk"], "max_order_notional": 1e7}})
+    table, params = single_run_inputs(n_symbols)
+    params = tl.RunParams.from_dict(params)
     times = []
     with tempfile.TemporaryDirectory() as tmp, tl.Store(Path(tmp) / "single.duckdb") as store:
         def one(i):
@@ -234,9 +240,11 @@ def markdown(report: dict) -> str:
             f"| {r['loop_s'] / r['simulate_s']:.0f}× faster | {vb} | {ratio_vb} |")
     s = report.get("single_run")
     if s:
+        where = (f" Measured at commit {s['commit']} (`{s['command']}`), load average {s['load_start']} → "
+                 f"{s['load_end']}." if "commit" in s else "")
         lines += ["", f"Single run, one {s['symbols']:,}-symbol snapshot end to end (freeze → build → risk → mock "
                       f"execute → persist → audit), warm: **{s['single_run_ms']:.0f} ms** best, "
-                      f"{s['single_run_median_ms']:.0f} ms median ({s['orders']} orders)."]
+                      f"{s['single_run_median_ms']:.0f} ms median ({s['orders']} orders).{where}"]
     notes = report.get("notes", [])
     if notes:
         lines += ["", *[f"- {n}" for n in notes]]
@@ -248,7 +256,9 @@ def markdown(report: dict) -> str:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sizes", default="small,medium,large", help="comma-separated: small, medium, large")
+    ap.add_argument("--sizes", default="small,medium,large",
+                    help="comma-separated: small, medium, large; 'none' measures the single run only and keeps the "
+                         "size table of the previous report in --out")
     ap.add_argument("--repeat", type=int, default=3, help="runs per timing; the best is reported")
     ap.add_argument("--loop-dates", type=int, default=None, help="dates the per-order loop runs (default per size)")
     ap.add_argument("--no-vectorbt", action="store_true", help="skip vectorbt")
@@ -297,7 +307,12 @@ def main(argv=None) -> None:
             "the very first run on a machine, ~7 s here, then loads its on-disk cache).",
         ],
     }
-    for size in args.sizes.split(","):
+    sizes = [] if args.sizes == "none" else args.sizes.split(",")
+    previous = Path(args.out) / "benchmark.json"
+    if not sizes and previous.exists():  # single run only: keep the size table of the last full run
+        kept = json.loads(previous.read_text())
+        report.update({k: kept[k] for k in ("command", "repeat", "machine", "sizes", "notes") if k in kept})
+    for size in sizes:
         print(f"[{size}] tradeloop …", file=sys.stderr, flush=True)
         res = _run_worker("tradeloop", size, str(args.repeat), str(args.loop_dates or 0))
         if args.no_vectorbt:
@@ -311,8 +326,13 @@ def main(argv=None) -> None:
         report["sizes"].append(res)
     if args.single_run_symbols:
         print("[single run] …", file=sys.stderr, flush=True)
+        load0 = _load()
         report["single_run"] = _run_worker("single", str(args.single_run_symbols), str(max(args.repeat, 5)))
-    report["machine"]["load_end"] = _load()
+        report["single_run"].update({"commit": commit or "unknown", "load_start": load0, "load_end": _load(),
+                                     "command": "python -m benchmarks.run " + " ".join(
+                                         argv if argv is not None else sys.argv[1:])})
+    if sizes or "load_end" not in report["machine"]:
+        report["machine"]["load_end"] = _load()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "benchmark.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")

@@ -146,7 +146,8 @@ def fill_orders(
         if mask.any():
             pick = lambda v: v[mask] if isinstance(v, np.ndarray) else v  # noqa: E731
             events.append(pd.DataFrame({
-                "client_order_id": coid[mask], "run_id": run_id[mask], "step": step, "_phase": phase,
+                "_pos": np.flatnonzero(mask), "client_order_id": coid[mask], "run_id": run_id[mask], "step": step,
+                "_phase": phase,
                 "from_status": pick(frm), "to_status": pick(to), "qty": ev_qty[mask], "price": ev_price[mask],
                 "reason": ev_reason,
             }))
@@ -202,9 +203,7 @@ def fill_orders(
     out["reject_reason"] = pd.Series(reason, index=out.index, dtype=object)
     out["n_fills"] = out["n_fills"].to_numpy(dtype="int64") + fills_now
     if events:
-        ev = pd.concat(events, ignore_index=True)
-        order_pos = pd.Series(np.arange(n), index=coid)
-        ev = ev.assign(_pos=order_pos.loc[ev["client_order_id"]].to_numpy())
+        ev = pd.concat(events, ignore_index=True)  # _pos: each event's order, by position (no id lookup)
         ev = ev.sort_values(["_pos", "_phase"], kind="stable").reset_index(drop=True)
         ev = ev.loc[:, list(EVENT_COLUMNS)]
     else:
@@ -248,7 +247,7 @@ def work_orders(
             break
     fill_frame = pd.concat(fills, ignore_index=True) if any(len(f) for f in fills) else fills[0]
     ev = pd.concat([e for e in events if len(e)], ignore_index=True) if any(len(e) for e in events) else events[0]
-    if len(ev):
+    if len(ev) and len(events) > 1:  # one step's events are already grouped by order, in input order
         order_pos = pd.Series(np.arange(len(current)), index=current["client_order_id"].to_numpy())
         ev = (ev.assign(_pos=order_pos.loc[ev["client_order_id"]].to_numpy())
                 .sort_values(["_pos", "step"], kind="stable").drop(columns="_pos").reset_index(drop=True))

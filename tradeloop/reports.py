@@ -312,8 +312,9 @@ def audit_check(db_path: str | Path | None, run_id: str) -> list[str]:
         "filled_qty": int(fills["qty"].sum()),
         "notional": round(float((fills["qty"] * fills["price"]).sum()), 2),
         "commission": round(float(fills["commission"].sum()), 2),
-        "orders_digest": frame_digest(orders, ORDER_IDENTITY + ORDER_STATE, "client_order_id"),
-        "fills_digest": frame_digest(fills, _FILL_DIGEST, "fill_id"),
+        "orders_digest": frame_digest(orders, ORDER_IDENTITY + ORDER_STATE, "client_order_id",
+                                      like=last.get("orders_digest")),
+        "fills_digest": frame_digest(fills, _FILL_DIGEST, "fill_id", like=last.get("fills_digest")),
     }
     recorded = {**{k: counts.get(k) for k in ("orders", "orders_by_status", "fills", "filled_qty", "notional",
                                               "commission")},

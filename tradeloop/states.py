@@ -55,7 +55,9 @@ def check_run_transition(run_id: str, from_status: str, to_status: str) -> None:
         )
 
 
-_LEGAL_ORDER_PAIRS = frozenset((a, b) for a, nxt in ORDER_TRANSITIONS.items() for b in nxt)
+#: ``_LEGAL_ORDER[i, j]``: may an order go from ``ORDER_STATUSES[i]`` to ``ORDER_STATUSES[j]``?
+_LEGAL_ORDER = np.array([[b in ORDER_TRANSITIONS[a] for b in ORDER_STATUSES] for a in ORDER_STATUSES])
+_ORDER_STATUS_INDEX = pd.Index(ORDER_STATUSES, dtype=object)
 
 
 def check_order_transitions(client_order_ids, from_status, to_status) -> None:
@@ -68,12 +70,14 @@ def check_order_transitions(client_order_ids, from_status, to_status) -> None:
     moved = (frm != to).to_numpy()
     if not moved.any():
         return
-    pairs = pd.Series(list(zip(frm[moved], to[moved])), dtype=object)
-    legal = pairs.isin(_LEGAL_ORDER_PAIRS).to_numpy()
+    # Status codes (-1: not a status) looked up in the transition matrix: no Python object per transition.
+    a_code = _ORDER_STATUS_INDEX.get_indexer(frm.to_numpy()[moved])
+    b_code = _ORDER_STATUS_INDEX.get_indexer(to.to_numpy()[moved])
+    legal = (a_code >= 0) & (b_code >= 0) & _LEGAL_ORDER[a_code, b_code]
     if not legal.all():
         ids = np.asarray(client_order_ids, dtype=object)[moved]
         i = int(np.flatnonzero(~legal)[0])
-        a, b = pairs.iloc[i]
+        a, b = frm[moved].iloc[i], to[moved].iloc[i]
         raise IllegalTransition(
             f"order {ids[i]!r} cannot go from {a!r} to {b!r}; "
             f"allowed from {a!r}: {sorted(ORDER_TRANSITIONS.get(a, ())) or 'nothing (terminal)'}"
