@@ -18,7 +18,6 @@ import pandas as pd
 from tradeloop.commission import BpsCommission, NoCommission, PerShareCommission
 from tradeloop.liquidity import NoLiquidityLimit, VolumeParticipation
 from tradeloop.params import RunParams
-from tradeloop.risk import RISK_CODES
 from tradeloop.slippage import FixedBpsSlippage, NoSlippage
 
 EPS = 1e-9

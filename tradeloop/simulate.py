@@ -962,7 +962,7 @@ class Simulation:
     def _replay_positions(self) -> dict:
         """Holdings after each date, rebuilt from the starting positions and the fills (not kept by the loop)."""
         o, i = self.orders_raw, self._inputs
-        D, S, P = len(self.dates), len(self.universe), len(self.portfolios)
+        D, S = len(self.dates), len(self.universe)
         hold = self.initial_positions.copy()
         last_px = np.full(S, np.nan)
         bounds = np.searchsorted(o["t"], np.arange(D + 1))
