@@ -74,6 +74,24 @@ CREATE TABLE IF NOT EXISTS run_leases (
     heartbeat_at TIMESTAMP NOT NULL, expires_at TIMESTAMP NOT NULL);
 """
 
+#: The part of ``simulation_orders_v`` that v3 and v6 share: risk codes decoded from the bitmask, and the readable
+#: client_order_id formatted from the order key exactly as :func:`tradeloop.orders.format_client_order_ids` does.
+_SIM_ORDER_COLUMNS = """\
+            concat_ws(';',
+                CASE WHEN o.risk_mask & 1 <> 0 THEN 'max_order_notional' END,
+                CASE WHEN o.risk_mask & 2 <> 0 THEN 'max_position_ratio' END,
+                CASE WHEN o.risk_mask & 4 <> 0 THEN 'single_name_cap' END,
+                CASE WHEN o.risk_mask & 8 <> 0 THEN 'sector_cap' END,
+                CASE WHEN o.risk_mask & 16 <> 0 THEN 'max_gross_exposure' END,
+                CASE WHEN o.risk_mask & 32 <> 0 THEN 'no_short' END) AS risk_codes
+        FROM simulation_orders o JOIN simulations s USING (simulation_id)
+        JOIN simulation_runs r USING (simulation_id, date, portfolio))
+    SELECT simulation_id, run_id, date, portfolio,
+        symbol || '-' || left(side, 1) || '-' || (
+            SELECT string_agg(substr('0123456789abcdefghjkmnpqrstvwxyz', ((order_key >> (60 - 5 * i)) & 31)::INTEGER + 1, 1), '' ORDER BY i)
+            FROM range(13) r(i)) AS client_order_id,
+"""
+
 #: v3: simulations (issue 4).
 _SCHEMA_V3 = """
 CREATE TABLE IF NOT EXISTS simulations (
@@ -101,20 +119,7 @@ CREATE TABLE IF NOT EXISTS simulation_orders (
 CREATE OR REPLACE VIEW simulation_orders_v AS
     WITH o AS (
         SELECT o.*, r.run_id, s.order_type, CASE WHEN o.sell THEN 'SELL' ELSE 'BUY' END AS side,
-            concat_ws(';',
-                CASE WHEN o.risk_mask & 1 <> 0 THEN 'max_order_notional' END,
-                CASE WHEN o.risk_mask & 2 <> 0 THEN 'max_position_ratio' END,
-                CASE WHEN o.risk_mask & 4 <> 0 THEN 'single_name_cap' END,
-                CASE WHEN o.risk_mask & 8 <> 0 THEN 'sector_cap' END,
-                CASE WHEN o.risk_mask & 16 <> 0 THEN 'max_gross_exposure' END,
-                CASE WHEN o.risk_mask & 32 <> 0 THEN 'no_short' END) AS risk_codes
-        FROM simulation_orders o JOIN simulations s USING (simulation_id)
-        JOIN simulation_runs r USING (simulation_id, date, portfolio))
-    SELECT simulation_id, run_id, date, portfolio,
-        symbol || '-' || left(side, 1) || '-' || (
-            SELECT string_agg(substr('0123456789abcdefghjkmnpqrstvwxyz', ((order_key >> (60 - 5 * i)) & 31)::INTEGER + 1, 1), '' ORDER BY i)
-            FROM range(13) r(i)) AS client_order_id,
-        order_key, symbol, side, qty, order_type, limit_price, price, sector, lot_size, target_weight, current_qty,
+{_SIM_ORDER_COLUMNS}        order_key, symbol, side, qty, order_type, limit_price, price, sector, lot_size, target_weight, current_qty,
         current_qty + CASE WHEN sell THEN -qty ELSE qty END AS target_qty, untrimmed_qty,
         CASE status_code WHEN 0 THEN 'FILLED' WHEN 3 THEN 'CANCELED' ELSE 'REJECTED' END AS status,
         CASE WHEN status_code = 0 THEN qty ELSE 0 END AS filled_qty, avg_fill_price, fill_price, commission,
@@ -127,6 +132,7 @@ CREATE OR REPLACE VIEW simulation_fills AS
            filled_qty AS qty, fill_price AS price, commission
     FROM simulation_orders_v WHERE filled_qty > 0;
 """
+_SCHEMA_V3 = _SCHEMA_V3.replace("{_SIM_ORDER_COLUMNS}", _SIM_ORDER_COLUMNS)
 
 #: v6: partial fills in simulations (issue 6). ``filled_qty`` / ``n_fills`` are NULL for an order that fills whole or
 #: not at all (rows written before v6, or without a liquidity model): the status says which. An order filled over
@@ -143,20 +149,7 @@ CREATE TABLE IF NOT EXISTS simulation_order_fills (
 CREATE OR REPLACE VIEW simulation_orders_v AS
     WITH o AS (
         SELECT o.*, r.run_id, s.order_type, CASE WHEN o.sell THEN 'SELL' ELSE 'BUY' END AS side,
-            concat_ws(';',
-                CASE WHEN o.risk_mask & 1 <> 0 THEN 'max_order_notional' END,
-                CASE WHEN o.risk_mask & 2 <> 0 THEN 'max_position_ratio' END,
-                CASE WHEN o.risk_mask & 4 <> 0 THEN 'single_name_cap' END,
-                CASE WHEN o.risk_mask & 8 <> 0 THEN 'sector_cap' END,
-                CASE WHEN o.risk_mask & 16 <> 0 THEN 'max_gross_exposure' END,
-                CASE WHEN o.risk_mask & 32 <> 0 THEN 'no_short' END) AS risk_codes
-        FROM simulation_orders o JOIN simulations s USING (simulation_id)
-        JOIN simulation_runs r USING (simulation_id, date, portfolio))
-    SELECT simulation_id, run_id, date, portfolio,
-        symbol || '-' || left(side, 1) || '-' || (
-            SELECT string_agg(substr('0123456789abcdefghjkmnpqrstvwxyz', ((order_key >> (60 - 5 * i)) & 31)::INTEGER + 1, 1), '' ORDER BY i)
-            FROM range(13) r(i)) AS client_order_id,
-        order_key, symbol, side, qty, order_type, limit_price, price, sector, lot_size, target_weight, current_qty,
+{_SIM_ORDER_COLUMNS}        order_key, symbol, side, qty, order_type, limit_price, price, sector, lot_size, target_weight, current_qty,
         current_qty + CASE WHEN sell THEN -qty ELSE qty END AS target_qty, untrimmed_qty,
         CASE status_code WHEN 0 THEN 'FILLED' WHEN 3 THEN 'CANCELED' ELSE 'REJECTED' END AS status,
         coalesce(filled_qty, CASE WHEN status_code = 0 THEN qty ELSE 0 END) AS filled_qty,
@@ -175,6 +168,7 @@ CREATE OR REPLACE VIEW simulation_fills AS
     FROM simulation_orders_v o JOIN simulation_order_fills f USING (simulation_id, date, portfolio, order_key)
     WHERE o.n_fills > 1;
 """
+_SCHEMA_V6 = _SCHEMA_V6.replace("{_SIM_ORDER_COLUMNS}", _SIM_ORDER_COLUMNS)
 
 #: Schema migrations, applied in order, each in the same transaction as its ``schema_version`` row. Every version
 #: missing from ``schema_version`` is applied, so a file written by any earlier tradeloop is brought up to date.
