@@ -1,7 +1,7 @@
 """The baseline a researcher would write: a plain Python loop over dates and orders, implementing tradeloop's rules.
 
-It shares no code with :mod:`tradeloop.simulate` (only the parameter objects), so the tests use it as an
-independent oracle (``tests/test_simulate_baseline.py``) and the benchmark as the per-order speed baseline.
+It shares no code with :mod:`tradeloop.workflows.history` (only the parameter objects), so the tests use it as an
+independent oracle (``tests/workflows/test_history_baseline.py``) and the benchmark as the per-order speed baseline.
 Arithmetic is written in the same order as the vectorized kernels so that results agree exactly; numpy's rounding
 (``np.round``) is used where the models use it, because Python's ``round`` rounds differently.
 Single portfolio only. Liquidity (``VolumeParticipation``) and ``params.steps`` are worked order by order, step by
@@ -15,10 +15,10 @@ import math
 import numpy as np
 import pandas as pd
 
-from tradeloop.commission import BpsCommission, NoCommission, PerShareCommission
-from tradeloop.liquidity import NoLiquidityLimit, VolumeParticipation
-from tradeloop.params import RunParams
-from tradeloop.slippage import FixedBpsSlippage, NoSlippage
+from tradeloop.venue.commission import BpsCommission, NoCommission, PerShareCommission
+from tradeloop.venue.liquidity import NoLiquidityLimit, VolumeParticipation
+from tradeloop.venue.slippage import FixedBpsSlippage, NoSlippage
+from tradeloop.workflows.params import RunParams
 
 EPS = 1e-9
 

@@ -293,7 +293,7 @@ def main(argv=None) -> None:
                     "commit": commit or "unknown", "load_start": _load()},
         "sizes": [],
         "notes": [
-            "simulate: tradeloop.simulate() on the in-memory tables (validation, factorization, the date loop with "
+            "simulate: tradeloop.workflows.history() on the in-memory tables (validation, factorization, the date loop with "
             "build + risk + fill); `orders_frame_s` in the JSON is the extra time to materialize the orders DataFrame.",
             "persist: save_simulation() into a fresh DuckDB file, one transaction (order keys, inputs digest, Arrow "
             "table, runs, simulation row, audit event); orders/s = orders written / that time. In brackets: the "

@@ -46,7 +46,7 @@ def duckdb_floor(path: Path, run_id: str, runs: int) -> list[float]:
     """
     import duckdb
 
-    from tradeloop.store import ORDER_STATE
+    from tradeloop.store.db import ORDER_STATE
 
     with duckdb.connect(str(path)) as con:
         sid = con.execute("SELECT snapshot_id FROM trade_runs WHERE run_id = ?", [run_id]).fetchall()[0][0]

@@ -39,7 +39,7 @@ SETUP = """
 %matplotlib inline
 import pandas as pd
 import tradeloop as tl
-from tradeloop import plots
+from tradeloop.reporting import plots
 
 pd.set_option("display.max_rows", 200, "display.max_columns", 20, "display.width", 160, "display.max_colwidth", None)
 """

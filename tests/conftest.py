@@ -6,10 +6,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from support import DATA, ROOT, run_cli  # noqa: F401  (re-exported for fixtures)
 
 from tradeloop import Store, load_params, load_snapshot_file
-
-from support import DATA, ROOT, run_cli  # noqa: F401  (re-exported for fixtures)
 
 
 @pytest.fixture

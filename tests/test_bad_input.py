@@ -16,12 +16,21 @@ from dataclasses import dataclass, field
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-
 from support import DATA, run_cli
-from tradeloop import (RunNotFound, RunParams, Store, ValidationError, create_run, execute_run, freeze_snapshot,
-                       load_params, load_snapshot_file)
+
+from tradeloop import (
+    RunNotFound,
+    RunParams,
+    Store,
+    ValidationError,
+    create_run,
+    execute_run,
+    freeze_snapshot,
+    load_params,
+    load_snapshot_file,
+)
 from tradeloop.cli import cli as tradeloop_cli
-from tradeloop.tables import MAX_TABLE_BYTES
+from tradeloop.core.validate import MAX_TABLE_BYTES
 
 GOOD_SNAPSHOT = "symbol,weight,price,sector\nAAA,0.3,10,Tech\nBBB,0.2,20,Energy\n"
 

@@ -4,11 +4,10 @@ import json
 
 import click
 import pytest
+from support import DATA
 
 from tradeloop import Store
 from tradeloop.cli import cli as cli_group
-
-from support import DATA
 
 RUN = ["run", "--snapshot", DATA / "sample_snapshot.csv", "--portfolio-value", "1000000", "--model-version", "m1",
        "--fallback-prices", DATA / "fallback_prices.csv"]

@@ -14,14 +14,14 @@ from pathlib import Path
 import click
 import pandas as pd
 
+from .core.lifecycle import lifecycle_paths, replay_order_events
+from .core.snapshot import load_snapshot_file
+from .core.validate import read_table
 from .errors import RunNotFound, StoreBusy, TradeloopError, ValidationError
-from .execution import provider_table
-from .lifecycle import lifecycle_paths, replay_order_events
-from .params import load_params
-from .runs import RunResult, create_run, execute_run, run_result
-from .snapshot import load_snapshot_file
-from .store import Store, default_db_path
-from .tables import read_table
+from .store.db import Store, default_db_path
+from .venue.providers import provider_table
+from .workflows.params import load_params
+from .workflows.run import RunResult, create_run, execute_run, run_result
 
 __all__ = ["main", "cli", "EXIT_CODES", "data_dir"]
 
@@ -322,7 +322,7 @@ def verify(run_id, all_runs, db, as_json):
 
     Example: tradeloop verify --all --db my.duckdb
     """
-    from .verify import verify_store
+    from .workflows.verify import verify_store
 
     if run_id and all_runs:
         raise ValidationError(f"give a RUN_ID ({run_id!r}) or --all, not both")
@@ -373,7 +373,7 @@ def batch(snapshots, params_file, portfolio_value, model_version, positions_file
     Example: tradeloop batch --snapshots 'snapshots/*.csv' --params data/params_pass.json --portfolio-value 1000000
     --model-version m1 --workers 4 --out artifacts --db research.duckdb
     """
-    from .notebooks import run_batch
+    from .workflows.batch import run_batch
 
     result = run_batch(snapshots, portfolio_value=portfolio_value, model_version=model_version,
                        params_file=params_file, positions_file=positions_file, fallback_prices_file=fallback_file,
@@ -401,7 +401,7 @@ def verify_artifact_cmd(path, rerun, kernel, db):
 
     Example: tradeloop verify-artifact artifacts/run-0123456789abcdef.ipynb --db research.duckdb --rerun
     """
-    from .artifacts import verify_artifact
+    from .store.artifacts import verify_artifact
 
     problems = verify_artifact(path, db=db, rerun=rerun, kernel=kernel)
     if problems:
@@ -436,7 +436,8 @@ def simulate(weights_file, prices_file, portfolio_value, model_version, params_f
     Example: tradeloop simulate --weights weights.parquet --prices prices.parquet --portfolio-value 1000000
     --model-version m1 --params data/params_pass.json --db research.duckdb
     """
-    from .simulate import save_simulation, simulate as run_simulation
+    from .workflows.history import save_simulation
+    from .workflows.history import simulate as run_simulation
 
     params = load_params(params_file)
     weights = read_table(weights_file, "weights")

@@ -7,7 +7,7 @@ Use it from pytest in the package that ships a provider::
     def test_my_provider_conforms(tmp_path):
         assert_conformance(MyVenueProvider, tmp_path)   # any zero-argument factory returning a provider
 
-Each check drives real runs through :func:`tradeloop.runs.execute_run` on a throw-away DuckDB file with a small
+Each check drives real runs through :func:`tradeloop.workflows.run.execute_run` on a throw-away DuckDB file with a small
 built-in snapshot (one symbol without any price, one only held, volumes that force PARTIAL fills with the mock's
 ``VolumeParticipation``), plus direct calls to ``provider.execute``:
 
@@ -18,7 +18,7 @@ built-in snapshot (one symbol without any price, one only held, volumes that for
     Every run ends ``done``, and the stored ``order_events`` of every order replay from NEW, through legal
     transitions only, to the order's stored status and filled quantity.
 ``fills_within_qty``
-    Fills have the :data:`~tradeloop.fills.FILL_COLUMNS`, unique ``fill_id``, positive quantities and prices;
+    Fills have the :data:`~tradeloop.core.engine.FILL_COLUMNS`, unique ``fill_id``, positive quantities and prices;
     an order's fills never exceed its quantity and add up to its ``filled_qty``; FILLED means completely filled.
 ``dry_run_no_side_effects``
     ``execute(..., dry_run=True)`` returns no fill and no event, leaves the orders (and its input frame) unchanged,
@@ -45,14 +45,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .execution import ExecutionProvider, provider_names
-from .fills import FILL_COLUMNS, FillResult
-from .lifecycle import replay_order_events
-from .params import RunParams
-from .runs import create_run, execute_run, load_run
-from .snapshot import DecisionSnapshot, freeze_snapshot
-from .states import TERMINAL_ORDER_STATUSES
-from .store import Store
+from .core.engine import FILL_COLUMNS, FillResult
+from .core.fsm import TERMINAL_ORDER_STATUSES
+from .core.lifecycle import replay_order_events
+from .core.snapshot import DecisionSnapshot, freeze_snapshot
+from .store.db import Store
+from .venue.providers import ExecutionProvider, provider_names
+from .workflows.params import RunParams
+from .workflows.run import create_run, execute_run, load_run
 
 __all__ = ["CHECKS", "CheckResult", "ConformanceReport", "ProviderConformanceError", "check_provider",
            "assert_conformance", "conformance_snapshot", "CONFORMANCE_PARAMS"]

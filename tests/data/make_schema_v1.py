@@ -1,7 +1,11 @@
 # Recreates tests/data/schema_v1.duckdb; it was run once with tradeloop at schema version 1 (commit a824732).
 # Kept for the record: running it with a newer tradeloop writes a newer schema, not version 1.
-import pandas as pd, tradeloop as tl
 from pathlib import Path
+
+import pandas as pd
+
+import tradeloop as tl
+
 p = Path("tests/data/schema_v1.duckdb")
 w = pd.DataFrame({"symbol": ["AAA", "BBB", "CCC"], "weight": [0.3, 0.2, 0.1], "price": [10.0, 20.0, 30.0],
                   "sector": ["Tech", "Energy", "Tech"]})

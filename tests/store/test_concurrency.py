@@ -1,0 +1,121 @@
+"""Several processes on one database file: they wait for each other (bounded), never see a raw lock error, and
+nothing is lost or duplicated."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pandas as pd
+from support import DATA, ROOT, run_cli
+
+from tradeloop import Store, create_run, load_params, load_snapshot_file, verify_store
+
+
+def _popen(*args, env=None):
+    full_env = {**os.environ, **(env or {})}
+    full_env.pop("TRADELOOP_DEBUG", None)
+    return subprocess.Popen([sys.executable, "-m", "tradeloop", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=full_env, cwd=ROOT)
+
+
+def _run_args(model_version):
+    return ["run", "--snapshot", DATA / "sample_snapshot.csv", "--positions", DATA / "positions.csv",
+            "--fallback-prices", DATA / "fallback_prices.csv", "--params", DATA / "params_pass.json",
+            "--portfolio-value", "1000000", "--model-version", model_version, "--json"]
+
+
+def test_eight_processes_on_one_file_lose_nothing_and_duplicate_nothing(db_path):
+    snap = load_snapshot_file(DATA / "sample_snapshot.csv", portfolio_value=1_000_000, model_version="shared")
+    with Store(db_path) as store:
+        shared = create_run(store, snap, params=load_params(DATA / "params_pass.json"),
+                            fallback_prices=pd.read_csv(DATA / "fallback_prices.csv")).run_id
+    commands = [
+        ["rerun", shared, "--json"], ["rerun", shared, "--json"], ["rerun", shared, "--json"],  # same run, at once
+        _run_args("conc-a"), _run_args("conc-a"),  # the same new run twice
+        _run_args("conc-b"), ["demo", "--json"],
+        ["show", shared, "--json"],  # a reader among the writers
+    ]
+    procs = [_popen(*cmd, "--db", db_path) for cmd in commands]
+    outs = [p.communicate(timeout=180) for p in procs]
+    for cmd, p, (out, err) in zip(commands, procs, outs):
+        assert p.returncode == 0, (cmd, out, err)
+        assert "lock" not in err.lower() and "Traceback" not in err, (cmd, err)
+    results = [json.loads(out) for out, _ in outs[:7]]
+    assert {r["status"] for r in results} == {"done"}
+    by_run = {}
+    for r in results:
+        by_run.setdefault(r["run_id"], set()).add((r["fills"], r["notional"], r["commission"]))
+    assert len(by_run) == 4 and all(len(v) == 1 for v in by_run.values())  # every process saw the same result
+    with Store(db_path, read_only=True) as s:
+        check = verify_store(s)
+        assert check.ok, check.differences
+        runs = s.runs().set_index("run_id")
+        assert len(runs) == 4 and set(runs["status"]) == {"done"}
+        assert runs.loc[shared, "attempts"] == 3  # one execution, two re-checks
+        for run_id in runs.index:
+            orders, fills = s.orders(run_id), s.fills(run_id)
+            assert orders["client_order_id"].is_unique and fills["fill_id"].is_unique
+            assert (orders["status"] == "FILLED").all() and len(fills) == len(orders)
+            assert (orders.set_index("client_order_id")["filled_qty"]
+                    == fills.groupby("client_order_id")["qty"].sum()).all()
+        counts = s.table_counts()
+    assert counts["trade_fills"] == sum(r["fills"] for r in {r["run_id"]: r for r in results}.values())
+
+
+def test_an_open_notebook_store_does_not_block_a_batch(db_path):
+    notebook = Store(db_path)  # kept open, as a notebook would
+    assert notebook.runs().empty
+    proc = run_cli(*_run_args("nb-1"), "--db", db_path, env={"TRADELOOP_LOCK_TIMEOUT": "2"})
+    assert proc.returncode == 0, proc.stderr
+    assert list(notebook.runs()["status"]) == ["done"]  # and the notebook sees the batch's result at once
+    notebook.close()
+
+
+def test_a_held_file_fails_with_a_message_naming_the_holder(db_path):
+    with Store(db_path) as store:
+        with store.session():
+            before = store.table_counts()
+            proc = run_cli(*_run_args("held"), "--db", db_path, env={"TRADELOOP_LOCK_TIMEOUT": "0.5"})
+        assert proc.returncode == 4, proc.stderr
+        assert f"is in use by process {os.getpid()}" in proc.stderr and "waited 0.5s" in proc.stderr
+        assert proc.stderr.count("\n") == 1 and "IO Error" not in proc.stderr
+        assert store.table_counts() == before
+
+
+def test_a_writer_waits_for_the_holder_to_finish(db_path):
+    store = Store(db_path)
+    released = threading.Event()
+
+    def hold():
+        with store.session():
+            time.sleep(3)  # longer than the CLI takes to start, so it really has to wait
+        released.set()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    time.sleep(0.2)
+    proc = run_cli(*_run_args("waits"), "--db", db_path, env={"TRADELOOP_LOCK_TIMEOUT": "60"})
+    holder.join()
+    assert released.is_set()
+    assert proc.returncode == 0, proc.stderr
+    assert list(store.runs()["status"]) == ["done"]
+
+
+def test_store_methods_release_the_file_between_calls(db_path, sample_snapshot):
+    with Store(db_path) as store:
+        create_run(store, sample_snapshot)
+        assert store._con is None
+        store.runs()
+        assert store._con is None
+        with store.session() as con:
+            assert store._con is con
+            store.runs()
+        assert store._con is None
+        store.con.execute("SELECT 1")  # direct access still works (and pins the file until close)
+        assert store._con is not None
+    assert store._con is None

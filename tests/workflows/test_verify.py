@@ -1,0 +1,206 @@
+"""Tamper evidence: every kind of edit to a finished run's rows or to the audit trail is caught by verify.
+
+A clean database with four runs (done, blocked by risk, failed on the reserved lean provider, dry run) is built once;
+each test copies it, tampers with it through a raw DuckDB connection (as an attacker or a careless script would),
+and checks that :func:`tradeloop.verify_store` and ``tradeloop verify`` report it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import duckdb
+import pytest
+from support import DATA
+
+from tradeloop import (
+    Store,
+    create_run,
+    execute_run,
+    load_params,
+    load_snapshot_file,
+    verify_store,
+)
+from tradeloop.cli import EXIT_VERIFY_DIFFERENCES
+from tradeloop.core.digest import event_hash
+
+DONE = "run-done"
+BLOCKED = "run-blocked"
+
+
+@pytest.fixture(scope="module")
+def clean_db(tmp_path_factory):
+    db = tmp_path_factory.mktemp("verify") / "clean.duckdb"
+    snap = load_snapshot_file(DATA / "sample_snapshot.csv", portfolio_value=1_000_000, model_version="v-test")
+    import pandas as pd
+
+    pos, fb = pd.read_csv(DATA / "positions.csv"), pd.read_csv(DATA / "fallback_prices.csv")
+    with Store(db) as store:
+        for run_id, params, provider, dry in ((DONE, "params_pass.json", "mock", False),
+                                              (BLOCKED, "params_block.json", "mock", False),
+                                              ("run-lean", "params_pass.json", "lean", False),
+                                              ("run-dry", "params_pass.json", "mock", True)):
+            run = create_run(store, snap, params=load_params(DATA / params), positions=pos, fallback_prices=fb,
+                             provider=provider, dry_run=dry, run_id=run_id)
+            execute_run(store, run.run_id)
+        execute_run(store, DONE)  # a re-run: a second audit event, nothing else
+        assert [store.get_run(r)["status"] for r in (DONE, BLOCKED, "run-lean", "run-dry")] == [
+            "done", "blocked", "failed", "done"]
+    return db
+
+
+def _forge_event(con):
+    """Append an event with a valid hash (an attacker who knows the algorithm) claiming the current digests."""
+    seq, prev = con.execute("SELECT seq, event_hash FROM audit_events ORDER BY seq DESC LIMIT 1").fetchone()
+    payload = json.loads(con.execute(f"SELECT payload FROM audit_events WHERE run_id = '{DONE}' ORDER BY seq DESC "
+                                     "LIMIT 1").fetchone()[0])
+    from tradeloop.core.digest import canonical_json, frame_digest
+    from tradeloop.store.db import ORDER_IDENTITY, ORDER_STATE
+
+    orders = con.execute(f"SELECT * FROM trade_orders WHERE run_id = '{DONE}'").df()
+    fills = con.execute(f"SELECT * FROM trade_fills WHERE run_id = '{DONE}'").df()
+    payload["orders_digest"] = frame_digest(orders, ORDER_IDENTITY + ORDER_STATE, "client_order_id")
+    payload["fills_digest"] = frame_digest(fills, ("fill_id", "client_order_id", "seq", "qty", "price", "commission"),
+                                           "fill_id")
+    body = canonical_json(payload)
+    eid = f"evt-{seq + 1:08d}-forged00"
+    con.execute("INSERT INTO audit_events VALUES (?, ?, ?, ?, ?, ?, ?, now())",
+                [eid, seq + 1, DONE, "trade_run.execute", body, prev, event_hash(prev, seq + 1, eid, DONE,
+                                                                                  "trade_run.execute", body)])
+
+
+FIRST_FILL = f"(SELECT min(fill_id) FROM trade_fills WHERE run_id = '{DONE}')"
+FIRST_ORDER = f"(SELECT min(client_order_id) FROM trade_orders WHERE run_id = '{DONE}')"
+
+#: kind -> (SQL statements or a function of the connection, a phrase the report must contain)
+TAMPER = {
+    "fill price updated": ([f"UPDATE trade_fills SET price = price + 0.01 WHERE fill_id = {FIRST_FILL}"],
+                           "price is"),
+    "fill qty and order filled_qty updated together": (
+        [f"UPDATE trade_fills SET qty = qty + 1 WHERE fill_id = {FIRST_FILL}",
+         f"UPDATE trade_orders SET filled_qty = filled_qty + 1 WHERE client_order_id = {FIRST_ORDER}"], "qty is"),
+    "fill commission updated": ([f"UPDATE trade_fills SET commission = 0 WHERE fill_id = {FIRST_FILL}"],
+                                "commission is"),
+    "fill deleted": ([f"DELETE FROM trade_fills WHERE fill_id = {FIRST_FILL}"], "is missing from the database"),
+    "extra fill inserted": ([f"INSERT INTO trade_fills SELECT client_order_id || '-2', run_id, client_order_id, 2, qty, "
+                             f"price, commission, filled_at FROM trade_fills WHERE fill_id = {FIRST_FILL}"],
+                            "the replay does not produce it"),
+    "order deleted": ([f"DELETE FROM trade_orders WHERE client_order_id = {FIRST_ORDER}"],
+                      "is missing from the database"),
+    "order and its fills deleted": ([f"DELETE FROM trade_fills WHERE client_order_id = {FIRST_ORDER}",
+                                     f"DELETE FROM trade_orders WHERE client_order_id = {FIRST_ORDER}"],
+                                    "is missing from the database"),
+    "order qty updated": ([f"UPDATE trade_orders SET qty = qty * 2 WHERE client_order_id = {FIRST_ORDER}"],
+                          ": qty is"),
+    "order status updated": ([f"UPDATE trade_orders SET status = 'CANCELED' WHERE client_order_id = {FIRST_ORDER}"],
+                             "status is 'CANCELED'"),
+    "extra order inserted": ([f"INSERT INTO trade_orders SELECT 'FAKE-B-0000000000000', * EXCLUDE (client_order_id) "
+                              f"FROM trade_orders WHERE client_order_id = {FIRST_ORDER}"],
+                             "FAKE-B-0000000000000 is in the database but the replay does not produce it"),
+    "blocked order un-rejected": ([f"UPDATE trade_orders SET status = 'NEW', reject_reason = NULL WHERE run_id = "
+                                   f"'{BLOCKED}' AND status = 'REJECTED'"], "status is 'NEW'"),
+    "order event deleted": ([f"DELETE FROM order_events WHERE client_order_id = {FIRST_ORDER} AND seq = 2"],
+                            "order events of"),
+    "order event edited": ([f"UPDATE order_events SET price = price + 1 WHERE client_order_id = {FIRST_ORDER} AND "
+                            "seq = 2"], "differ in qty/price/reason"),
+    "run status edited": ([f"UPDATE trade_runs SET status = 'done' WHERE run_id = '{BLOCKED}'"],
+                          "status is 'done' in the database, the replay gives 'blocked'"),
+    "run risk params edited": ([f"UPDATE trade_runs SET params = json_merge_patch(params, "
+                                "'{\"risk\": {\"max_order_notional\": 1000000}}') "
+                                f"WHERE run_id = '{BLOCKED}'"], "the replay gives 'done'"),
+    "run slippage params edited": ([f"UPDATE trade_runs SET params = json_merge_patch(params, "
+                                    "'{\"slippage\": {\"model\": \"FixedBpsSlippage\", \"bps\": 50}}') "
+                                    f"WHERE run_id = '{DONE}'"], "price is"),
+    "run positions edited": ([f"UPDATE run_positions SET qty = qty + 100 WHERE run_id = '{DONE}'"], "current_qty is"),
+    "snapshot weight edited": (["UPDATE snapshot_weights SET weight = weight + 0.001 WHERE symbol = 'S000'"],
+                               "modified after it was frozen"),
+    "run deleted": ([f"DELETE FROM trade_runs WHERE run_id = '{DONE}'"], "which is not in trade_runs"),
+    "audit payload edited": (["UPDATE audit_events SET payload = replace(payload, '\"attempt\":1', '\"attempt\":9') "
+                              "WHERE seq = 1"], "was modified"),
+    "audit hash rewritten": (["UPDATE audit_events SET event_hash = repeat('a', 64) WHERE seq = 2"],
+                             "was modified"),
+    "audit events reordered": (["UPDATE audit_events SET seq = -1 WHERE seq = 1",
+                                "UPDATE audit_events SET seq = 1 WHERE seq = 2",
+                                "UPDATE audit_events SET seq = 2 WHERE seq = -1"], "does not follow its predecessor"),
+    "audit event deleted": (["DELETE FROM audit_events WHERE seq = 2"], "seq 2 is missing"),
+    "audit event appended with a broken hash": (
+        ["INSERT INTO audit_events SELECT 'evt-x', 99, run_id, event_type, payload, prev_hash, event_hash, created_at "
+         "FROM audit_events WHERE seq = 1"], "evt-x (seq 99)"),
+    "fill edited and the chain re-forged": (
+        [f"UPDATE trade_fills SET price = price * 0.99 WHERE fill_id = {FIRST_FILL}", _forge_event], "price is"),
+}
+
+
+def _tamper(clean_db, tmp_path, steps):
+    db = tmp_path / "tampered.duckdb"
+    shutil.copy(clean_db, db)
+    con = duckdb.connect(str(db))
+    for step in steps:
+        step(con) if callable(step) else con.execute(step)
+    con.close()
+    return db
+
+
+def test_a_clean_database_verifies(clean_db, cli):
+    with Store(clean_db, read_only=True) as s:
+        result = verify_store(s)
+    assert result.ok, result.differences
+    assert len(result.runs) == 4 and result.audit_events == 5
+    proc = cli("verify", "--all", "--db", clean_db)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "verified 4 run(s) and 5 audit event(s)" in proc.stdout and "all agree" in proc.stdout
+
+
+@pytest.mark.parametrize("kind", list(TAMPER))
+def test_every_kind_of_tampering_is_caught(kind, clean_db, tmp_path):
+    steps, phrase = TAMPER[kind]
+    db = _tamper(clean_db, tmp_path, steps)
+    with Store(db, read_only=True) as s:
+        result = verify_store(s)
+    assert not result.ok, kind
+    assert any(phrase in d for d in result.differences), (kind, result.differences)
+
+
+def test_the_cli_lists_every_difference_and_exits_5(clean_db, tmp_path, cli):
+    steps = TAMPER["fill price updated"][0] + TAMPER["order deleted"][0] + TAMPER["audit payload edited"][0]
+    db = _tamper(clean_db, tmp_path, steps)
+    proc = cli("verify", "--db", db)
+    assert proc.returncode == EXIT_VERIFY_DIFFERENCES
+    lines = proc.stdout.splitlines()
+    assert any(line.startswith("DIFF audit chain:") and "was modified" in line for line in lines)
+    assert any("price is" in line for line in lines)
+    assert any("is missing from the database" in line for line in lines)
+    assert "difference(s)" in lines[-1]
+    one = cli("verify", "run-lean", "--db", db, "--json")  # that run itself is intact; the chain is not
+    body = json.loads(one.stdout)
+    assert one.returncode == EXIT_VERIFY_DIFFERENCES and body["runs"] == ["run-lean"]
+    assert all(d.startswith("audit chain") for d in body["differences"])
+
+
+def test_verify_usage_errors(clean_db, cli):
+    both = cli("verify", DONE, "--all", "--db", clean_db)
+    assert both.returncode == 2 and "not both" in both.stderr
+    missing = cli("verify", "run-nope", "--db", clean_db)
+    assert missing.returncode == 2 and "'run-nope'" in missing.stderr
+
+
+def test_partial_fill_and_limit_runs_replay_exactly(store, sample_snapshot, fallback_prices):
+    """Replays use the snapshot's market data (volume), so multi-step partial fills and limits verify clean."""
+    from tradeloop import RunParams, freeze_snapshot
+
+    weights = sample_snapshot.weights.assign(volume=2_000.0)
+    snapshot = freeze_snapshot(weights, portfolio_value=1_000_000, model_version="test-v1")
+    params = [
+        RunParams.from_dict({"steps": 3, "liquidity": {"model": "VolumeParticipation", "max_rate": 0.1}}),
+        RunParams.from_dict({"order_type": "LIMIT", "limit_offset_bps": -1,
+                             "slippage": {"model": "FixedBpsSlippage", "bps": 2}}),
+    ]
+    for p in params:
+        run = create_run(store, snapshot, params=p, fallback_prices=fallback_prices)
+        result = execute_run(store, run.run_id)
+        assert result.status == "done"
+        statuses = set(store.orders(run.run_id)["status"])
+        assert statuses & {"CANCELED"}, statuses  # the models really left orders unfilled
+        verification = verify_store(store, [run.run_id])
+        assert verification.ok, verification.differences

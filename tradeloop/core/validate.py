@@ -1,0 +1,168 @@
+"""Reading and validating input tables (snapshot weights, positions, fallback prices).
+
+Validation happens here, where data enters, so the core functions can trust their inputs. Every message names the
+table, the column, the symbol (or row) and what is allowed.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import ValidationError
+
+__all__ = ["read_table", "validate_symbols", "validate_positions", "validate_prices", "numeric_column", "check_columns", "MAX_TABLE_BYTES", "SYMBOL_PATTERN"]
+
+#: A symbol is 1-32 characters of letters, digits and ``. _ - / :``, starting with a letter or digit. Quotes,
+#: semicolons, spaces and newlines are refused: a symbol ends up in ids, file names and printed reports.
+SYMBOL_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:\-]{0,31}$")
+#: Input files larger than this are refused before they are read (a single snapshot is thousands of rows, not GBs).
+MAX_TABLE_BYTES = 512 * 1024 * 1024
+
+
+def read_table(path: str | Path, what: str) -> pd.DataFrame:
+    """Read a CSV or Parquet file as raw columns; numbers are parsed later by :func:`numeric_column`.
+
+    CSV cells are read as text so that an empty cell (missing) and a literal ``NaN`` (invalid) stay distinguishable.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValidationError(f"{what} file {str(path)!r} does not exist")
+    size = path.stat().st_size
+    if size > MAX_TABLE_BYTES:
+        raise ValidationError(f"{what} file {str(path)!r} is {size:,} bytes; the limit is {MAX_TABLE_BYTES:,} bytes")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
+            return pd.read_parquet(path)
+        if suffix in (".csv", ".txt", ""):
+            # index_col=False: a first row with more fields than the header must not silently become an index.
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", pd.errors.ParserWarning)
+                return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8",
+                                   index_col=False)
+    except pd.errors.ParserWarning:
+        raise ValidationError(f"{what} file {str(path)!r} could not be parsed: a row has more fields than the header "
+                              "row") from None
+    except UnicodeDecodeError as e:
+        raise ValidationError(f"{what} file {str(path)!r} is not UTF-8 text (byte {e.start}: {e.reason})") from None
+    except pd.errors.EmptyDataError:
+        raise ValidationError(f"{what} file {str(path)!r} is empty; it needs a header row and at least one row") from None
+    except (pd.errors.ParserError, ValueError, OSError) as e:
+        raise ValidationError(f"{what} file {str(path)!r} could not be parsed: {str(e).strip().splitlines()[0]}") from None
+    raise ValidationError(f"{what} file {str(path)!r} has suffix {suffix!r}; use .csv or .parquet")
+
+
+def check_columns(df: pd.DataFrame, what: str, required: tuple[str, ...], optional: tuple[str, ...]) -> None:
+    """Refuse a table with a missing required column or a column nobody reads (usually a misspelling)."""
+    if not isinstance(df, pd.DataFrame):
+        raise ValidationError(f"{what} must be a pandas DataFrame, got {type(df).__name__}")
+    cols = [str(c) for c in df.columns]
+    missing = [c for c in required if c not in cols]
+    if missing:
+        raise ValidationError(f"{what} is missing column(s) {missing}; it has {cols}; required: {list(required)}")
+    unknown = [c for c in cols if c not in required and c not in optional]
+    if unknown:
+        raise ValidationError(
+            f"{what} has unknown column(s) {unknown}; allowed: {list(required) + list(optional)}"
+        )
+    dupes = sorted({c for c in cols if cols.count(c) > 1})
+    if dupes:
+        raise ValidationError(f"{what} has duplicate column(s) {dupes}")
+    if len(df) == 0:
+        raise ValidationError(f"{what} is empty; it needs at least one row")
+
+
+def validate_symbols(symbols: pd.Series, what: str, *, keys: pd.DataFrame | None = None) -> pd.Series:
+    """Return the symbols as strings; refuse missing, malformed or duplicate symbols (per key group, if given)."""
+    missing = symbols.isna().to_numpy()
+    if missing.any():
+        row = int(np.flatnonzero(missing)[0])
+        raise ValidationError(f"{what}: symbol is missing in row {row + 1}")
+    out = symbols.astype(str)
+    bad = ~out.str.fullmatch(SYMBOL_PATTERN.pattern).to_numpy(dtype=bool)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise ValidationError(
+            f"{what}: symbol {out.iloc[row]!r} in row {row + 1} is not allowed; symbols are 1-32 characters of "
+            "letters, digits and . _ - / : (no spaces, quotes, semicolons or newlines)"
+        )
+    frame = pd.DataFrame({"symbol": out.to_numpy()}) if keys is None else keys.reset_index(drop=True).assign(
+        symbol=out.to_numpy()
+    )
+    dup = frame.duplicated(keep=False).to_numpy()
+    if dup.any():
+        names = sorted(set(out[dup]))
+        raise ValidationError(f"{what}: duplicate symbol(s) {names[:10]}{' …' if len(names) > 10 else ''}")
+    return out
+
+
+def numeric_column(
+    df: pd.DataFrame,
+    column: str,
+    what: str,
+    symbols: pd.Series,
+    *,
+    allow_missing: bool = False,
+    positive: bool = False,
+    nonnegative: bool = False,
+    integer: bool = False,
+) -> np.ndarray:
+    """Parse and check one numeric column; return float64 values (NaN only where missing is allowed).
+
+    Text cells are parsed strictly: an empty cell is missing, ``'NaN'``, ``'inf'`` or ``'abc'`` are errors.
+    """
+    raw = df[column]
+    if raw.dtype == bool:
+        raise ValidationError(f"{what}: column {column!r} is boolean; it must be numeric")
+    if pd.api.types.is_numeric_dtype(raw.dtype):
+        values = raw.to_numpy(dtype="float64", na_value=np.nan)
+        given_nan = np.zeros(len(values), dtype=bool) if allow_missing else np.isnan(values)
+    else:
+        text = raw.astype("string").str.strip()
+        empty = text.isna().to_numpy() | (text.fillna("") == "").to_numpy()
+        values = pd.to_numeric(text.where(~empty), errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+        unparsable = np.isnan(values) & ~empty
+        if unparsable.any():
+            i = int(np.flatnonzero(unparsable)[0])
+            raise ValidationError(
+                f"{what}: {column} for {symbols.iloc[i]!r} is {raw.iloc[i]!r}; {column} must be a finite number"
+            )
+        given_nan = empty & (not allow_missing)
+    if given_nan.any():
+        i = int(np.flatnonzero(given_nan)[0])
+        raise ValidationError(f"{what}: {column} for {symbols.iloc[i]!r} is missing; {column} must be a finite number")
+    present = ~np.isnan(values)
+    checks = [
+        (~np.isfinite(values) & present, "must be finite"),
+        ((values <= 0) & present if positive else None, "must be > 0"),
+        ((values < 0) & present if nonnegative else None, "must be >= 0"),
+        ((values != np.round(values)) & present & np.isfinite(values) if integer else None, "must be a whole number"),
+    ]
+    for mask, rule in checks:
+        if mask is not None and mask.any():
+            i = int(np.flatnonzero(mask)[0])
+            raise ValidationError(f"{what}: {column} for {symbols.iloc[i]!r} is {float(values[i])!r}; {column} {rule}")
+    return values
+
+
+def validate_positions(df: pd.DataFrame, what: str = "positions") -> pd.DataFrame:
+    """``symbol``, ``qty`` (whole numbers, may be negative for shorts) -> a clean frame sorted by symbol."""
+    check_columns(df, what, ("symbol", "qty"), ())
+    symbols = validate_symbols(df["symbol"], what)
+    qty = numeric_column(df, "qty", what, symbols, integer=True)
+    return pd.DataFrame({"symbol": symbols.to_numpy(dtype=object), "qty": qty.astype("int64")}).sort_values(
+        "symbol", kind="stable").reset_index(drop=True)
+
+
+def validate_prices(df: pd.DataFrame, what: str = "fallback prices") -> pd.DataFrame:
+    """``symbol``, ``price`` (finite, > 0) -> a clean frame sorted by symbol."""
+    check_columns(df, what, ("symbol", "price"), ())
+    symbols = validate_symbols(df["symbol"], what)
+    price = numeric_column(df, "price", what, symbols, positive=True)
+    return pd.DataFrame({"symbol": symbols.to_numpy(dtype=object), "price": price}).sort_values(
+        "symbol", kind="stable").reset_index(drop=True)

@@ -1,0 +1,332 @@
+"""Papermill batches: run ``notebooks/trade_run.ipynb`` once per snapshot and keep every executed notebook.
+
+:func:`run_batch` (and ``tradeloop batch``) plans one task per snapshot file, executes the run notebook for each
+with papermill on a named Jupyter kernel (``workers`` at a time), saves the executed notebook as
+``<out>/<run_id>.ipynb`` and records it in ``run_artifacts``.
+
+Parallel notebooks never write the same DuckDB file: each task executes in a scratch database seeded with what the
+target already holds for its run, and the batch's own process folds each scratch database back into the target in
+one transaction as soon as its notebook finishes (:mod:`tradeloop.store.merge`). Run ids are derived from the inputs, so
+re-running a batch re-checks the same runs: no duplicate runs, orders, fills or artifact rows.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import tempfile
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from ..core.snapshot import load_snapshot_file
+from ..core.validate import read_table
+from ..errors import TradeloopError, ValidationError
+from ..reporting.reports import project_root, resolve_input
+from ..store.artifacts import (
+    ArtifactRecord,
+    notebook_summary,
+    read_artifact,
+    record_artifact,
+    sha256_file,
+)
+from ..store.db import Store, default_db_path
+from ..store.merge import merge_database, seed_database
+from .params import load_params
+from .run import create_run
+
+__all__ = [
+    "run_batch", "run_notebook", "execute_notebook", "find_snapshots", "check_kernel", "BatchResult",
+    "DEFAULT_KERNEL", "TRADE_NOTEBOOK", "SNAPSHOT_SUFFIXES",
+]
+
+#: The kernel ``README`` set-up installs (``python -m ipykernel install --sys-prefix --name tradeloop``).
+DEFAULT_KERNEL = "tradeloop"
+TRADE_NOTEBOOK = project_root() / "notebooks" / "trade_run.ipynb"
+SNAPSHOT_SUFFIXES = (".csv", ".parquet", ".pq")
+_EXIT = {"done": 0, "failed": 1, "blocked": 3}
+
+
+def check_kernel(name: str) -> None:
+    """Raise a one-line :class:`TradeloopError` with the install command when kernel ``name`` is not installed."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        KernelSpecManager().get_kernel_spec(name)
+    except NoSuchKernel:
+        raise TradeloopError(
+            f"Jupyter kernel {name!r} is not installed; install it with: "
+            f"python -m ipykernel install --sys-prefix --name {name} (or --user; see README)"
+        ) from None
+
+
+def find_snapshots(spec: str | Path) -> list[Path]:
+    """Snapshot files named by a directory (its ``*.csv``/``*.parquet`` files), a glob pattern or one file, sorted."""
+    p = Path(spec)
+    if p.is_dir():
+        found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in SNAPSHOT_SUFFIXES)
+    elif p.is_file():
+        found = [p]
+    else:
+        found = sorted(Path(f) for f in glob.glob(str(spec), recursive=True) if Path(f).is_file())
+    if not found:
+        raise ValidationError(f"snapshots {str(spec)!r} matches no file (give a directory, a glob or a file)")
+    return found
+
+
+def execute_notebook(notebook: str | Path, output: str | Path, parameters: dict, *, kernel: str | None = None,
+                     timeout: float | None = None) -> tuple[str, str | None]:
+    """Execute a notebook with papermill; returns ``(papermill_status, error)``, never raises for a failing cell.
+
+    The executed notebook is written to ``output`` even when a cell raises (papermill saves it with the error).
+    """
+    import papermill as pm
+
+    try:
+        pm.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name=kernel,
+                            progress_bar=False, log_output=False, execution_timeout=timeout)
+    except pm.PapermillExecutionError as e:
+        return "failed", f"{e.ename}: {e.evalue}"
+    except Exception as e:  # kernel died, timeout, unreadable notebook: still one recorded error
+        return "failed", f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+    return "completed", None
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """What a batch did: one :class:`ArtifactRecord` per distinct run, in snapshot order."""
+
+    batch_id: str
+    db: Path
+    out: Path
+    workers: int
+    records: tuple[ArtifactRecord, ...]
+    duplicates: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Runs by status (``done``, ``blocked``, ``failed``)."""
+        return dict(sorted(Counter(r.status for r in self.records).items()))
+
+    @property
+    def exit_code(self) -> int:
+        """0 if every run is done; 1 if any failed (run or notebook); else 3 if any was blocked by risk."""
+        codes = {_EXIT.get(r.status, 1) for r in self.records}
+        return 1 if 1 in codes else 3 if 3 in codes else 0
+
+    def table(self) -> pd.DataFrame:
+        """``run_id, snapshot_file, status, papermill_status, notebook_path, sha256, error`` per run."""
+        cols = ["run_id", "snapshot_file", "status", "papermill_status", "notebook_path", "sha256", "error"]
+        return pd.DataFrame([{c: getattr(r, c) for c in cols} for r in self.records], columns=cols)
+
+    def summary(self) -> str:
+        counts = " · ".join(f"{k} {v}" for k, v in self.counts.items()) or "none"
+        lines = [f"batch     {self.batch_id}: {len(self.records)} run(s), {self.workers} worker(s)",
+                 f"status    {counts}",
+                 f"artifacts {self.out} ({sum(Path(r.notebook_path).is_file() for r in self.records)} notebooks)",
+                 f"database  {self.db}"]
+        for r in self.records:
+            if r.status != "done":
+                lines.append(f"{r.status:<9} {Path(r.snapshot_file).name} ({r.run_id}): {r.error or '-'}")
+        for dup, first in self.duplicates:
+            lines.append(f"skipped   {Path(dup).name}: same run as {Path(first).name}")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        return {"batch_id": self.batch_id, "db": str(self.db), "out": str(self.out), "workers": self.workers,
+                "counts": self.counts, "exit_code": self.exit_code, "runs": [r.to_dict() for r in self.records],
+                "duplicates": [list(d) for d in self.duplicates]}
+
+
+@dataclass
+class _Task:
+    snapshot_file: Path
+    run_id: str
+    snapshot_id: str | None
+    parameters: dict
+    output: Path
+    work_db: Path | None = None
+    papermill_status: str = "pending"
+    error: str | None = None
+
+
+def _plan(snapshot_file: Path, parameters: dict, out: Path) -> _Task:
+    """Validate one snapshot as the notebook will and derive its run id (in memory: nothing is written)."""
+    p = parameters
+    try:
+        params = load_params(p.get("params_file"))
+        snapshot = load_snapshot_file(snapshot_file, portfolio_value=p["portfolio_value"],
+                                      model_version=p["model_version"], default_lot_size=params.lot_size)
+        positions = read_table(p["positions_file"], "positions") if p.get("positions_file") else None
+        fallback = read_table(p["fallback_prices_file"], "fallback prices") if p.get("fallback_prices_file") else None
+        with Store(":memory:") as scratch:
+            run = create_run(scratch, snapshot, params=params, positions=positions, fallback_prices=fallback,
+                             provider=p["provider"], dry_run=p["dry_run"])
+        run_id, snapshot_id = run.run_id, run.snapshot_id
+    except TradeloopError:
+        # No run can exist (the notebook will raise the same error, which is what gets recorded): name the
+        # artifact after the inputs, so re-running the batch replaces it.
+        h = hashlib.sha256(snapshot_file.read_bytes() if snapshot_file.is_file() else str(snapshot_file).encode())
+        h.update(json.dumps(p, sort_keys=True).encode())
+        run_id, snapshot_id = f"invalid-{h.hexdigest()[:16]}", None
+    return _Task(snapshot_file, run_id, snapshot_id, {**p, "snapshot_file": str(snapshot_file)},
+                 out / f"{run_id}.ipynb")
+
+
+def _abs(path) -> str | None:
+    resolved = resolve_input(path)
+    return None if resolved is None else str(resolved.resolve())
+
+
+def run_batch(
+    snapshots,
+    *,
+    portfolio_value: float,
+    model_version: str,
+    params_file: str | Path | None = None,
+    positions_file: str | Path | None = None,
+    fallback_prices_file: str | Path | None = None,
+    provider: str = "mock",
+    dry_run: bool = False,
+    notebook: str | Path | None = None,
+    out: str | Path = "artifacts",
+    workers: int = 1,
+    db: str | Path | None = None,
+    kernel: str = DEFAULT_KERNEL,
+    progress: bool = True,
+    timeout: float | None = None,
+) -> BatchResult:
+    """Execute the run notebook once per snapshot, save each executed notebook and record it.
+
+    Parameters
+    ----------
+    snapshots : str, Path or list
+        A directory, a glob pattern, one file, or a list of files.
+    portfolio_value, model_version, params_file, positions_file, fallback_prices_file, provider, dry_run
+        The run inputs shared by every snapshot (see ``tradeloop run``).
+    notebook : path, optional
+        The notebook to execute (default ``notebooks/trade_run.ipynb``); it must accept the same parameters.
+    out : path
+        Directory for the executed notebooks, ``<out>/<run_id>.ipynb``.
+    workers : int
+        Notebooks executed at the same time (each in its own kernel and scratch database).
+    db : path, optional
+        The target database (default ``$TRADELOOP_DB``, else ``./tradeloop.duckdb``); held open by the batch.
+    kernel : str
+        Jupyter kernel name (``tradeloop`` unless you installed another).
+    progress : bool
+        Show a progress bar on stderr.
+    timeout : float, optional
+        Seconds a single cell may run.
+
+    Returns
+    -------
+    BatchResult
+        ``exit_code`` is non-zero when any run failed or was blocked.
+    """
+    if int(workers) != workers or workers < 1:
+        raise ValidationError(f"workers is {workers!r}; it must be a whole number >= 1")
+    notebook = Path(notebook) if notebook else TRADE_NOTEBOOK
+    if not notebook.is_file():
+        raise ValidationError(f"notebook {str(notebook)!r} does not exist")
+    check_kernel(kernel)
+    files = ([Path(f) for f in snapshots] if isinstance(snapshots, (list, tuple)) else find_snapshots(snapshots))
+    db = Path(db) if db else default_db_path()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    common = {
+        "db_path": str(db.resolve()), "portfolio_value": float(portfolio_value), "model_version": model_version,
+        "params_file": _abs(params_file), "positions_file": _abs(positions_file),
+        "fallback_prices_file": _abs(fallback_prices_file), "provider": provider, "dry_run": bool(dry_run),
+    }
+    tasks: list[_Task] = []
+    duplicates: list[tuple[str, str]] = []
+    seen: dict[str, _Task] = {}
+    for f in files:
+        task = _plan(Path(f).resolve(), common, out.resolve())
+        if task.run_id in seen:
+            duplicates.append((str(f), str(seen[task.run_id].snapshot_file)))
+            continue
+        seen[task.run_id] = task
+        tasks.append(task)
+    batch_id = "batch-" + hashlib.sha256(
+        "\n".join([notebook.name, *sorted(t.run_id for t in tasks)]).encode()).hexdigest()[:12]
+
+    from tqdm import (
+        tqdm,  # plain text bar: also readable inside a notebook's saved output
+    )
+
+    records: dict[str, ArtifactRecord] = {}
+    with Store(db) as target, tempfile.TemporaryDirectory(prefix="tradeloop-batch-") as tmp:
+        for i, task in enumerate(tasks):
+            task.work_db = Path(tmp) / f"worker-{i:05d}.duckdb"
+            seed_database(target, task.work_db, run_id=task.run_id, snapshot_id=task.snapshot_id)
+        bar = tqdm(total=len(tasks), desc=f"batch {batch_id}", unit="run", disable=not progress)
+        with ThreadPoolExecutor(max_workers=int(workers), thread_name_prefix="tradeloop-nb") as pool:
+            futures = {pool.submit(_execute, task, notebook, kernel, timeout): task for task in tasks}
+            for future in as_completed(futures):
+                task = future.result()
+                records[task.run_id] = _finish(target, task, notebook, batch_id)
+                task.work_db.unlink(missing_ok=True)
+                bar.set_postfix_str(f"{records[task.run_id].status}: {task.snapshot_file.name}", refresh=False)
+                bar.update(1)
+        bar.close()
+    return BatchResult(batch_id=batch_id, db=db, out=out, workers=int(workers),
+                       records=tuple(records[t.run_id] for t in tasks), duplicates=tuple(duplicates))
+
+
+def _execute(task: _Task, notebook: Path, kernel: str, timeout) -> _Task:
+    """Worker thread: papermill runs the notebook in its own kernel against the task's scratch database."""
+    task.papermill_status, task.error = execute_notebook(
+        notebook, task.output, {**task.parameters, "work_db": str(task.work_db)}, kernel=kernel, timeout=timeout)
+    if task.papermill_status == "completed":
+        reported = notebook_summary(read_artifact(task.output)).get("run_id")
+        if reported != task.run_id:
+            task.papermill_status = "failed"
+            task.error = f"the notebook reported run {reported!r}, expected {task.run_id!r} (no summary cell?)"
+    return task
+
+
+def _finish(target: Store, task: _Task, notebook: Path, batch_id: str) -> ArtifactRecord:
+    """Main thread: merge the task's database and record its artifact, in one transaction."""
+    record = {}
+
+    def record_row(store: Store) -> None:
+        row = store.con.execute("SELECT status, error FROM trade_runs WHERE run_id = ?", [task.run_id]).fetchone()
+        failed_nb = task.papermill_status != "completed"
+        status = "failed" if failed_nb or row is None else row[0]
+        error = task.error if failed_nb else (row[1] if row else None)
+        rec = ArtifactRecord(
+            run_id=task.run_id, snapshot_file=str(task.snapshot_file), notebook_path=str(task.output),
+            sha256=sha256_file(task.output) if task.output.is_file() else "",
+            papermill_status=task.papermill_status, status=status, error=error, parameters=task.parameters,
+            batch_id=batch_id, source_notebook=str(notebook.resolve()))
+        record_artifact(store, rec)
+        record["rec"] = rec
+
+    if task.work_db is not None and task.work_db.is_file():
+        merge_database(target, task.work_db, after=record_row)
+    else:
+        with target.transaction():
+            record_row(target)
+    return record["rec"]
+
+
+def run_notebook(snapshot_file: str | Path, *, portfolio_value: float, model_version: str, **kwargs) -> ArtifactRecord:
+    """Execute the run notebook for one snapshot and record its artifact: a batch of one (see :func:`run_batch`).
+
+    Examples
+    --------
+    >>> rec = run_notebook("data/sample_snapshot.csv", portfolio_value=1e6, model_version="m1",
+    ...                    params_file="data/params_pass.json", db="research.duckdb")  # doctest: +SKIP
+    >>> rec.status, rec.notebook_path  # doctest: +SKIP
+    ('done', 'artifacts/run-….ipynb')
+    """
+    kwargs.setdefault("progress", False)
+    result = run_batch([resolve_input(snapshot_file) or Path(snapshot_file)], portfolio_value=portfolio_value,
+                       model_version=model_version, **{**kwargs, "workers": 1})
+    return result.records[0]
