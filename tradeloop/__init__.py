@@ -52,7 +52,7 @@ __all__ = [
 from .core.engine import FillResult, work_orders  # noqa: E402
 from .core.lifecycle import lifecycle_paths, replay_order_events  # noqa: E402
 from .venue.liquidity import NoLiquidityLimit, VolumeParticipation  # noqa: E402
-from .venue.providers import FIX_ORD_STATUS, LEAN_ORDER_STATUS, provider_table  # noqa: E402  (issue 6)
+from .venue.providers import FIX_ORD_STATUS, LEAN_ORDER_STATUS, provider_table  # noqa: E402
 
 __all__ += ["FIX_ORD_STATUS", "LEAN_ORDER_STATUS", "provider_table", "FillResult", "work_orders", "lifecycle_paths",
             "replay_order_events", "NoLiquidityLimit", "VolumeParticipation"]

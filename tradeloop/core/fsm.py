@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import IllegalTransition
+from .codes import ORDER_STATUS, RUN_STATUS, names, rows
 
 __all__ = [
     "RUN_TRANSITIONS",
@@ -39,10 +40,10 @@ ORDER_TRANSITIONS: dict[str, frozenset[str]] = {
     "CANCELED": frozenset(),
     "REJECTED": frozenset(),
 }
-RUN_STATUSES = tuple(RUN_TRANSITIONS)
-ORDER_STATUSES = tuple(ORDER_TRANSITIONS)
-TERMINAL_RUN_STATUSES = frozenset({"done", "blocked"})
-TERMINAL_ORDER_STATUSES = frozenset(s for s, nxt in ORDER_TRANSITIONS.items() if not nxt)
+RUN_STATUSES = names(RUN_STATUS)
+ORDER_STATUSES = names(ORDER_STATUS)
+TERMINAL_RUN_STATUSES = frozenset(c.name for c in rows(RUN_STATUS) if c.terminal)
+TERMINAL_ORDER_STATUSES = frozenset(c.name for c in rows(ORDER_STATUS) if c.terminal)
 
 
 def check_run_transition(run_id: str, from_status: str, to_status: str) -> None:

@@ -27,12 +27,12 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ValidationError
+from .codes import risk_rule_names
 
 __all__ = ["RiskLimits", "check_risk", "risk_summary", "risk_checks", "post_trade", "sector_limits", "RISK_CODES"]
 
-RISK_CODES = (
-    "max_order_notional", "max_position_ratio", "single_name_cap", "sector_cap", "max_gross_exposure", "no_short",
-)
+#: Risk rules in check order; their rows (bit, label) are in :mod:`tradeloop.core.codes`.
+RISK_CODES = risk_rule_names()
 
 
 @dataclass(frozen=True)
