@@ -76,6 +76,7 @@ from .workflows.batch import BatchResult, run_batch, run_notebook
 __all__ += ["RunReport", "audit_check", "audit_line", "batch_table", "load_report", "run_from_files",
             "ArtifactRecord", "verify_artifact", "BatchResult", "run_batch", "run_notebook"]
 from .core.synthetic import synthetic_history
-from .workflows.history import Simulation, save_simulation, simulate
+from .store.simulations import save_simulation
+from .workflows.history import Simulation, simulate
 
 __all__ += ["Simulation", "save_simulation", "simulate", "synthetic_history"]

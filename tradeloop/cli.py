@@ -436,7 +436,7 @@ def simulate(weights_file, prices_file, portfolio_value, model_version, params_f
     Example: tradeloop simulate --weights weights.parquet --prices prices.parquet --portfolio-value 1000000
     --model-version m1 --params data/params_pass.json --db research.duckdb
     """
-    from .workflows.history import save_simulation
+    from .store.simulations import save_simulation
     from .workflows.history import simulate as run_simulation
 
     params = load_params(params_file)

@@ -12,7 +12,8 @@ from support import DATA
 import tradeloop as tl
 from tradeloop import RunParams, Store, ValidationError
 from tradeloop.core.digest import verify_chain
-from tradeloop.workflows.history import save_simulation, simulate
+from tradeloop.store.simulations import save_simulation
+from tradeloop.workflows.history import simulate
 
 CONTENT = ["symbol", "side", "qty", "price", "lot_size", "target_weight", "current_qty", "target_qty",
            "untrimmed_qty", "status", "filled_qty", "avg_fill_price", "reject_reason"]

@@ -10,7 +10,8 @@ import pytest
 import tradeloop as tl
 import tradeloop.store.db as store_module
 from tradeloop import RunParams, Store
-from tradeloop.workflows.history import save_simulation, simulate
+from tradeloop.store.simulations import save_simulation
+from tradeloop.workflows.history import simulate
 
 LIMITED = {"liquidity": {"model": "VolumeParticipation", "max_rate": 0.1}, "steps": 3,
            "slippage": {"model": "FixedBpsSlippage", "bps": 2},

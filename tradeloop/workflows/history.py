@@ -65,7 +65,7 @@ from ..errors import ValidationError
 from ..venue.liquidity import NoLiquidityLimit
 from .params import RunParams
 
-__all__ = ["simulate", "save_simulation", "Simulation", "SIM_EVENT", "SIM_ORDER_COLUMNS", "SIM_SUMMARY_COLUMNS", "ORDER_STATUS_NAMES"]
+__all__ = ["simulate", "Simulation", "SIM_ORDER_COLUMNS", "SIM_SUMMARY_COLUMNS", "ORDER_STATUS_NAMES"]
 
 #: Status of a simulated order by code: 0 FILLED, 1 REJECTED by risk, 2 REJECTED for a missing price,
 #: 3 CANCELED (``unfilled_at_close``: a LIMIT order whose limit was not reached, or what a liquidity model left open
@@ -1076,77 +1076,3 @@ class Simulation:
     def to_json(self) -> str:
         return json.dumps(self.describe(), sort_keys=True)
 
-
-SIM_EVENT = "simulation.save"
-
-
-def save_simulation(store, sim: Simulation) -> dict:
-    """Persist a simulation in one transaction: its ``simulations`` row, one ``simulation_runs`` row per (date,
-    portfolio), every order in ``simulation_orders``, the fills of orders filled in several steps in
-    ``simulation_order_fills`` (every fill is in the ``simulation_fills`` view) and a
-    ``simulation.save`` audit event carrying counts and a digest of the orders.
-
-    Bulk writes go through Arrow scans. Idempotent: saving the same simulation again writes nothing and returns
-    ``new: False``; a different simulation under an existing ``simulation_id`` is refused.
-
-    Returns
-    -------
-    dict
-        ``simulation_id``, ``new`` (bool), ``orders`` and ``runs`` (rows written).
-    """
-    import pyarrow as pa
-
-    sid = sim.simulation_id
-    with store.transaction():
-        existing = store.get_simulation(sid)
-        if existing is not None:
-            if existing["inputs_digest"] != sim.inputs_digest:
-                raise ValidationError(f"simulation_id {sid!r} is stored already for different inputs")
-            return {"simulation_id": sid, "new": False, "orders": 0, "runs": 0}
-        constants = {"simulation_id": sid}
-        if not sim.named_portfolios:
-            constants["portfolio"] = ""
-        table = sim._orders_arrow()
-        n_orders = store.insert_arrow("simulation_orders", table, table.column_names, constants)
-        if sim.fills_raw is not None:
-            steps = sim._multi_fill_arrow()
-            if steps.num_rows:
-                store.insert_arrow("simulation_order_fills", steps, steps.column_names, constants)
-        summary = sim.summary
-        runs = summary.loc[:, [c for c in SIM_SUMMARY_COLUMNS if c in summary.columns and not c.startswith("blocked_")]]
-        blocked = summary.loc[:, [f"blocked_{c}" for c in RISK_CODES]].to_numpy()
-        runs = runs.assign(blocked_by_code=[
-            json.dumps({c: int(v) for c, v in zip(RISK_CODES, row) if v}, sort_keys=True) for row in blocked])
-        if not sim.named_portfolios:
-            runs = runs.assign(portfolio="")
-        run_cols = list(runs.columns)
-        n_runs = store.insert_arrow("simulation_runs", pa.Table.from_pandas(runs, preserve_index=False), run_cols,
-                                    {"simulation_id": sid})
-        st = sim.orders_raw["status"]
-        digest = hashlib.sha256()
-        parts = [sim.order_keys, sim.orders_raw["qty"], st, sim.orders_raw["fill_price"], sim.orders_raw["commission"]]
-        if sim.fills_raw is not None:  # partial fills: what filled is not implied by the status
-            parts.append(sim.filled_qty)
-        for part in parts:
-            digest.update(np.ascontiguousarray(part).data)
-        info = sim.describe()
-        store.con.execute(
-            "INSERT INTO simulations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [sid, sim.inputs_digest, sim.model_version, json.dumps(sim.params.to_dict(), sort_keys=True),
-             sim.params.order_type,
-             json.dumps(sim.portfolio_value.tolist()),
-             None if sim.initial_cash is None else json.dumps(sim.initial_cash.tolist()),
-             json.dumps([str(p) for p in sim.portfolios]), len(sim.dates), len(sim.universe),
-             pd.Timestamp(sim.dates[0]).to_pydatetime() if len(sim.dates) else None,
-             pd.Timestamp(sim.dates[-1]).to_pydatetime() if len(sim.dates) else None,
-             n_orders, info["fills"], info["blocked"], digest.hexdigest(), _utcnow()],
-        )
-        store.append_audit(sid, SIM_EVENT, {**info, "inputs_digest": sim.inputs_digest,
-                                            "orders_digest": digest.hexdigest(), "runs": n_runs})
-    return {"simulation_id": sid, "new": True, "orders": n_orders, "runs": n_runs}
-
-
-def _utcnow():
-    from ..store.db import utcnow
-
-    return utcnow()
