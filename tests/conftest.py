@@ -1,4 +1,5 @@
-"""Shared fixtures: a fresh DuckDB file per test, the bundled sample data, and a real CLI subprocess runner."""
+"""Shared fixtures: a fresh DuckDB file per test, the bundled sample data, a real CLI subprocess runner, and the
+``engine`` fixture that runs one case through a stored run and through a one-date history (``engines.py``)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from engines import ENGINES, make_engine
 from support import DATA, ROOT, run_cli  # noqa: F401  (re-exported for fixtures)
 
 from tradeloop import Store, load_params, load_snapshot_file
@@ -50,3 +52,9 @@ def positions():
 @pytest.fixture
 def cli():
     return run_cli
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request, tmp_path):
+    """One path through the engine (``run`` or ``history``): call it with a case's inputs, get an ``Outcome``."""
+    return make_engine(request.param, tmp_path)
