@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 
 import pandas as pd
 from support import DATA, ROOT, run_cli
@@ -87,22 +86,62 @@ def test_a_held_file_fails_with_a_message_naming_the_holder(db_path):
         assert store.table_counts() == before
 
 
+#: Runs the CLI with ``duckdb.connect`` wrapped so the process says on stderr when it finds the file held: the
+#: test then knows, from the process itself, that it is waiting (no guess at how long it takes to start).
+_REPORTS_WAITING = """
+import sys, duckdb
+_connect = duckdb.connect
+def connect(*args, **kwargs):
+    try:
+        return _connect(*args, **kwargs)
+    except duckdb.IOException as e:
+        if "lock" in str(e).lower():
+            print("test: the database file is held", file=sys.stderr, flush=True)
+        raise
+duckdb.connect = connect
+from tradeloop.cli import main
+main()
+"""
+
+
 def test_a_writer_waits_for_the_holder_to_finish(db_path):
     store = Store(db_path)
-    released = threading.Event()
+    held, release = threading.Event(), threading.Event()
 
     def hold():
         with store.session():
-            time.sleep(3)  # longer than the CLI takes to start, so it really has to wait
-        released.set()
+            held.set()
+            release.wait(180)
 
     holder = threading.Thread(target=hold)
     holder.start()
-    time.sleep(0.2)
-    proc = run_cli(*_run_args("waits"), "--db", db_path, env={"TRADELOOP_LOCK_TIMEOUT": "60"})
-    holder.join()
-    assert released.is_set()
-    assert proc.returncode == 0, proc.stderr
+    assert held.wait(60)
+    env = {**os.environ, "TRADELOOP_LOCK_TIMEOUT": "120"}
+    env.pop("TRADELOOP_DEBUG", None)
+    proc = subprocess.Popen([sys.executable, "-c", _REPORTS_WAITING, *map(str, _run_args("waits")), "--db",
+                             str(db_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    waiting, err = threading.Event(), []
+
+    def read_stderr():
+        for line in proc.stderr:
+            err.append(line)
+            if line.startswith("test: the database file is held"):
+                waiting.set()
+
+    reader = threading.Thread(target=read_stderr)
+    reader.start()
+    try:
+        assert waiting.wait(120), "".join(err)  # the CLI found the file held ...
+        assert proc.poll() is None  # ... and waits instead of failing
+    finally:
+        release.set()
+        holder.join()
+    proc.wait(timeout=180)  # the JSON line on stdout is far smaller than a pipe's buffer
+    reader.join()
+    out = proc.stdout.read()
+    assert proc.returncode == 0, "".join(err)
+    assert json.loads(out)["status"] == "done"
+    assert [line for line in err if not line.startswith("test: ")] == []
     assert list(store.runs()["status"]) == ["done"]
 
 

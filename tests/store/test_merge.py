@@ -140,9 +140,27 @@ def test_report_tables_are_deterministic(tmp_path):
     assert a.summary() == b.summary()
     from tradeloop.reporting import plots
 
-    figs = [plots.plot_weights(a), plots.plot_sector_notional(a), plots.plot_cash(a), plots.plot_fills(a),
-            plots.plot_exposure(a), plots.plot_batch(tl.batch_table(tmp_path / "a.duckdb"))]
-    assert all(f.axes for f in figs)
+    def bars(fig, i=0, size="get_height"):
+        return [getattr(p, size)() for p in fig.axes[i].patches]
+
+    # each figure draws its report's numbers (an Axes exists on any Figure; what is on it is the test)
+    fills = plots.plot_fills(a)
+    per_symbol = a.fills.groupby("symbol", sort=True)["notional"].sum()
+    assert bars(fills) == pytest.approx(per_symbol.tolist(), rel=1e-12)
+    cash = plots.plot_cash(a)
+    c = a.cash.set_index("item")["amount"]
+    top = cash.axes[0].patches[3]  # the commission step ends the waterfall
+    assert top.get_y() + top.get_height() == pytest.approx(c["cash after"], abs=0.005)
+    assert bars(cash)[0] == c["cash before"] and bars(cash)[-1] == c["cash after"]
+    sectors = plots.plot_sector_notional(a)
+    assert bars(sectors, size="get_width") == pytest.approx(
+        a.sectors["buy_notional"].tolist() + (-a.sectors["sell_notional"]).tolist(), abs=1e-9)
+    assert len(bars(plots.plot_weights(a))) == 2 * min(len(a.weights), 60)  # target and achieved per symbol
+    assert len(bars(plots.plot_exposure(a))) == 3 * a.weights["sector"].fillna("(none)").nunique()
+    table = tl.batch_table(tmp_path / "a.duckdb")
+    batch = plots.plot_batch(table)
+    assert bars(batch, 0) == table["status"].value_counts().sort_index().tolist()
+    assert bars(batch, 1) == table["notional"].tolist()
 
 
 def test_report_of_run_with_missing_prices(tmp_path):
