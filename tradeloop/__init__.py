@@ -10,8 +10,8 @@ from .core.sizing import build_book, build_orders, client_order_ids
 from .core.snapshot import DecisionSnapshot, freeze_snapshot, load_snapshot_file
 from .errors import (
                      IllegalTransition,
+                     PluginError,
                      ProviderUnavailable,
-                     RiskBlocked,
                      RunNotFound,
                      StoreBusy,
                      TradeloopError,
@@ -41,7 +41,7 @@ from .workflows.run import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "BpsCommission", "NoCommission", "PerShareCommission", "IllegalTransition", "ProviderUnavailable", "RiskBlocked",
+    "BpsCommission", "NoCommission", "PerShareCommission", "IllegalTransition", "ProviderUnavailable", "PluginError",
     "RunNotFound", "StoreBusy", "TradeloopError", "ValidationError", "BaseProvider", "ExecutionProvider",
     "LeanExecutionProvider", "MockExecutionProvider", "get_provider", "provider_names", "fill_orders", "build_book",
     "build_orders", "client_order_ids", "RunParams", "load_params", "RiskLimits", "check_risk", "RunResult",

@@ -4,8 +4,8 @@ __all__ = [
     "TradeloopError",
     "ValidationError",
     "IllegalTransition",
-    "RiskBlocked",
     "ProviderUnavailable",
+    "PluginError",
     "RunNotFound",
     "StoreBusy",
 ]
@@ -23,12 +23,13 @@ class IllegalTransition(TradeloopError):
     """A run or order was asked to move between two states the state machine does not connect."""
 
 
-class RiskBlocked(TradeloopError):
-    """Raised by callers that want an exception when the risk engine blocks orders."""
-
-
 class ProviderUnavailable(TradeloopError):
     """The execution provider cannot execute (not implemented in this phase, or not reachable)."""
+
+
+class PluginError(ValidationError):
+    """A registered plug-in (provider or fill model) cannot be loaded or does not satisfy its contract; the message
+    names the entry point and what is missing. A ValidationError: the CLI exits 2, as for an unknown name."""
 
 
 class RunNotFound(TradeloopError, LookupError):

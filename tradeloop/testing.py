@@ -7,10 +7,14 @@ Use it from pytest in the package that ships a provider::
     def test_my_provider_conforms(tmp_path):
         assert_conformance(MyVenueProvider, tmp_path)   # any zero-argument factory returning a provider
 
-Each check drives real runs through :func:`tradeloop.workflows.run.execute_run` on a throw-away DuckDB file with a small
+The first check, ``contract``, holds the provider against :class:`~tradeloop.venue.providers.ExecutionProvider`
+(the same declaration :func:`~tradeloop.venue.providers.get_provider` checks when it loads a provider). The others
+drive real runs through :func:`tradeloop.workflows.run.execute_run` on a throw-away DuckDB file with a small
 built-in snapshot (one symbol without any price, one only held, volumes that force PARTIAL fills with the mock's
 ``VolumeParticipation``), plus direct calls to ``provider.execute``:
 
+``contract``
+    The provider has every attribute and method :class:`~tradeloop.venue.providers.ExecutionProvider` declares.
 ``execute_idempotent``
     ``execute`` on the same orders (same client_order_ids) gives the same fills and order states; terminal orders
     fed back produce no fill and no event; re-running a done run adds no order, fill or event.
@@ -49,8 +53,10 @@ from .core.engine import FILL_COLUMNS, FillResult
 from .core.fsm import TERMINAL_ORDER_STATUSES
 from .core.lifecycle import replay_order_events
 from .core.snapshot import DecisionSnapshot, freeze_snapshot
+from .errors import PluginError
 from .store.db import Store
 from .venue.providers import ExecutionProvider, provider_names
+from .venue.registry import check_plugin
 from .workflows.params import RunParams
 from .workflows.run import create_run, execute_run, load_run
 
@@ -206,6 +212,14 @@ def _done(h: _Harness, provider) -> tuple[Store, str]:
 
 
 # ------------------------------------------------------------------------------------------------ the checks
+def _check_contract(h: _Harness) -> None:
+    provider = h.factory()
+    try:
+        check_plugin(provider, ExecutionProvider, f"provider {getattr(provider, 'name', type(provider).__name__)!r}")
+    except PluginError as e:
+        raise _Violation(str(e)) from None
+
+
 def _check_execute_idempotent(h: _Harness) -> None:
     first = h.provider()
     store, run_id = _done(h, first)
@@ -354,6 +368,7 @@ def _check_errors_fail_run(h: _Harness) -> None:
 
 
 CHECKS: dict[str, Callable[[_Harness], None]] = {
+    "contract": _check_contract,
     "execute_idempotent": _check_execute_idempotent,
     "legal_transitions": _check_legal_transitions,
     "fills_within_qty": _check_fills_within_qty,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import textwrap
 import uuid
 
 import numpy as np
@@ -23,7 +22,7 @@ from tradeloop.testing import (
 def test_mock_provider_passes_every_check(tmp_path):
     report = assert_conformance(MockExecutionProvider, tmp_path)
     assert report.ok and [r.name for r in report.results] == list(CHECKS)
-    assert str(report) == "provider 'mock' passed all 7 conformance checks"
+    assert str(report) == "provider 'mock' passed all 8 conformance checks"
 
 
 # --- deliberately broken providers, each violating one rule of the contract ---------------------------------
@@ -129,7 +128,27 @@ def _reported(action) -> str:
     raise AssertionError("the action did not raise")
 
 
+class NoFinalize:
+    """Everything of the contract but finalize (not a BaseProvider subclass)."""
+
+    name = "no-finalize"
+
+    def __init__(self):
+        self._mock = MockExecutionProvider()
+
+    def prepare(self, run, snapshot):
+        return self._mock.prepare(run, snapshot)
+
+    def risk_check(self, run, book):
+        return self._mock.risk_check(run, book)
+
+    def execute(self, run, orders, dry_run):
+        return self._mock.execute(run, orders, dry_run)
+
+
 @pytest.mark.parametrize("provider, check, message", [
+    (NoFinalize, "contract", "provider 'no-finalize': NoFinalize instance has no method 'finalize' required by "
+                             "ExecutionProvider"),
     (RandomFillIds, "execute_idempotent", "execute on the same client_order_ids gave different fills the second time"),
     (ReopensTerminal, "execute_idempotent", "execute on terminal orders produced"),
     (SkipsSubmitted, "legal_transitions", "run ended 'failed': order 'AAA-B-"),
@@ -154,7 +173,7 @@ def test_assert_conformance_lists_every_failed_check(tmp_path):
         assert_conformance(FinalizeNeedsResult, tmp_path)
     text = str(e.value)
     assert isinstance(e.value, AssertionError)
-    assert text.startswith("provider 'fragile-finalize' failed 2 of 7 conformance checks:")
+    assert text.startswith("provider 'fragile-finalize' failed 2 of 8 conformance checks:")
     assert "  - finalize_once: " in text and "  - errors_fail_run: " in text
     assert {r.name for r in e.value.report.failures} == {"finalize_once", "errors_fail_run"}
 
@@ -164,23 +183,17 @@ def test_unknown_check_name_is_refused():
         check_provider(MockExecutionProvider, checks=["nope"])
 
 
-def test_a_separate_package_registers_a_provider_through_the_entry_point_group(tmp_path, cli):
+def test_a_separate_package_registers_a_provider_through_the_entry_point_group(tmp_path, cli, plugin_site):
     """A plugin installed next to tradeloop (a dist-info with an entry point) is listed and runs, with no change
     to tradeloop itself."""
-    plugin = tmp_path / "site"
-    (plugin / "venue_plugin").mkdir(parents=True)
-    (plugin / "venue_plugin" / "__init__.py").write_text(textwrap.dedent('''
+    plugin_site.install("venue-plugin", {"venue_plugin": '''
         from tradeloop import MockExecutionProvider
 
         class HalfVenue(MockExecutionProvider):
             """A test venue from another package."""
             name = "halfvenue"
-    '''))
-    dist = plugin / "venue_plugin-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: venue-plugin\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[tradeloop.providers]\nhalfvenue = venue_plugin:HalfVenue\n")
-    env = {"PYTHONPATH": str(plugin)}
+    '''}, {"tradeloop.providers": {"halfvenue": "venue_plugin:HalfVenue"}})
+    env = plugin_site.env
     listed = cli("providers", "--json", env=env)
     assert listed.returncode == 0, listed.stderr
     rows = {r["name"]: r for r in json.loads(listed.stdout)}

@@ -1,7 +1,7 @@
 """Commission models: the fee charged on a fill, rounded half-up to the cent.
 
-To write one: a frozen dataclass with ``commissions(qty, price) -> ndarray`` (vectorized over fills), then add it to
-:data:`COMMISSION_MODELS` so params JSON can name it.
+Models are found by name in :data:`COMMISSION_MODELS`: the built-ins below plus every entry point of the
+``tradeloop.commission`` group (see :class:`CommissionModel` for how to write and register one).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Protocol
 import numpy as np
 
 from ..core.models import check_number
+from .registry import GROUPS, Registry, model_rule
 
 __all__ = ["CommissionModel", "NoCommission", "PerShareCommission", "BpsCommission", "COMMISSION_MODELS", "to_cents"]
 
@@ -22,6 +23,18 @@ def to_cents(amount: np.ndarray) -> np.ndarray:
 
 
 class CommissionModel(Protocol):
+    """The fee charged on each fill.
+
+    To write one: a frozen dataclass, named after its rule, whose fields are its parameters (validated in
+    ``__post_init__``), with ``commissions`` vectorized over the fills (round money with :func:`to_cents`).
+    Register it in your package's ``pyproject.toml`` under the class name, and name it in params JSON::
+
+        [project.entry-points."tradeloop.commission"]
+        TieredCommission = "mypackage.costs:TieredCommission"
+
+        {"commission": {"model": "TieredCommission", "tiers": [[0, 0.005], [10000, 0.003]]}}
+    """
+
     def commissions(self, qty: np.ndarray, price: np.ndarray) -> np.ndarray:
         """Fee per fill in account currency."""
 
@@ -62,4 +75,6 @@ class BpsCommission:
         return to_cents(np.asarray(qty, dtype="float64") * np.asarray(price, dtype="float64") * self.bps / 1e4)
 
 
-COMMISSION_MODELS = {cls.__name__: cls for cls in (NoCommission, PerShareCommission, BpsCommission)}
+#: Commission models by name: the built-ins and the ``tradeloop.commission`` entry points (loaded and checked on use).
+COMMISSION_MODELS = Registry(GROUPS["commission"], CommissionModel,
+                             {c.__name__: c for c in (NoCommission, PerShareCommission, BpsCommission)}, model_rule)

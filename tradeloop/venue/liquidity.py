@@ -1,8 +1,7 @@
 """Liquidity models: how much of an order can fill in one execution step.
 
-To write one: a frozen dataclass with ``step_caps(volume, lot_size) -> ndarray`` (vectorized over orders: the most
-shares each order may fill in one step, ``inf`` for no limit), then add it to :data:`LIQUIDITY_MODELS` so params
-JSON can name it.
+Models are found by name in :data:`LIQUIDITY_MODELS`: the built-ins below plus every entry point of the
+``tradeloop.liquidity`` group (see :class:`LiquidityModel` for how to write and register one).
 """
 
 from __future__ import annotations
@@ -14,6 +13,7 @@ import numpy as np
 
 from ..core.models import check_number
 from ..errors import ValidationError
+from .registry import GROUPS, Registry, model_rule
 
 __all__ = ["LiquidityModel", "NoLiquidityLimit", "VolumeParticipation", "LIQUIDITY_MODELS"]
 
@@ -22,6 +22,19 @@ _FLOOR_EPS = 1e-9
 
 
 class LiquidityModel(Protocol):
+    """The most shares each order may fill in one execution step.
+
+    To write one: a frozen dataclass, named after its rule, whose fields are its parameters (validated in
+    ``__post_init__``), with ``step_caps`` vectorized over the orders (``inf`` for no limit; what is left stays
+    open for the next step). Register it in your package's ``pyproject.toml`` under the class name, and name it in
+    params JSON::
+
+        [project.entry-points."tradeloop.liquidity"]
+        AdvParticipation = "mypackage.costs:AdvParticipation"
+
+        {"liquidity": {"model": "AdvParticipation", "max_rate": 0.05}}
+    """
+
     def step_caps(self, volume: np.ndarray, lot_size: np.ndarray) -> np.ndarray:
         """Most shares each order may fill in one step (float, ``inf`` = unlimited); ``volume`` may hold NaN."""
 
@@ -76,4 +89,6 @@ class VolumeParticipation:
         return np.where(np.isnan(volume), np.inf if self.missing_volume == "unlimited" else 0.0, caps)
 
 
-LIQUIDITY_MODELS = {cls.__name__: cls for cls in (NoLiquidityLimit, VolumeParticipation)}
+#: Liquidity models by name: the built-ins and the ``tradeloop.liquidity`` entry points (loaded and checked on use).
+LIQUIDITY_MODELS = Registry(GROUPS["liquidity"], LiquidityModel,
+                            {c.__name__: c for c in (NoLiquidityLimit, VolumeParticipation)}, model_rule)

@@ -22,13 +22,14 @@ resources), check it with :func:`tradeloop.testing.assert_conformance`, and regi
     myvenue = "mypackage.venue:MyVenueProvider"
 
 :class:`BaseProvider` implements ``prepare`` and ``risk_check`` with tradeloop's pure functions, so a new venue
-only writes ``execute`` (and ``finalize`` if it holds resources). Providers are found by name in :data:`PROVIDERS`
-and in the ``tradeloop.providers`` entry-point group, so another package can add one without touching tradeloop.
+only writes ``execute`` (and ``finalize`` if it holds resources). Providers are found by name in :data:`PROVIDERS`:
+the built-ins and the ``tradeloop.providers`` entry-point group, so another package can add one without touching
+tradeloop. The four steps are declared once, in :class:`ExecutionProvider`; a provider is checked against it when
+it is loaded.
 """
 
 from __future__ import annotations
 
-from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 import numpy as np
@@ -38,7 +39,8 @@ from ..core.engine import EVENT_COLUMNS, FILL_COLUMNS, FillResult, work_orders
 from ..core.risk import check_risk, risk_summary
 from ..core.sizing import ORDER_COLUMNS, build_book, build_orders
 from ..core.snapshot import DecisionSnapshot
-from ..errors import ProviderUnavailable, ValidationError
+from ..errors import PluginError, ProviderUnavailable, ValidationError
+from .registry import GROUPS, Registry
 
 if TYPE_CHECKING:
     from ..workflows.run import TradeRun
@@ -57,15 +59,28 @@ class RiskCheck(NamedTuple):
 
 
 class ExecutionProvider(Protocol):
+    """The contract of an execution provider, declared once: :func:`get_provider` checks every provider it loads
+    against it, and :mod:`tradeloop.testing` (the conformance kit) checks it first and then its behaviour.
+
+    To write one: subclass :class:`BaseProvider` (it implements ``prepare`` and ``risk_check``), set ``name``,
+    write ``execute`` (and ``finalize`` if it holds resources), make it pass
+    :func:`tradeloop.testing.assert_conformance`, and register it in the ``tradeloop.providers`` entry-point group.
+    The steps and their rules are in this module's docstring.
+    """
+
     name: str
 
-    def prepare(self, run: "TradeRun", snapshot: DecisionSnapshot) -> pd.DataFrame: ...
+    def prepare(self, run: "TradeRun", snapshot: DecisionSnapshot) -> pd.DataFrame:
+        """The proposed book: every symbol, current and target position; rows with a client_order_id are orders."""
 
-    def risk_check(self, run: "TradeRun", book: pd.DataFrame) -> RiskCheck: ...
+    def risk_check(self, run: "TradeRun", book: pd.DataFrame) -> RiskCheck:
+        """Split the book's orders into passed and blocked; ``reasons`` is the ``params.risk`` record."""
 
-    def execute(self, run: "TradeRun", orders: pd.DataFrame, dry_run: bool) -> FillResult: ...
+    def execute(self, run: "TradeRun", orders: pd.DataFrame, dry_run: bool) -> FillResult:
+        """Work the non-terminal orders: same orders, same fills; never move a terminal order; dry_run does nothing."""
 
-    def finalize(self, run: "TradeRun", result: FillResult | None) -> None: ...
+    def finalize(self, run: "TradeRun", result: FillResult | None) -> None:
+        """Called once per execution attempt after the run's final state is committed (None: blocked or failed)."""
 
 
 def prepare_book(run: "TradeRun", snapshot: DecisionSnapshot) -> pd.DataFrame:
@@ -261,16 +276,14 @@ class LeanExecutionProvider(BaseProvider):
         raise ProviderUnavailable("reserved: live Lean/IB execution is not available in this phase")
 
 
-PROVIDERS: dict[str, type] = {"mock": MockExecutionProvider, "lean": LeanExecutionProvider}
-
-
-def _entry_point_providers() -> dict[str, object]:
-    return {ep.name: ep for ep in entry_points(group="tradeloop.providers")}
+#: Providers by name: the built-ins and the ``tradeloop.providers`` entry points (loaded and checked on use).
+PROVIDERS = Registry(GROUPS["providers"], ExecutionProvider, {"mock": MockExecutionProvider,
+                                                               "lean": LeanExecutionProvider})
 
 
 def provider_names() -> list[str]:
     """Every provider name: built-in, plus those other packages register in ``tradeloop.providers``."""
-    return sorted(set(PROVIDERS) | set(_entry_point_providers()))
+    return PROVIDERS.names()
 
 
 def provider_table() -> pd.DataFrame:
@@ -281,27 +294,22 @@ def provider_table() -> pd.DataFrame:
     DataFrame
         ``name``; ``source`` (``tradeloop`` for the built-in ones, else the distribution that registers it in the
         ``tradeloop.providers`` entry-point group); ``target`` (``module:Class``); ``available`` (False: reserved,
-        or it could not be loaded); ``summary`` (first line of its docstring, or the load error).
+        or it could not be loaded or breaks the contract); ``summary`` (first line of its docstring, or the error).
     """
-    eps = _entry_point_providers()
+    eps = PROVIDERS.entry_points()
     rows = []
-    for name in provider_names():
-        ep = eps.get(name)
-        dist = getattr(getattr(ep, "dist", None), "name", None) if ep is not None else None
-        if name in PROVIDERS:
+    for name in PROVIDERS:
+        builtin = name in PROVIDERS.builtins
+        try:
             cls, error = PROVIDERS[name], None
-            target = f"{cls.__module__}:{cls.__qualname__}"
-        else:
-            target = ep.value
-            try:
-                cls, error = ep.load(), None
-            except Exception as e:  # a broken plugin is listed with its error, not fatal to the listing
-                cls, error = None, f"cannot be loaded: {type(e).__name__}: {e}"
+        except PluginError as e:  # a broken plug-in is listed with its error, not fatal to the listing
+            cls, error = None, str(e)
+        ep = None if builtin else eps[name]
         doc = (cls.__doc__ or "").strip().splitlines() if cls is not None else []
         rows.append({
             "name": name,
-            "source": "tradeloop" if name in PROVIDERS else (dist or "entry point"),
-            "target": target,
+            "source": "tradeloop" if builtin else (getattr(getattr(ep, "dist", None), "name", None) or "entry point"),
+            "target": f"{cls.__module__}:{cls.__qualname__}" if builtin else ep.value,
             "available": cls is not None and bool(getattr(cls, "available", True)),
             "summary": error or (doc[0] if doc else ""),
         })
@@ -309,11 +317,11 @@ def provider_table() -> pd.DataFrame:
 
 
 def get_provider(name: str) -> ExecutionProvider:
-    """Instantiate the provider registered under ``name``."""
-    cls = PROVIDERS.get(name)
-    if cls is None:
-        ep = _entry_point_providers().get(name)
-        if ep is None:
-            raise ValidationError(f"provider {name!r} is unknown; available: {provider_names()}")
-        cls = ep.load()
-    return cls()
+    """Instantiate the provider registered under ``name``, checked against :class:`ExecutionProvider`.
+
+    Raises ValidationError for an unknown name, :class:`~tradeloop.errors.PluginError` for a plug-in that cannot be
+    imported or lacks a method of the contract.
+    """
+    if name not in PROVIDERS:
+        raise ValidationError(f"provider {name!r} is unknown; available: {provider_names()}")
+    return PROVIDERS[name]()

@@ -1,7 +1,7 @@
 """Slippage models: the price an order fills at, given its side and reference price.
 
-To write one: a frozen dataclass with ``fill_prices(side, price) -> ndarray`` (vectorized over orders), then add it
-to :data:`SLIPPAGE_MODELS` so params JSON can name it.
+Models are found by name in :data:`SLIPPAGE_MODELS`: the built-ins below plus every entry point of the
+``tradeloop.slippage`` group (see :class:`SlippageModel` for how to write and register one).
 """
 
 from __future__ import annotations
@@ -12,11 +12,24 @@ from typing import Protocol
 import numpy as np
 
 from ..core.models import check_number
+from .registry import GROUPS, Registry, model_rule
 
 __all__ = ["SlippageModel", "NoSlippage", "FixedBpsSlippage", "SLIPPAGE_MODELS"]
 
 
 class SlippageModel(Protocol):
+    """The price each order fills at.
+
+    To write one: a frozen dataclass, named after its rule, whose fields are its parameters (validated in
+    ``__post_init__``), with ``fill_prices`` vectorized over the orders. Register it in your package's
+    ``pyproject.toml`` under the class name, and name it in params JSON::
+
+        [project.entry-points."tradeloop.slippage"]
+        SquareRootSlippage = "mypackage.costs:SquareRootSlippage"
+
+        {"slippage": {"model": "SquareRootSlippage", "k": 0.1}}
+    """
+
     def fill_prices(self, side: np.ndarray, price: np.ndarray) -> np.ndarray:
         """Fill price per order; ``side`` holds 'BUY'/'SELL', ``price`` the reference price."""
 
@@ -46,4 +59,6 @@ class FixedBpsSlippage:
         return np.round(np.asarray(price, dtype="float64") * (1.0 + sign * self.bps / 1e4), 6)
 
 
-SLIPPAGE_MODELS = {cls.__name__: cls for cls in (NoSlippage, FixedBpsSlippage)}
+#: Slippage models by name: the built-ins and the ``tradeloop.slippage`` entry points (loaded and checked on use).
+SLIPPAGE_MODELS = Registry(GROUPS["slippage"], SlippageModel, {c.__name__: c for c in (NoSlippage, FixedBpsSlippage)},
+                           model_rule)
