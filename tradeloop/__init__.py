@@ -70,8 +70,8 @@ from .reporting.reports import (
                      load_report,
                      run_from_files,
 )
-from .store.artifacts import ArtifactRecord, verify_artifact
-from .workflows.batch import BatchResult, run_batch, run_notebook
+from .store.artifacts import ArtifactRecord
+from .workflows.batch import BatchResult, run_batch, run_notebook, verify_artifact
 
 __all__ += ["RunReport", "audit_check", "audit_line", "batch_table", "load_report", "run_from_files",
             "ArtifactRecord", "verify_artifact", "BatchResult", "run_batch", "run_notebook"]

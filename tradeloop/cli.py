@@ -401,7 +401,7 @@ def verify_artifact_cmd(path, rerun, kernel, db):
 
     Example: tradeloop verify-artifact artifacts/run-0123456789abcdef.ipynb --db research.duckdb --rerun
     """
-    from .store.artifacts import verify_artifact
+    from .workflows.batch import verify_artifact
 
     problems = verify_artifact(path, db=db, rerun=rerun, kernel=kernel)
     if problems:

@@ -21,8 +21,8 @@ import pytest
 import tradeloop as tl
 from tradeloop.core.digest import verify_chain
 from tradeloop.reporting.reports import parse_summary, summary_text
-from tradeloop.store.artifacts import notebook_summary, sha256_file
-from tradeloop.workflows.batch import TRADE_NOTEBOOK, check_kernel
+from tradeloop.store.artifacts import sha256_file
+from tradeloop.workflows.batch import TRADE_NOTEBOOK, check_kernel, notebook_summary
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "data"
@@ -259,3 +259,17 @@ def test_rerunning_the_batch_is_idempotent(batch):
     for r in result.records:
         if r.papermill_status == "completed":
             assert tl.verify_artifact(r.notebook_path) == []  # the replaced artifacts and their rows agree
+
+
+def test_artifacts_module_only_records_reads_and_hashes():
+    """store/artifacts.py imports nothing above the store (no papermill, workflows or reporting): re-executing an
+    artifact is the batch side's job, so the two modules no longer import each other."""
+    import ast
+
+    import tradeloop.store.artifacts as artifacts_module
+
+    tree = ast.parse(Path(artifacts_module.__file__).read_text(encoding="utf-8"))
+    imported = {("." * n.level) + (n.module or "") for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not {m for m in imported if m.startswith(("..workflows", "..reporting", "papermill", "tradeloop"))}
+    assert tl.verify_artifact.__module__ == "tradeloop.workflows.batch"

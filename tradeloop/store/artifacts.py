@@ -1,27 +1,24 @@
-"""Executed-notebook artifacts: the ``run_artifacts`` table and checking a saved artifact against the database.
+"""Executed-notebook artifacts: the ``run_artifacts`` table, and reading and hashing the saved notebooks.
 
 An artifact is the notebook papermill executed for one run, saved as ``<out>/<run_id>.ipynb``; its row in
-``run_artifacts`` holds the file's sha256, the parameters it ran with and papermill's status. A reviewer can trust
-an artifact when :func:`verify_artifact` finds nothing: the file is valid nbformat, every cell completed without an
-error output, the file is byte-for-byte the one recorded, and its summary cell states what the database holds.
+``run_artifacts`` holds the file's sha256, the parameters it ran with and papermill's status. This module only
+records, reads and hashes; checking an artifact against its run (and re-executing it) is
+:func:`tradeloop.workflows.batch.verify_artifact`, on the papermill side.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import RunNotFound, ValidationError
-from ..reporting.reports import SUMMARY_TITLE, parse_summary, summary_text
-from ..workflows.run import run_result
-from .db import Store, default_db_path, utcnow
+from ..errors import ValidationError
+from .db import Store, utcnow
 
 __all__ = [
-    "ArtifactRecord", "record_artifact", "artifacts", "sha256_file", "read_artifact", "notebook_summary",
-    "verify_artifact", "SUMMARY_TAG", "ARTIFACT_COLUMNS",
+    "ArtifactRecord", "record_artifact", "artifacts", "recorded_sha256", "run_row_counts", "sha256_file",
+    "read_artifact", "summary_output", "checked_outputs", "notebook_problems", "SUMMARY_TAG", "ARTIFACT_COLUMNS",
 ]
 
 #: Cell tag of the notebooks' summary cell.
@@ -111,25 +108,17 @@ def _text(output) -> str:
     return ""
 
 
-def _summary_cell(nb):
-    for cell in nb.cells:
-        if cell.cell_type == "code" and SUMMARY_TAG in cell.get("metadata", {}).get("tags", []):
-            return cell
-    for cell in nb.cells:  # a notebook without the tag: the cell that printed a summary
-        if cell.cell_type == "code" and any(_text(o).startswith(SUMMARY_TITLE) for o in cell.get("outputs", [])):
-            return cell
-    return None
+def summary_output(nb, title: str) -> str | None:
+    """The text printed by the notebook's summary cell (tagged :data:`SUMMARY_TAG`, else the first cell whose
+    output starts with ``title``); None when there is none."""
+    cells = [c for c in nb.cells if c.cell_type == "code"]
+    tagged = [c for c in cells if SUMMARY_TAG in c.get("metadata", {}).get("tags", [])]
+    printed = [c for c in cells if any(_text(o).startswith(title) for o in c.get("outputs", []))]
+    cell = (tagged or printed or [None])[0]
+    return None if cell is None else "".join(_text(o) for o in cell.get("outputs", []))
 
 
-def notebook_summary(nb) -> dict[str, str]:
-    """The ``key: value`` pairs printed by the notebook's summary cell; empty when there is none."""
-    cell = _summary_cell(nb)
-    if cell is None:
-        return {}
-    return parse_summary("".join(_text(o) for o in cell.get("outputs", [])))
-
-
-def _checked_outputs(nb) -> list[str]:
+def checked_outputs(nb) -> list[str]:
     """Text outputs of the cells whose output is meant to be compared (summary tag or NBVAL_CHECK_OUTPUT)."""
     out = []
     for cell in nb.cells:
@@ -140,7 +129,9 @@ def _checked_outputs(nb) -> list[str]:
     return out
 
 
-def _structure_problems(nb, name: str) -> list[str]:
+def notebook_problems(nb, name: str) -> list[str]:
+    """What makes an executed notebook untrustworthy on its own: invalid nbformat, no papermill metadata or a
+    recorded exception, cells not completed, error outputs. One sentence each; empty when none."""
     import nbformat
 
     problems = []
@@ -172,101 +163,16 @@ def _structure_problems(nb, name: str) -> list[str]:
     return problems
 
 
-def _run_counts(store: Store, run_id: str) -> dict[str, int]:
+def recorded_sha256(store: Store, run_id: str) -> str | None:
+    """The sha256 ``run_artifacts`` holds for the run's artifact; None without a row (or without the table)."""
+    has_table = store.con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'run_artifacts'").fetchone()[0]
+    row = store.con.execute("SELECT sha256 FROM run_artifacts WHERE run_id = ?", [run_id]).fetchone() \
+        if has_table else None
+    return None if row is None else row[0]
+
+
+def run_row_counts(store: Store, run_id: str) -> dict[str, int]:
+    """Rows of the run in ``trade_orders``, ``trade_fills`` and ``order_events``."""
     return {t: int(store.con.execute(f"SELECT count(*) FROM {t} WHERE run_id = ?", [run_id]).fetchone()[0])
             for t in ("trade_orders", "trade_fills", "order_events")}
-
-
-def verify_artifact(path: str | Path, *, db: str | Path | None = None, rerun: bool = False,
-                    kernel: str | None = None) -> list[str]:
-    """Check a saved artifact without re-running it (and, with ``rerun``, by re-running it).
-
-    Parameters
-    ----------
-    path : path
-        The executed notebook, e.g. ``artifacts/run-0123456789abcdef.ipynb``.
-    db : path, optional
-        The database; default: the ``db_path`` the artifact ran with, else ``$TRADELOOP_DB``/``./tradeloop.duckdb``.
-    rerun : bool
-        Also execute the artifact again with papermill against ``db`` (to a temporary file; the artifact is not
-        touched) and require the same checked outputs and no new orders, fills or order events for the run.
-    kernel : str, optional
-        Kernel for the re-run (default: the one the artifact ran with).
-
-    Returns
-    -------
-    list of str
-        One sentence per difference; empty when everything agrees.
-
-    Raises
-    ------
-    ValidationError
-        The file is missing or is not a notebook at all.
-    """
-    path = Path(path)
-    nb = read_artifact(path)
-    name = path.name
-    problems = _structure_problems(nb, name)
-    summary = notebook_summary(nb)
-    if not summary:
-        problems.append(f"{name} has no summary cell output (tag {SUMMARY_TAG!r}, first line {SUMMARY_TITLE!r})")
-    run_id = summary.get("run_id") or path.stem
-    params = dict(nb.metadata.get("papermill", {}).get("parameters") or {})
-    db_path = Path(db) if db else Path(params["db_path"]) if params.get("db_path") else default_db_path()
-    if not db_path.is_file():
-        return problems + [f"database {str(db_path)!r} does not exist"]
-    actual_sha = sha256_file(path)
-    with Store(db_path, read_only=True) as store:
-        row = store.con.execute(
-            "SELECT sha256, papermill_status FROM run_artifacts WHERE run_id = ?", [run_id]).fetchone() \
-            if _has_artifacts_table(store) else None
-        if row is None:
-            problems.append(f"run_artifacts has no row for run {run_id} in {str(db_path)!r}")
-        elif row[0] != actual_sha:
-            problems.append(f"{name}: sha256 {actual_sha[:16]}… differs from run_artifacts ({row[0][:16]}…): "
-                            "the file was changed after it was recorded")
-        try:
-            expected = parse_summary(summary_text(run_result(store, run_id)))
-        except RunNotFound:
-            expected = None
-            problems.append(f"run {run_id} is not in {str(db_path)!r}")
-        counts_before = _run_counts(store, run_id) if expected is not None else None
-    if expected is not None and summary:
-        for key in expected:
-            if summary.get(key) != expected[key]:
-                problems.append(f"summary {key}: artifact says {summary.get(key)!r}, database has {expected[key]!r}")
-    if rerun and expected is not None:
-        problems += _rerun(path, nb, params, db_path, kernel, run_id, counts_before)
-    return problems
-
-
-def _has_artifacts_table(store: Store) -> bool:
-    return bool(store.con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'run_artifacts'").fetchone()[0])
-
-
-def _rerun(path, nb, params, db_path, kernel, run_id, counts_before) -> list[str]:
-    from ..workflows.batch import execute_notebook  # papermill is only needed here
-
-    kernel = kernel or nb.metadata.get("kernelspec", {}).get("name")
-    params = {k: v for k, v in params.items() if k != "work_db"}
-    params["db_path"] = str(Path(db_path).resolve())
-    with tempfile.TemporaryDirectory(prefix="tradeloop-verify-") as tmp:
-        out = Path(tmp) / path.name
-        status, error = execute_notebook(path, out, params, kernel=kernel)
-        problems = [] if status == "completed" else [f"re-run failed: {error}"]
-        again = read_artifact(out) if out.is_file() else None
-    if again is not None:
-        old, new = _checked_outputs(nb), _checked_outputs(again)
-        if len(old) != len(new):
-            problems.append(f"re-run has {len(new)} checked cell(s), the artifact {len(old)}")
-        for i, (a, b) in enumerate(zip(old, new), start=1):
-            if a != b:
-                problems.append(f"re-run checked output {i} differs: artifact {a.strip()[:200]!r}, "
-                                f"re-run {b.strip()[:200]!r}")
-    with Store(db_path, read_only=True) as store:
-        counts_after = _run_counts(store, run_id)
-    for table, before in counts_before.items():
-        if counts_after[table] != before:
-            problems.append(f"re-run changed {table} for run {run_id}: {before} -> {counts_after[table]} rows")
-    return problems

@@ -8,6 +8,10 @@ Parallel notebooks never write the same DuckDB file: each task executes in a scr
 target already holds for its run, and the batch's own process folds each scratch database back into the target in
 one transaction as soon as its notebook finishes (:mod:`tradeloop.store.merge`). Run ids are derived from the inputs, so
 re-running a batch re-checks the same runs: no duplicate runs, orders, fills or artifact rows.
+
+:func:`verify_artifact` (and ``tradeloop verify-artifact``) checks a saved artifact against the database and, with
+``rerun``, executes it again; it lives here, beside papermill, so :mod:`tradeloop.store.artifacts` only records,
+reads and hashes.
 """
 
 from __future__ import annotations
@@ -25,23 +29,28 @@ import pandas as pd
 
 from ..core.snapshot import load_snapshot_file
 from ..core.validate import read_table
-from ..errors import TradeloopError, ValidationError
-from ..reporting.reports import project_root, resolve_input
+from ..errors import RunNotFound, TradeloopError, ValidationError
+from ..reporting.reports import SUMMARY_TITLE, parse_summary, project_root, resolve_input, summary_text
 from ..store.artifacts import (
+    SUMMARY_TAG,
     ArtifactRecord,
-    notebook_summary,
+    checked_outputs,
+    notebook_problems,
     read_artifact,
     record_artifact,
+    recorded_sha256,
+    run_row_counts,
     sha256_file,
+    summary_output,
 )
 from ..store.db import Store, default_db_path
 from ..store.merge import merge_database, seed_database
 from .params import load_params
-from .run import create_run
+from .run import create_run, run_result
 
 __all__ = [
     "run_batch", "run_notebook", "execute_notebook", "find_snapshots", "check_kernel", "BatchResult",
-    "DEFAULT_KERNEL", "TRADE_NOTEBOOK", "SNAPSHOT_SUFFIXES",
+    "verify_artifact", "notebook_summary", "DEFAULT_KERNEL", "TRADE_NOTEBOOK", "SNAPSHOT_SUFFIXES",
 ]
 
 #: The kernel ``README`` set-up installs (``python -m ipykernel install --sys-prefix --name tradeloop``).
@@ -243,22 +252,35 @@ def run_batch(
         "params_file": _abs(params_file), "positions_file": _abs(positions_file),
         "fallback_prices_file": _abs(fallback_prices_file), "provider": provider, "dry_run": bool(dry_run),
     }
+    tasks, duplicates = _plan_all(files, common, out.resolve())
+    batch_id = "batch-" + hashlib.sha256(
+        "\n".join([notebook.name, *sorted(t.run_id for t in tasks)]).encode()).hexdigest()[:12]
+    records = _execute_all(tasks, db, notebook, batch_id, workers=int(workers), kernel=kernel, timeout=timeout,
+                           progress=progress)
+    return BatchResult(batch_id=batch_id, db=db, out=out, workers=int(workers),
+                       records=tuple(records[t.run_id] for t in tasks), duplicates=tuple(duplicates))
+
+
+def _plan_all(files, common: dict, out: Path) -> tuple[list[_Task], list[tuple[str, str]]]:
+    """One task per distinct run, in snapshot order, and the ``(file, first file)`` pairs that repeat a run."""
     tasks: list[_Task] = []
     duplicates: list[tuple[str, str]] = []
     seen: dict[str, _Task] = {}
     for f in files:
-        task = _plan(Path(f).resolve(), common, out.resolve())
+        task = _plan(Path(f).resolve(), common, out)
         if task.run_id in seen:
             duplicates.append((str(f), str(seen[task.run_id].snapshot_file)))
             continue
         seen[task.run_id] = task
         tasks.append(task)
-    batch_id = "batch-" + hashlib.sha256(
-        "\n".join([notebook.name, *sorted(t.run_id for t in tasks)]).encode()).hexdigest()[:12]
+    return tasks, duplicates
 
-    from tqdm import (
-        tqdm,  # plain text bar: also readable inside a notebook's saved output
-    )
+
+def _execute_all(tasks: list[_Task], db: Path, notebook: Path, batch_id: str, *, workers: int, kernel: str,
+                 timeout, progress: bool) -> dict[str, ArtifactRecord]:
+    """Seed a scratch database per task, execute the notebooks ``workers`` at a time, and fold each result back
+    into ``db`` (one transaction per task) as soon as its notebook finishes."""
+    from tqdm import tqdm  # plain text bar: also readable inside a notebook's saved output
 
     records: dict[str, ArtifactRecord] = {}
     with Store(db) as target, tempfile.TemporaryDirectory(prefix="tradeloop-batch-") as tmp:
@@ -266,7 +288,7 @@ def run_batch(
             task.work_db = Path(tmp) / f"worker-{i:05d}.duckdb"
             seed_database(target, task.work_db, run_id=task.run_id, snapshot_id=task.snapshot_id)
         bar = tqdm(total=len(tasks), desc=f"batch {batch_id}", unit="run", disable=not progress)
-        with ThreadPoolExecutor(max_workers=int(workers), thread_name_prefix="tradeloop-nb") as pool:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tradeloop-nb") as pool:
             futures = {pool.submit(_execute, task, notebook, kernel, timeout): task for task in tasks}
             for future in as_completed(futures):
                 task = future.result()
@@ -275,8 +297,7 @@ def run_batch(
                 bar.set_postfix_str(f"{records[task.run_id].status}: {task.snapshot_file.name}", refresh=False)
                 bar.update(1)
         bar.close()
-    return BatchResult(batch_id=batch_id, db=db, out=out, workers=int(workers),
-                       records=tuple(records[t.run_id] for t in tasks), duplicates=tuple(duplicates))
+    return records
 
 
 def _execute(task: _Task, notebook: Path, kernel: str, timeout) -> _Task:
@@ -296,10 +317,13 @@ def _finish(target: Store, task: _Task, notebook: Path, batch_id: str) -> Artifa
     record = {}
 
     def record_row(store: Store) -> None:
-        row = store.con.execute("SELECT status, error FROM trade_runs WHERE run_id = ?", [task.run_id]).fetchone()
+        try:
+            run = store.get_run(task.run_id)
+        except RunNotFound:
+            run = None
         failed_nb = task.papermill_status != "completed"
-        status = "failed" if failed_nb or row is None else row[0]
-        error = task.error if failed_nb else (row[1] if row else None)
+        status = "failed" if failed_nb or run is None else run["status"]
+        error = task.error if failed_nb else (run["error"] if run else None)
         rec = ArtifactRecord(
             run_id=task.run_id, snapshot_file=str(task.snapshot_file), notebook_path=str(task.output),
             sha256=sha256_file(task.output) if task.output.is_file() else "",
@@ -330,3 +354,101 @@ def run_notebook(snapshot_file: str | Path, *, portfolio_value: float, model_ver
     result = run_batch([resolve_input(snapshot_file) or Path(snapshot_file)], portfolio_value=portfolio_value,
                        model_version=model_version, **{**kwargs, "workers": 1})
     return result.records[0]
+
+
+def notebook_summary(nb) -> dict[str, str]:
+    """The ``key: value`` pairs printed by the notebook's summary cell; empty when there is none."""
+    text = summary_output(nb, SUMMARY_TITLE)
+    return {} if text is None else parse_summary(text)
+
+
+def verify_artifact(path: str | Path, *, db: str | Path | None = None, rerun: bool = False,
+                    kernel: str | None = None) -> list[str]:
+    """Check a saved artifact without re-running it (and, with ``rerun``, by re-running it).
+
+    A reviewer can trust an artifact when this finds nothing: the file is valid nbformat, every cell completed
+    without an error output, the file is byte-for-byte the one recorded in ``run_artifacts``, and its summary cell
+    states what the database holds.
+
+    Parameters
+    ----------
+    path : path
+        The executed notebook, e.g. ``artifacts/run-0123456789abcdef.ipynb``.
+    db : path, optional
+        The database; default: the ``db_path`` the artifact ran with, else ``$TRADELOOP_DB``/``./tradeloop.duckdb``.
+    rerun : bool
+        Also execute the artifact again with papermill against ``db`` (to a temporary file; the artifact is not
+        touched) and require the same checked outputs and no new orders, fills or order events for the run.
+    kernel : str, optional
+        Kernel for the re-run (default: the one the artifact ran with).
+
+    Returns
+    -------
+    list of str
+        One sentence per difference; empty when everything agrees.
+
+    Raises
+    ------
+    ValidationError
+        The file is missing or is not a notebook at all.
+    """
+    path = Path(path)
+    nb = read_artifact(path)
+    problems = notebook_problems(nb, path.name)
+    summary = notebook_summary(nb)
+    if not summary:
+        problems.append(f"{path.name} has no summary cell output (tag {SUMMARY_TAG!r}, first line {SUMMARY_TITLE!r})")
+    run_id = summary.get("run_id") or path.stem
+    params = dict(nb.metadata.get("papermill", {}).get("parameters") or {})
+    db_path = Path(db) if db else Path(params["db_path"]) if params.get("db_path") else default_db_path()
+    if not db_path.is_file():
+        return problems + [f"database {str(db_path)!r} does not exist"]
+    with Store(db_path, read_only=True) as store:
+        problems += _recorded_problems(store, path, run_id)
+        try:
+            expected = parse_summary(summary_text(run_result(store, run_id)))
+        except RunNotFound:
+            return problems + [f"run {run_id} is not in {str(db_path)!r}"]
+        counts_before = run_row_counts(store, run_id)
+    if summary:
+        problems += [f"summary {key}: artifact says {summary.get(key)!r}, database has {expected[key]!r}"
+                     for key in expected if summary.get(key) != expected[key]]
+    if rerun:
+        problems += _rerun(path, nb, params, db_path, kernel, run_id, counts_before)
+    return problems
+
+
+def _recorded_problems(store: Store, path: Path, run_id: str) -> list[str]:
+    recorded, actual = recorded_sha256(store, run_id), sha256_file(path)
+    if recorded is None:
+        return [f"run_artifacts has no row for run {run_id} in {str(store.path)!r}"]
+    if recorded != actual:
+        return [f"{path.name}: sha256 {actual[:16]}… differs from run_artifacts ({recorded[:16]}…): "
+                "the file was changed after it was recorded"]
+    return []
+
+
+def _rerun(path: Path, nb, params: dict, db_path: Path, kernel: str | None, run_id: str,
+           counts_before: dict[str, int]) -> list[str]:
+    """Execute the artifact again against ``db_path`` (into a temporary file) and compare the checked outputs."""
+    kernel = kernel or nb.metadata.get("kernelspec", {}).get("name")
+    params = {k: v for k, v in params.items() if k != "work_db"}
+    params["db_path"] = str(Path(db_path).resolve())
+    with tempfile.TemporaryDirectory(prefix="tradeloop-verify-") as tmp:
+        out = Path(tmp) / path.name
+        status, error = execute_notebook(path, out, params, kernel=kernel)
+        problems = [] if status == "completed" else [f"re-run failed: {error}"]
+        again = read_artifact(out) if out.is_file() else None
+    if again is not None:
+        old, new = checked_outputs(nb), checked_outputs(again)
+        if len(old) != len(new):
+            problems.append(f"re-run has {len(new)} checked cell(s), the artifact {len(old)}")
+        for i, (a, b) in enumerate(zip(old, new), start=1):
+            if a != b:
+                problems.append(f"re-run checked output {i} differs: artifact {a.strip()[:200]!r}, "
+                                f"re-run {b.strip()[:200]!r}")
+    with Store(db_path, read_only=True) as store:
+        counts_after = run_row_counts(store, run_id)
+    problems += [f"re-run changed {table} for run {run_id}: {before} -> {counts_after[table]} rows"
+                 for table, before in counts_before.items() if counts_after[table] != before]
+    return problems
