@@ -4,6 +4,7 @@ nothing is lost or duplicated."""
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import pandas as pd
 from support import DATA, ROOT, run_cli
 
 from tradeloop import Store, create_run, load_params, load_snapshot_file, verify_store
+from tradeloop.store.schema import SCHEMA_VERSION
 
 
 def _popen(*args, env=None):
@@ -158,3 +160,35 @@ def test_store_methods_release_the_file_between_calls(db_path, sample_snapshot):
         store.con.execute("SELECT 1")  # direct access still works (and pins the file until close)
         assert store._con is not None
     assert store._con is None
+
+
+def _open_new_files(paths, barrier, errors) -> None:
+    """One of several processes: open each (not yet existing) path at the same moment as the others."""
+    for path in paths:
+        barrier.wait(timeout=120)
+        try:
+            with Store(path, timeout=60) as store:
+                assert store.schema_version() == SCHEMA_VERSION
+        except Exception as e:  # noqa: BLE001  (reported to the parent, which fails the test)
+            errors.put(f"{path}: {type(e).__name__}: {e}")
+
+
+def test_processes_creating_the_same_new_file_at_once_all_open_it(tmp_path):
+    ctx = multiprocessing.get_context("spawn")
+    n_procs, rounds = 8, 20
+    paths = [tmp_path / f"new-{i}.duckdb" for i in range(rounds)]
+    barrier, errors = ctx.Barrier(n_procs), ctx.Queue()
+    procs = [ctx.Process(target=_open_new_files, args=(paths, barrier, errors)) for _ in range(n_procs)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=600)
+    found = []
+    while not errors.empty():
+        found.append(errors.get())
+    assert found == []
+    assert [p.exitcode for p in procs] == [0] * n_procs
+    for path in paths:
+        with Store(path, read_only=True) as store:
+            assert store.schema_version() == SCHEMA_VERSION and store.runs().empty
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in paths)  # no temporary file left

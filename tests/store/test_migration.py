@@ -9,7 +9,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-import tradeloop.store.db as store_module
+import tradeloop.store.schema as store_module
 from tradeloop import Store, TradeloopError, execute_run, verify_store
 
 V1 = Path(__file__).parents[1] / "data" / "schema_v1.duckdb"

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 import tradeloop as tl
-import tradeloop.store.db as store_module
+import tradeloop.store.schema as store_module
 from tradeloop import RunParams, Store
 from tradeloop.store.simulations import save_simulation
 from tradeloop.workflows.history import simulate
@@ -158,7 +158,7 @@ def test_a_version_5_database_is_migrated_to_6(tmp_path, monkeypatch):
             old.con.execute("INSERT INTO simulation_orders VALUES ('sim-old', '2024-01-02', '', 42, 'AAA', false, 10,"
                             " NULL, 100, NULL, 1, 0.001, 0, 10, 0, 0, 100, 100, 0)")
     with Store(db) as new:
-        assert new.schema_version() == 6
+        assert new.schema_version() == store_module.SCHEMA_VERSION
         row = new.con.execute("SELECT filled_qty, n_fills, status FROM simulation_orders_v").fetchone()
         assert row == (10, 1, "FILLED")
         assert new.con.execute("SELECT seq, qty, price FROM simulation_fills").fetchall() == [(1, 10, 100.0)]

@@ -26,7 +26,7 @@ from tradeloop import (
 from tradeloop.core.engine import FillResult
 from tradeloop.core.fsm import ORDER_STATUSES
 from tradeloop.errors import IllegalTransition
-from tradeloop.store.db import _SCHEMA_V1
+from tradeloop.store.schema import SCHEMA_V1
 from tradeloop.venue.providers import FIX_TO_TRADELOOP, LEAN_TO_TRADELOOP
 
 
@@ -137,7 +137,7 @@ def test_order_events_commit_with_the_state_change_or_not_at_all(store, sample_s
 def test_migration_v5_on_a_version_1_database(tmp_path):
     path = tmp_path / "old.duckdb"
     con = duckdb.connect(str(path))
-    con.execute(_SCHEMA_V1)
+    con.execute(SCHEMA_V1)
     con.execute("CREATE TABLE schema_version (version INTEGER NOT NULL, applied_at TIMESTAMP NOT NULL)")
     con.execute("INSERT INTO schema_version VALUES (1, now())")
     con.execute("INSERT INTO order_events VALUES ('A-B-1', 1, 'r', 'NEW', 'SUBMITTED', 5, 1.0, NULL, now())")

@@ -7,8 +7,9 @@ target already knows about that run (so a re-run continues it instead of startin
 
 * rows are copied with ``ATTACH`` and ``INSERT … ON CONFLICT DO NOTHING`` (a row the target has is kept), except
   the run's and its orders' state columns, which the worker advanced and which are updated;
-* audit events are re-appended onto the target's hash chain (new ``seq``, ``prev_hash``, ``event_hash`` computed
-  with :func:`tradeloop.core.digest.event_hash`); events whose ``event_id`` the target has already are skipped.
+* audit events are re-appended onto the target's hash chain by its one writer,
+  :func:`tradeloop.store.audit.append_events` (new ``seq``, ``prev_hash``, ``event_hash``; the same ``event_id``,
+  payload and time); events whose ``event_id`` the target has already are skipped.
 
 Tables added by later schema versions are merged with ``ON CONFLICT DO NOTHING`` over the columns both files have.
 """
@@ -17,8 +18,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..core.digest import GENESIS_HASH, event_hash
-from .db import ORDER_STATE, Store
+from .audit import append_events
+from .db import Store
+from .schema import ORDER_STATE
+from .sql import quote_name as _q
+from .sql import quote_text
 
 __all__ = ["seed_database", "merge_database", "MergeCounts"]
 
@@ -65,10 +69,6 @@ def _main_name(store: Store) -> str:
     return store.con.execute("SELECT current_database()").fetchone()[0]
 
 
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def seed_database(target: Store, work_path: str | Path, *, run_id: str, snapshot_id: str | None) -> dict[str, int]:
     """Create the scratch database ``work_path`` and copy into it the target's rows of ``run_id`` (if any).
 
@@ -79,7 +79,7 @@ def seed_database(target: Store, work_path: str | Path, *, run_id: str, snapshot
         pass
     main = _main_name(target)
     copied: dict[str, int] = {}
-    target.con.execute(f"ATTACH {_sql_str(work_path)} AS {_ALIAS}")
+    target.con.execute(f"ATTACH {quote_text(work_path)} AS {_ALIAS}")
     try:
         with target.transaction():
             for table, key in _SEED:
@@ -94,10 +94,6 @@ def seed_database(target: Store, work_path: str | Path, *, run_id: str, snapshot
     finally:
         target.con.execute(f"DETACH {_ALIAS}")
     return copied
-
-
-def _sql_str(path: Path) -> str:
-    return "'" + str(path).replace("'", "''") + "'"
 
 
 def merge_database(target: Store, work_path: str | Path, *, after=None) -> MergeCounts:
@@ -120,7 +116,7 @@ def merge_database(target: Store, work_path: str | Path, *, after=None) -> Merge
     """
     main = _main_name(target)
     counts: MergeCounts = {}
-    target.con.execute(f"ATTACH {_sql_str(Path(work_path))} AS {_ALIAS} (READ_ONLY)")
+    target.con.execute(f"ATTACH {quote_text(Path(work_path))} AS {_ALIAS} (READ_ONLY)")
     try:
         with target.transaction():
             target_tables = set(_tables(target, main))
@@ -156,18 +152,4 @@ def _append_events(target: Store, main: str) -> int:
         f"SELECT event_id, run_id, event_type, payload, created_at FROM {_ALIAS}.main.audit_events w "
         f"WHERE NOT EXISTS (SELECT 1 FROM {_q(main)}.main.audit_events t WHERE t.event_id = w.event_id) "
         "ORDER BY seq").fetchall()
-    if not new:
-        return 0
-    last = target.con.execute(
-        f"SELECT seq, event_hash FROM {_q(main)}.main.audit_events ORDER BY seq DESC LIMIT 1").fetchone()
-    seq, prev = (int(last[0]), last[1]) if last else (0, GENESIS_HASH)
-    rows = []
-    for event_id, run_id, event_type, payload, created_at in new:  # a chain is sequential by nature
-        seq += 1
-        digest = event_hash(prev, seq, event_id, run_id, event_type, payload)
-        rows.append([event_id, seq, run_id, event_type, payload, prev, digest, created_at])
-        prev = digest
-    target.con.executemany(
-        f"INSERT INTO {_q(main)}.main.audit_events (event_id, seq, run_id, event_type, payload, prev_hash, "
-        "event_hash, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
-    return len(rows)
+    return len(append_events(target.con, new))

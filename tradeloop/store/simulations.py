@@ -10,9 +10,10 @@ import pandas as pd
 
 from ..core.codes import risk_rule_names
 from ..errors import ValidationError
-from .db import utcnow
+from .sql import fetch_dict, insert_arrow, utcnow
 
-__all__ = ["save_simulation", "SIM_EVENT", "SIM_RUN_COLUMNS"]
+__all__ = ["save_simulation", "SIM_EVENT", "SIM_RUN_COLUMNS", "get_simulation", "simulations", "simulation_runs",
+           "simulation_orders"]
 
 SIM_EVENT = "simulation.save"
 
@@ -95,3 +96,27 @@ def save_simulation(store, sim) -> dict:
         store.append_audit(sid, SIM_EVENT, {**info, "inputs_digest": sim.inputs_digest,
                                             "orders_digest": digest.hexdigest(), "runs": n_runs})
     return {"simulation_id": sid, "new": True, "orders": n_orders, "runs": n_runs}
+
+
+def get_simulation(con, simulation_id: str) -> dict | None:
+    """The ``simulations`` row of a simulation as a dict, or None."""
+    return fetch_dict(con, "SELECT * FROM simulations WHERE simulation_id = ?", [simulation_id])
+
+
+def simulations(con) -> pd.DataFrame:
+    return con.execute(
+        "SELECT simulation_id, model_version, n_dates, n_symbols, first_date, last_date, n_orders, n_fills, "
+        "n_blocked, created_at FROM simulations ORDER BY created_at, simulation_id").df()
+
+
+def simulation_runs(con, simulation_id: str) -> pd.DataFrame:
+    return con.execute("SELECT * FROM simulation_runs WHERE simulation_id = ? ORDER BY date, portfolio",
+                       [simulation_id]).df()
+
+
+def simulation_orders(con, simulation_id: str, run_id: str | None = None) -> pd.DataFrame:
+    """A simulation's orders with their readable ``client_order_id`` (all of them, or one run's)."""
+    where, args = "simulation_id = ?", [simulation_id]
+    if run_id is not None:
+        where, args = where + " AND run_id = ?", args + [run_id]
+    return con.execute(f"SELECT * FROM simulation_orders_v WHERE {where} ORDER BY date, portfolio, symbol", args).df()
