@@ -254,7 +254,7 @@ def runs(db, as_json):
             click.echo(table.drop(columns=["created_at", "finished_at"]).to_string(index=False))
 
 
-# --- issue 6: order lifecycles in `show --order`, and `providers`
+# --- order lifecycles in `show --order`, and `providers`
 _EVENT_COLUMNS_SHOWN = ["seq", "step", "from_status", "to_status", "qty", "price", "reason", "at"]
 
 
@@ -309,7 +309,7 @@ def providers(as_json):
     with pd.option_context("display.width", 200, "display.max_colwidth", 90):
         shown = table.assign(available=table["available"].map({True: "yes", False: "no"}))
         click.echo(shown.to_string(index=False))
-# --- issue 5: verify (hash chain + in-memory replay) -----------------------------------------------------------
+# --- verify (hash chain + in-memory replay) -----------------------------------------------------------
 @cli.command(cls=_Command)
 @click.argument("run_id", required=False)
 @click.option("--all", "all_runs", is_flag=True, help="Replay every run (the default when no RUN_ID is given).")
@@ -341,7 +341,7 @@ def verify(run_id, all_runs, db, as_json):
         verdict = "all agree" if result.ok else f"{len(result.differences)} difference(s)"
         click.echo(f"verified {len(result.runs)} run(s) and {result.audit_events} audit event(s) in {db}: {verdict}")
     sys.exit(0 if result.ok else EXIT_VERIFY_DIFFERENCES)
-# --- issue 3: notebook batches and artifact verification
+# --- notebook batches and artifact verification
 @cli.command(cls=_Command)
 @click.option("--snapshots", required=True,
               help="A directory of snapshot files (*.csv, *.parquet), a quoted glob pattern, or one file.")
@@ -411,7 +411,7 @@ def verify_artifact_cmd(path, rerun, kernel, db):
         sys.exit(1)
     click.echo(f"{path}: OK (valid notebook, all cells completed, sha256 recorded, summary matches the database"
                f"{', re-run identical' if rerun else ''})")
-# --- issue 4: simulate a weight history
+# --- simulate a weight history
 
 @cli.command(cls=_Command)
 @click.option("--weights", "weights_file", required=True, type=click.Path(path_type=Path),
