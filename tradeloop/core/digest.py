@@ -18,10 +18,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 __all__ = ["canonical_json", "event_hash", "frame_digest", "verify_chain", "GENESIS_HASH", "EXECUTE_EVENT",
-           "DIGEST_PREFIX"]
+           "DIGEST_PREFIX", "FILL_DIGEST_COLUMNS"]
 
 GENESIS_HASH = "0" * 64
 EXECUTE_EVENT = "trade_run.execute"
+#: Columns of a run's fills hashed into the ``fills_digest`` of its execute audit event (written and checked alike).
+FILL_DIGEST_COLUMNS = ("fill_id", "client_order_id", "seq", "qty", "price", "commission")
 
 
 def _plain(value):

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..core.digest import EXECUTE_EVENT, frame_digest
+from ..core.digest import EXECUTE_EVENT, FILL_DIGEST_COLUMNS, frame_digest
 from ..core.snapshot import load_snapshot_file
 from ..core.validate import read_table
 from ..errors import RunNotFound, ValidationError
@@ -25,7 +25,6 @@ from ..store.db import ORDER_IDENTITY, ORDER_STATE, Store, default_db_path
 from ..venue.providers import prepare_book
 from ..workflows.params import RunParams, load_params
 from ..workflows.run import (
-    _FILL_DIGEST,
     RunResult,
     create_run,
     execute_run,
@@ -321,7 +320,7 @@ def audit_check(db_path: str | Path | None, run_id: str) -> list[str]:
         "commission": round(float(fills["commission"].sum()), 2),
         "orders_digest": frame_digest(orders, ORDER_IDENTITY + ORDER_STATE, "client_order_id",
                                       like=last.get("orders_digest")),
-        "fills_digest": frame_digest(fills, _FILL_DIGEST, "fill_id", like=last.get("fills_digest")),
+        "fills_digest": frame_digest(fills, FILL_DIGEST_COLUMNS, "fill_id", like=last.get("fills_digest")),
     }
     recorded = {**{k: counts.get(k) for k in ("orders", "orders_by_status", "fills", "filled_qty", "notional",
                                               "commission")},

@@ -35,7 +35,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from ..core.digest import EXECUTE_EVENT, frame_digest
+from ..core.digest import EXECUTE_EVENT, FILL_DIGEST_COLUMNS, frame_digest
 from ..core.engine import FillResult
 from ..core.fsm import (
     TERMINAL_ORDER_STATUSES,
@@ -60,7 +60,6 @@ from .params import RunParams
 __all__ = ["TradeRun", "RunResult", "create_run", "execute_run", "run_snapshot", "run_result", "RUN_ID_PATTERN"]
 
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_FILL_DIGEST = ("fill_id", "client_order_id", "seq", "qty", "price", "commission")
 #: Orders per fill transaction (``$TRADELOOP_FILL_BATCH`` overrides it): large, so a normal run commits its
 #: execution in one transaction; the crash tests lower it to kill a run between two committed batches.
 DEFAULT_FILL_BATCH = 100_000
@@ -246,7 +245,7 @@ def _audit(store: Store, run: TradeRun, *, attempt: int, previous: str, status: 
         },
         "error": error,
         "orders_digest": frame_digest(orders, ORDER_IDENTITY + ORDER_STATE, "client_order_id"),
-        "fills_digest": frame_digest(fills, _FILL_DIGEST, "fill_id"),
+        "fills_digest": frame_digest(fills, FILL_DIGEST_COLUMNS, "fill_id"),
     }
     store.append_audit(run.run_id, EXECUTE_EVENT, payload)
     return _summary(store.get_run(run.run_id), orders, fills)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..core.digest import EXECUTE_EVENT, frame_digest, verify_chain
+from ..core.digest import EXECUTE_EVENT, FILL_DIGEST_COLUMNS, frame_digest, verify_chain
 from ..errors import TradeloopError
 from ..store.db import ORDER_IDENTITY, ORDER_STATE, Store
 from ..venue.providers import get_provider, orders_of, risk_rejections, with_market_data
@@ -34,7 +34,6 @@ from ..venue.providers import get_provider, orders_of, risk_rejections, with_mar
 __all__ = ["Replay", "Verification", "replay_run", "verify_run", "verify_store"]
 
 _FILL_COLUMNS = ("fill_id", "run_id", "client_order_id", "seq", "qty", "price", "commission")
-_FILL_DIGEST = ("fill_id", "client_order_id", "seq", "qty", "price", "commission")
 _EVENT_COLUMNS = ("from_status", "to_status", "qty", "price", "reason")
 _UNFINISHED = ("queued", "running")
 
@@ -243,7 +242,7 @@ def _check_audit(store: Store, row: dict, orders: pd.DataFrame, fills: pd.DataFr
         "risk_params": {k: v for k, v in (json.loads(row["params"]).get("risk") or {}).items() if k != "outcome"},
         "orders_digest": frame_digest(orders, ORDER_IDENTITY + ORDER_STATE, "client_order_id",
                                       like=last.get("orders_digest")),
-        "fills_digest": frame_digest(fills, _FILL_DIGEST, "fill_id", like=last.get("fills_digest")),
+        "fills_digest": frame_digest(fills, FILL_DIGEST_COLUMNS, "fill_id", like=last.get("fills_digest")),
     }
     for key, want in expected.items():
         if last.get(key) != want:
