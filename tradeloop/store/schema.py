@@ -83,7 +83,7 @@ _SIM_ORDER_COLUMNS = """\
             FROM range(13) r(i)) AS client_order_id,
 """
 
-#: v3: simulations (issue 4).
+#: v3: simulations.
 _SCHEMA_V3 = """
 CREATE TABLE IF NOT EXISTS simulations (
     simulation_id VARCHAR PRIMARY KEY, inputs_digest VARCHAR NOT NULL, model_version VARCHAR NOT NULL,
@@ -125,7 +125,7 @@ CREATE OR REPLACE VIEW simulation_fills AS
 """
 _SCHEMA_V3 = _SCHEMA_V3.replace("{_SIM_ORDER_COLUMNS}", _SIM_ORDER_COLUMNS)
 
-#: v6: partial fills in simulations (issue 6). ``filled_qty`` / ``n_fills`` are NULL for an order that fills whole or
+#: v6: partial fills in simulations. ``filled_qty`` / ``n_fills`` are NULL for an order that fills whole or
 #: not at all (rows written before v6, or without a liquidity model): the status says which. An order filled over
 #: several steps (``n_fills > 1``) has one ``simulation_order_fills`` row per fill; every other filled order is its
 #: own single fill (seq 1), so the fast path writes no fill rows at all.
@@ -172,13 +172,13 @@ CREATE TABLE IF NOT EXISTS run_artifacts (
     parameters JSON NOT NULL, papermill_status VARCHAR NOT NULL, error VARCHAR, batch_id VARCHAR,
     snapshot_file VARCHAR, created_at TIMESTAMP NOT NULL);
 CREATE INDEX IF NOT EXISTS run_artifacts_batch ON run_artifacts (batch_id);
-"""),  # v2 (issue 3): run_artifacts, one executed-notebook artifact per run (re-running replaces it)
-    (3, _SCHEMA_V3),  # issue 4: simulations, their per-date runs and orders
-    # v4 (issue 5): run ownership / leases
+"""),  # v2: run_artifacts, one executed-notebook artifact per run (re-running replaces it)
+    (3, _SCHEMA_V3),  # v3: simulations, their per-date runs and orders
+    # v4: run ownership / leases
     (4, _SCHEMA_V4),
-    # v5 (issue 6): the execution step of each order event (multi-step runs: PARTIAL fills, then close)
+    # v5: the execution step of each order event (multi-step runs: PARTIAL fills, then close)
     (5, "ALTER TABLE order_events ADD COLUMN IF NOT EXISTS step INTEGER;"),
-    # v6 (issue 6): simulations with a liquidity model and several steps: partial fills, several fills per order
+    # v6: simulations with a liquidity model and several steps: partial fills, several fills per order
     (6, _SCHEMA_V6),
 ]
 

@@ -10,7 +10,7 @@ import pandas as pd
 
 from ..core.codes import risk_rule_names
 from ..errors import ValidationError
-from .sql import fetch_dict, insert_arrow, utcnow
+from .sql import fetch_dict, utcnow
 
 __all__ = ["save_simulation", "SIM_EVENT", "SIM_RUN_COLUMNS", "get_simulation", "simulations", "simulation_runs",
            "simulation_orders"]
