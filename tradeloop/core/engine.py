@@ -1,20 +1,26 @@
-"""The mock venue: work a batch of orders over one or more execution steps, vectorized, and record every state
-change as an event.
+"""The execution engine: one vectorized step that works a batch of orders, shared by the single run and the history.
 
-Used by :class:`tradeloop.venue.providers.MockExecutionProvider` and by simulations. Rules, per step:
+:func:`execute_step` is the engine: arrays in (integer order status codes from :mod:`tradeloop.core.codes`,
+quantities, prices, limits, per-step caps, the slippage and commission models), arrays out (the fill of each order,
+its new status and reject reason, commission and cash flow; the state-change events only when asked). Rules, per
+step:
 
 * an order without a price is REJECTED with reason ``missing_price`` (one already working is CANCELED);
 * a NEW order is SUBMITTED;
 * a MARKET order fills at the slippage model's price; a LIMIT order fills only when the reference price crosses its
   limit (BUY: price <= limit, SELL: price >= limit), never at a worse price than the limit, else it stays SUBMITTED;
-* the fill quantity is the remaining quantity, capped by the liquidity model (e.g. ``VolumeParticipation``): a
-  capped order becomes PARTIAL and keeps working in the next step;
+* the fill quantity is the remaining quantity, capped by the step's cap (from a liquidity model such as
+  ``VolumeParticipation``; no caps = no limit): a capped order becomes PARTIAL and keeps working in the next step;
 * commissions come from the commission model, per fill;
-* at the close of the time in force (the last step of the run), what is still working is CANCELED with reason
-  ``unfilled_at_close``.
+* at the close of the time in force (the last step), what is still working is CANCELED with reason
+  ``unfilled_at_close`` (:func:`close_out`).
 
-:func:`fill_orders` is one step; :func:`work_orders` runs ``steps`` of them, closing on the last. Both are pure:
-DataFrames in, DataFrames out, no loop per order.
+The single run reaches it through :func:`fill_orders` (one step) and :func:`work_orders` (``steps`` of them,
+closing on the last): DataFrames with text statuses in, DataFrames and events out. The history
+(:func:`tradeloop.workflows.history.simulate`) calls :func:`execute_step` on each date's arrays directly. The models
+are arguments (any object with ``fill_prices(side, price)``, ``commissions(qty, price)``, ``step_caps(volume,
+lot_size)``; see :mod:`tradeloop.venue`); ``None`` stands for the do-nothing model (reference price, no fee, no
+cap), so this module imports nothing from the venue.
 """
 
 from __future__ import annotations
@@ -24,13 +30,27 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..venue.commission import CommissionModel, NoCommission
-from ..venue.liquidity import LiquidityModel, NoLiquidityLimit
-from ..venue.slippage import NoSlippage, SlippageModel
-from .fsm import TERMINAL_ORDER_STATUSES
+from . import codes
 
-__all__ = ["fill_orders", "work_orders", "fill_prices", "average_fill_price", "FillResult", "FILL_COLUMNS",
-           "EVENT_COLUMNS"]
+__all__ = ["execute_step", "close_out", "StepResult", "StepEvents", "status_codes", "fill_orders", "work_orders",
+           "fill_prices", "average_fill_price", "FillResult", "FILL_COLUMNS", "EVENT_COLUMNS", "STATUS_NAMES",
+           "REASON_NAMES", "NEW", "SUBMITTED", "PARTIAL", "FILLED", "CANCELED", "REJECTED", "MISSING_PRICE",
+           "UNFILLED_AT_CLOSE", "NO_REASON"]
+
+#: Order status names by integer code (the table in :mod:`tradeloop.core.codes`).
+STATUS_NAMES = codes.names(codes.ORDER_STATUS)
+#: Reject reason names by integer code.
+REASON_NAMES = codes.names(codes.REJECT_REASON)
+NEW, SUBMITTED, PARTIAL, FILLED, CANCELED, REJECTED = (
+    np.int8(codes.code_of(codes.ORDER_STATUS, s)) for s in ("NEW", "SUBMITTED", "PARTIAL", "FILLED", "CANCELED",
+                                                            "REJECTED"))
+MISSING_PRICE, UNFILLED_AT_CLOSE = (np.int8(codes.code_of(codes.REJECT_REASON, r))
+                                    for r in ("missing_price", "unfilled_at_close"))
+#: Reason code of an order this step gave no (new) reject reason.
+NO_REASON = np.int8(-1)
+# indexed by status code; the codes are 0..n-1, so a code is its own position
+assert [c.code for c in codes.rows(codes.ORDER_STATUS)] == list(range(len(STATUS_NAMES)))
+_TERMINAL = np.array([c.terminal for c in codes.rows(codes.ORDER_STATUS)])
 
 #: Columns of ``FillResult.fills``.
 FILL_COLUMNS = ("fill_id", "run_id", "client_order_id", "seq", "qty", "price", "commission")
@@ -47,18 +67,52 @@ class FillResult:
     events: pd.DataFrame
 
 
-def _empty(columns) -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
+@dataclass(frozen=True)
+class StepEvents:
+    """The state changes of one step, as arrays: one entry per change, grouped by order (``order`` = position in
+    the step's input), in the order they happened. Status and reason are codes (reason -1: none)."""
+
+    order: np.ndarray
+    from_status: np.ndarray
+    to_status: np.ndarray
+    qty: np.ndarray
+    price: np.ndarray
+    reason: np.ndarray
 
 
-def fill_prices(slippage: SlippageModel, side: np.ndarray, price: np.ndarray, limit: np.ndarray,
-                is_limit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The fill-price kernel shared by :func:`fill_orders` and :func:`tradeloop.workflows.history.simulate`.
+@dataclass(frozen=True)
+class StepResult:
+    """What one :func:`execute_step` did to each order (arrays aligned with its input).
 
-    Returns ``(fill_price, crosses)``: the slippage model's price, capped at the limit for LIMIT orders, and whether
-    each order may fill at all (MARKET always; LIMIT when the reference price crosses its limit).
+    ``status`` the status codes after the step; ``reason`` the reject reason code this step gave (-1: none, the
+    order's earlier reason stands); ``fill_qty`` shares filled in this step (0: no fill); ``fill_price`` the price
+    a fill gets (the slippage model's price, capped at the limit; meaningful where ``fill_qty > 0``);
+    ``commission`` the fee of this step's fill (0 without one); ``filled`` shares filled after the step;
+    ``avg_price`` the average fill price after the step, rounded to 6 decimals as stored (None when not asked);
+    ``cash_flow`` +qty × price for a SELL fill, −qty × price for a BUY fill, minus its commission (0 without one);
+    ``events`` a :class:`StepEvents` when asked, else None.
     """
-    fill_px = slippage.fill_prices(side, price)
+
+    status: np.ndarray
+    reason: np.ndarray
+    fill_qty: np.ndarray
+    fill_price: np.ndarray
+    commission: np.ndarray
+    filled: np.ndarray
+    avg_price: np.ndarray | None
+    cash_flow: np.ndarray
+    events: StepEvents | None = None
+
+
+def fill_prices(slippage, side: np.ndarray, price: np.ndarray, limit: np.ndarray,
+                is_limit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The fill-price kernel of :func:`execute_step`.
+
+    Returns ``(fill_price, crosses)``: the slippage model's price (``None``: the reference price), capped at the
+    limit for LIMIT orders, and whether each order may fill at all (MARKET always; LIMIT when the reference price
+    crosses its limit).
+    """
+    fill_px = np.asarray(price, dtype="float64") if slippage is None else slippage.fill_prices(side, price)
     if not np.any(is_limit):  # MARKET only: every order may fill at the model's price
         return fill_px, np.ones(len(fill_px), dtype=bool)
     with np.errstate(invalid="ignore"):
@@ -75,16 +129,174 @@ def average_fill_price(prev_avg: np.ndarray, prev_filled: np.ndarray, fill_px: n
         return np.round((np.nan_to_num(prev_avg) * prev_filled + fill_px * fill_qty) / new_filled, 6)
 
 
+def close_out(status: np.ndarray, reason: np.ndarray, working: np.ndarray | None = None) -> np.ndarray:
+    """Close of the time in force: CANCEL (``unfilled_at_close``) every order still working, in place.
+
+    ``working`` restricts it to the orders of this step (default: every non-terminal one). Returns the mask of the
+    orders it canceled.
+    """
+    open_ = ~_TERMINAL[status] if working is None else working & ~_TERMINAL[status]
+    status[open_] = CANCELED
+    reason[open_] = UNFILLED_AT_CLOSE
+    return open_
+
+
+def execute_step(status: np.ndarray, qty: np.ndarray, filled: np.ndarray, price: np.ndarray, sell: np.ndarray, *,
+                 limit: np.ndarray | None = None, is_limit: np.ndarray | None = None, caps: np.ndarray | None = None,
+                 slippage=None, commission=None, avg_price: np.ndarray | None = None, close: bool = True,
+                 side: np.ndarray | None = None, events: bool = False) -> StepResult:
+    """One execution step over arrays: the rules in the module docstring, no loop over orders.
+
+    Parameters
+    ----------
+    status : int array
+        Order status codes (:data:`STATUS_NAMES`); terminal orders are left untouched.
+    qty, filled : int64 arrays
+        Order quantity (positive) and shares filled so far.
+    price : float array
+        Reference price (NaN: missing).
+    sell : bool array
+        True for SELL orders.
+    limit, is_limit : arrays, optional
+        Limit price, and True for LIMIT orders (default: every order is MARKET).
+    caps : float array, optional
+        Most shares each order may fill in this step (NaN: none may; default: no limit).
+    slippage, commission
+        Models with ``fill_prices(side, price)`` and ``commissions(qty, price)``; None: none.
+    avg_price : float array, optional
+        Average fill price so far (NaN: none); when given, the result carries the new average.
+    close : bool
+        This step ends the time in force: what is still working afterwards is CANCELED.
+    side : array, optional
+        'BUY'/'SELL' text for the models (default: built from ``sell``).
+    events : bool
+        Also return the state changes (:class:`StepEvents`).
+    """
+    n = len(qty)
+    status = np.array(status, dtype=np.int8)  # a copy: the caller's array stays as it was
+    reason = np.full(n, NO_REASON, dtype=np.int8)
+    active = ~_TERMINAL[status]
+    is_new = status == NEW
+    log = [] if events else None
+    no_price = active & np.isnan(price)
+    working = active
+    if no_price.any():
+        gone = np.where(is_new, REJECTED, CANCELED)
+        if log is not None:
+            log.append((no_price, status.copy(), gone, np.where(is_new, qty, qty - filled), price, MISSING_PRICE))
+        status[no_price] = gone[no_price]
+        reason[no_price] = MISSING_PRICE
+        working = active & ~no_price
+    submit = working & is_new
+    if log is not None:
+        log.append((submit, NEW, SUBMITTED, qty, price, NO_REASON))
+    status[submit] = SUBMITTED
+
+    if side is None:
+        side = np.where(sell, "SELL", "BUY")
+    if is_limit is None:
+        limit, is_limit = np.full(n, np.nan), np.zeros(n, dtype=bool)
+    fill_px, crosses = fill_prices(slippage, side, price, limit, is_limit)
+    may = working & crosses
+    if caps is None:
+        fill_qty = np.where(may, qty - filled, 0)
+    else:
+        cap = np.asarray(caps, dtype="float64")
+        cap = np.where(np.isnan(cap), 0.0, cap)  # a model that cannot say how much may fill lets nothing fill
+        fill_qty = np.where(may, np.minimum(qty - filled, np.clip(cap, 0, None)), 0).astype("int64")
+    now = np.flatnonzero(fill_qty > 0)
+    q, px = fill_qty[now], fill_px[now]
+    fee = np.zeros(n)
+    flow = np.zeros(n)
+    if len(now):
+        fee[now] = 0.0 if commission is None else commission.commissions(q, px)
+        flow[now] = np.where(sell[now], 1.0, -1.0) * q * px - fee[now]
+    new_filled = filled + fill_qty
+    avg = None
+    if avg_price is not None:
+        avg = np.array(avg_price, dtype="float64")
+        avg[now] = average_fill_price(avg[now], filled[now], px, q)
+    to = np.where(new_filled[now] >= qty[now], FILLED, PARTIAL)
+    if log is not None:
+        log.append((now, status[now], to, q, px, NO_REASON))
+    status[now] = to
+    if close:
+        if log is not None:
+            before = status.copy()
+        canceled = close_out(status, reason, working)
+        if log is not None:
+            log.append((canceled, before, CANCELED, qty - new_filled, price, UNFILLED_AT_CLOSE))
+    return StepResult(status=status, reason=reason, fill_qty=fill_qty, fill_price=fill_px, commission=fee,
+                      filled=new_filled, avg_price=avg, cash_flow=flow,
+                      events=None if log is None else _collect(log, n))
+
+
+def _collect(log: list, n: int) -> StepEvents:
+    """The logged changes as one :class:`StepEvents`, grouped by order, each order's in the order logged.
+
+    A log entry is ``(which, from, to, qty, price, reason)``: ``which`` a mask over the step's orders (the other
+    arrays then cover every order) or the positions of the changed orders (the arrays then cover only those).
+    """
+    parts: dict[str, list] = {k: [] for k in ("order", "phase", "from_status", "to_status", "qty", "price", "reason")}
+    for phase, (which, *values) in enumerate(log):
+        per_order = which.dtype != bool
+        idx = which if per_order else np.flatnonzero(which)
+
+        def take(v, dtype):
+            if np.ndim(v) == 0:
+                return np.full(len(idx), v, dtype=dtype)
+            return np.asarray(v if per_order else v[idx], dtype=dtype)
+
+        parts["order"].append(idx)
+        parts["phase"].append(np.full(len(idx), phase))
+        for key, v, dtype in zip(("from_status", "to_status", "qty", "price", "reason"), values,
+                                 (np.int8, np.int8, np.int64, np.float64, np.int8)):
+            parts[key].append(take(v, dtype))
+    cat = {k: np.concatenate(v) for k, v in parts.items()}
+    by = np.lexsort((cat.pop("phase"), cat["order"]))
+    return StepEvents(**{k: v[by] for k, v in cat.items()})
+
+
+def status_codes(status) -> np.ndarray:
+    """Order status names -> int8 codes; ValueError naming the first unknown status."""
+    found = pd.Index(STATUS_NAMES).get_indexer(np.asarray(status, dtype=object))
+    if (found < 0).any():
+        bad = np.asarray(status, dtype=object)[found < 0][0]
+        raise ValueError(f"order status {bad!r} is not one of {list(STATUS_NAMES)}")
+    return found.astype(np.int8)
+
+
+_STATUS_TEXT = np.array(STATUS_NAMES, dtype=object)
+_REASON_TEXT = np.array(REASON_NAMES + (None,), dtype=object)  # code -1 (none) reads the last entry
+
+
+def _empty(columns) -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
+
+
+def _event_frame(ev: StepEvents, coid: np.ndarray, run_id: np.ndarray, step: int) -> pd.DataFrame:
+    if not len(ev.order):
+        return _empty(EVENT_COLUMNS)
+    reason = _REASON_TEXT[ev.reason]
+    if (ev.reason < 0).any():  # keep None as None (a text column would read it as NaN)
+        reason = pd.Series(reason, dtype=object)
+    return pd.DataFrame({
+        "client_order_id": coid[ev.order], "run_id": run_id[ev.order], "step": np.full(len(ev.order), step),
+        "from_status": _STATUS_TEXT[ev.from_status], "to_status": _STATUS_TEXT[ev.to_status], "qty": ev.qty,
+        "price": ev.price, "reason": reason,
+    })
+
+
 def fill_orders(
     orders: pd.DataFrame,
     *,
-    slippage: SlippageModel = NoSlippage(),
-    commission: CommissionModel = NoCommission(),
-    liquidity: LiquidityModel = NoLiquidityLimit(),
+    slippage=None,
+    commission=None,
+    liquidity=None,
     step: int = 1,
     close: bool = True,
 ) -> FillResult:
-    """Execute every non-terminal order for one step.
+    """Execute every non-terminal order for one step: :func:`execute_step` on the columns of a DataFrame.
 
     Parameters
     ----------
@@ -94,7 +306,8 @@ def fill_orders(
         liquidity model, and the order's current ``status``, ``filled_qty``, ``avg_fill_price``, ``n_fills``
         (fills already recorded) and ``reject_reason`` (defaults: NEW, 0, NaN, 0, None).
     slippage, commission, liquidity
-        The fill price, fee and per-step quantity models.
+        The fill price, fee and per-step quantity models (:mod:`tradeloop.venue`); None: ``NoSlippage``,
+        ``NoCommission``, ``NoLiquidityLimit``.
     step : int
         Number of this step within the run, written to the events' ``step`` column.
     close : bool
@@ -125,106 +338,58 @@ def fill_orders(
                          ("reject_reason", None)):
         if col not in out:
             out[col] = default
-    status = out["status"].to_numpy(dtype=object).copy()
-    active = ~pd.Series(status).isin(TERMINAL_ORDER_STATUSES).to_numpy()
     side = out["side"].to_numpy(dtype=object)
-    qty = out["qty"].to_numpy(dtype="int64")
-    filled = out["filled_qty"].to_numpy(dtype="int64").copy()
-    avg = out["avg_fill_price"].to_numpy(dtype="float64").copy()
-    price = out["price"].to_numpy(dtype="float64")
-    limit = out["limit_price"].to_numpy(dtype="float64")
-    volume = out["volume"].to_numpy(dtype="float64") if "volume" in out else np.full(n, np.nan)
-    lot = out["lot_size"].to_numpy(dtype="int64") if "lot_size" in out else np.ones(n, dtype="int64")
-    is_limit = out["order_type"].to_numpy(dtype=object) == "LIMIT"
-    reason = out["reject_reason"].to_numpy(dtype=object).copy()
+    caps = None
+    if liquidity is not None:
+        volume = out["volume"].to_numpy(dtype="float64") if "volume" in out else np.full(n, np.nan)
+        lot = out["lot_size"].to_numpy(dtype="int64") if "lot_size" in out else np.ones(n, dtype="int64")
+        caps = liquidity.step_caps(volume, lot)
+    r = execute_step(
+        status_codes(out["status"].to_numpy(dtype=object)), out["qty"].to_numpy(dtype="int64"),
+        out["filled_qty"].to_numpy(dtype="int64"), out["price"].to_numpy(dtype="float64"), side == "SELL",
+        limit=out["limit_price"].to_numpy(dtype="float64"),
+        is_limit=out["order_type"].to_numpy(dtype=object) == "LIMIT", caps=caps, slippage=slippage,
+        commission=commission, avg_price=out["avg_fill_price"].to_numpy(dtype="float64"), close=close, side=side,
+        events=True)
     coid = out["client_order_id"].to_numpy(dtype=object)
     run_id = out["run_id"].to_numpy(dtype=object)
-    events: list[pd.DataFrame] = []
-
-    def event(mask, phase, frm, to, ev_qty, ev_price, ev_reason):
-        """Record one state change for the orders in ``mask``; array arguments are per order."""
-        if mask.any():
-            pick = lambda v: v[mask] if isinstance(v, np.ndarray) else v  # noqa: E731
-            events.append(pd.DataFrame({
-                "_pos": np.flatnonzero(mask), "client_order_id": coid[mask], "run_id": run_id[mask], "step": step,
-                "_phase": phase,
-                "from_status": pick(frm), "to_status": pick(to), "qty": ev_qty[mask], "price": ev_price[mask],
-                "reason": ev_reason,
-            }))
-
-    # 1. No price: rejected (a NEW order), or canceled (one already working).
-    no_price = active & np.isnan(price)
-    event(no_price & (status == "NEW"), 0, "NEW", "REJECTED", qty, price, "missing_price")
-    event(no_price & (status != "NEW"), 0, status, "CANCELED", qty - filled, price, "missing_price")
-    status[no_price] = np.where(status[no_price] == "NEW", "REJECTED", "CANCELED")
-    reason[no_price] = "missing_price"
-    working = active & ~no_price
-
-    # 2. Submit NEW orders.
-    new = working & (status == "NEW")
-    event(new, 1, "NEW", "SUBMITTED", qty, price, None)
-    status[new] = "SUBMITTED"
-
-    # 3. Fill what crosses, up to the liquidity cap.
-    fill_px, crosses = fill_prices(slippage, side, price, limit, is_limit)
-    remaining = qty - filled
-    cap = np.asarray(liquidity.step_caps(volume, lot), dtype="float64")
-    cap = np.where(np.isnan(cap), 0.0, cap)  # a model that cannot say how much may fill lets nothing fill
-    fill_qty = np.where(working & crosses, np.minimum(remaining, np.clip(cap, 0, None)), 0).astype("int64")
-    fills_now = fill_qty > 0
-    new_filled = filled + fill_qty
-    with np.errstate(invalid="ignore", divide="ignore"):
-        avg = np.where(fills_now, (np.nan_to_num(avg) * filled + fill_px * fill_qty) / new_filled, avg)
-    done = fills_now & (new_filled >= qty)
-    event(fills_now, 2, status, np.where(done, "FILLED", "PARTIAL"), fill_qty, fill_px, None)
-    status[fills_now] = np.where(done[fills_now], "FILLED", "PARTIAL")
-    filled = new_filled
-
-    # 4. Close of the time in force: what is still working is canceled.
-    if close:
-        open_ = working & ~pd.Series(status).isin(TERMINAL_ORDER_STATUSES).to_numpy()
-        event(open_, 3, status, "CANCELED", qty - filled, price, "unfilled_at_close")
-        status[open_] = "CANCELED"
-        reason[open_] = "unfilled_at_close"
-
+    reason = out["reject_reason"].to_numpy(dtype=object).copy()
+    given = r.reason >= 0
+    reason[given] = _REASON_TEXT[r.reason[given]]
+    fills_now = r.fill_qty > 0
     seq = out["n_fills"].to_numpy(dtype="int64") + 1
     fills = pd.DataFrame({
         "fill_id": pd.Series(coid[fills_now], dtype=object) + "-" + pd.Series(seq[fills_now]).astype(str),
         "run_id": run_id[fills_now],
         "client_order_id": coid[fills_now],
         "seq": seq[fills_now],
-        "qty": fill_qty[fills_now],
-        "price": fill_px[fills_now],
-        "commission": commission.commissions(fill_qty[fills_now], fill_px[fills_now]),
+        "qty": r.fill_qty[fills_now],
+        "price": r.fill_price[fills_now],
+        "commission": r.commission[fills_now],
     }).loc[:, list(FILL_COLUMNS)]
-    out["status"] = status
-    out["filled_qty"] = filled
-    out["avg_fill_price"] = np.round(avg, 6)
+    out["status"] = _STATUS_TEXT[r.status]
+    out["filled_qty"] = r.filled
+    out["avg_fill_price"] = np.round(r.avg_price, 6)
     out["reject_reason"] = pd.Series(reason, index=out.index, dtype=object)
     out["n_fills"] = out["n_fills"].to_numpy(dtype="int64") + fills_now
-    if events:
-        ev = pd.concat(events, ignore_index=True)  # _pos: each event's order, by position (no id lookup)
-        ev = ev.sort_values(["_pos", "_phase"], kind="stable").reset_index(drop=True)
-        ev = ev.loc[:, list(EVENT_COLUMNS)]
-    else:
-        ev = _empty(EVENT_COLUMNS)
-    return FillResult(orders=out, fills=fills, events=ev)
+    return FillResult(orders=out, fills=fills, events=_event_frame(r.events, coid, run_id, step))
 
 
 def work_orders(
     orders: pd.DataFrame,
     *,
     steps: int = 1,
-    slippage: SlippageModel = NoSlippage(),
-    commission: CommissionModel = NoCommission(),
-    liquidity: LiquidityModel = NoLiquidityLimit(),
+    slippage=None,
+    commission=None,
+    liquidity=None,
 ) -> FillResult:
     """Work orders over ``steps`` execution steps (the run's time in force), closing after the last one.
 
     Every step is :func:`fill_orders` on the orders the previous step left working; a PARTIAL order is carried to
     the next step, and whatever is still open after step ``steps`` is CANCELED with ``unfilled_at_close``. Prices
     and volumes are those of the frozen snapshot, so each step trades against the same quote and volume. Stops
-    early once every order is terminal. The loop runs over steps, never over orders.
+    early once every order is terminal. The loop runs over steps, never over orders. Models as in
+    :func:`fill_orders`.
 
     Returns
     -------
@@ -243,7 +408,7 @@ def work_orders(
         current = result.orders
         fills.append(result.fills)
         events.append(result.events)
-        if current["status"].isin(TERMINAL_ORDER_STATUSES).all():
+        if _TERMINAL[status_codes(current["status"].to_numpy(dtype=object))].all():
             break
     fill_frame = pd.concat(fills, ignore_index=True) if any(len(f) for f in fills) else fills[0]
     ev = pd.concat([e for e in events if len(e)], ignore_index=True) if any(len(e) for e in events) else events[0]
