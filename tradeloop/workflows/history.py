@@ -11,10 +11,11 @@ order, and for every portfolio at once, it
    pro-rata trimming of buys with a strict floor) — the same kernel :func:`tradeloop.core.sizing.build_book` uses;
 3. checks them with :func:`tradeloop.core.risk.risk_checks` — the same rules and reason codes as
    :func:`tradeloop.core.risk.check_risk`;
-4. fills them like the mock venue (:func:`tradeloop.core.engine.fill_prices`, the run's slippage and commission models;
-   with a liquidity model, over ``params.steps`` steps as :func:`tradeloop.core.engine.work_orders` does: each step fills
-   at most the cap from that date's ``volume``, commission is charged per fill, and what is still open after the
-   last step is CANCELED with ``unfilled_at_close``), then moves cash and positions. The next date rebuilds its
+4. executes them with :func:`tradeloop.core.engine.execute_step` — the step the mock venue's
+   :func:`tradeloop.core.engine.work_orders` runs — with the run's slippage and commission models (with a liquidity
+   model, over ``params.steps`` steps: each step fills at most the cap from that date's ``volume``, commission is
+   charged per fill, and what is still open after the last step is CANCELED with ``unfilled_at_close``), then moves
+   cash and positions. The next date rebuilds its
    orders from the positions actually reached, exactly like step-by-step single runs.
 
 Differences from a single :class:`~tradeloop.workflows.run.TradeRun`, by design:
@@ -40,51 +41,41 @@ per-fill arrays are kept (the fast path).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cached_property
 
 import numpy as np
 import pandas as pd
 
-from ..core.digest import canonical_json
-from ..core.engine import average_fill_price, fill_prices
-from ..core.risk import RISK_CODES, post_trade, risk_checks, sector_limits
-from ..core.sizing import (
-    _hash_strings,
-    combine_keys,
-    format_client_order_ids,
-    limit_prices,
-    size_orders,
-)
+from ..core import codes
+from ..core.engine import NEW, REJECTED, STATUS_NAMES, close_out, execute_step
+from ..core.risk import post_trade, risk_checks, sector_limits
+from ..core.sizing import limit_prices, size_orders
 from ..core.validate import SYMBOL_PATTERN, check_columns, numeric_column
 from ..errors import ValidationError
 from ..venue.liquidity import NoLiquidityLimit
 from .params import RunParams
-
-__all__ = ["simulate", "Simulation", "SIM_ORDER_COLUMNS", "SIM_SUMMARY_COLUMNS", "ORDER_STATUS_NAMES"]
-
-#: Status of a simulated order by code: 0 FILLED, 1 REJECTED by risk, 2 REJECTED for a missing price,
-#: 3 CANCELED (``unfilled_at_close``: a LIMIT order whose limit was not reached, or what a liquidity model left open
-#: after the date's last step; ``filled_qty`` says whether some of it filled).
-ORDER_STATUS_NAMES = ("FILLED", "REJECTED", "REJECTED", "CANCELED")
-_FILLED, _RISK, _NO_PRICE, _CANCELED = 0, 1, 2, 3
-
-#: Columns of :attr:`Simulation.orders` (``portfolio`` only when the weights have one).
-SIM_ORDER_COLUMNS = (
-    "date", "portfolio", "run_id", "order_key", "symbol", "side", "qty", "order_type", "limit_price", "price",
-    "sector", "lot_size", "target_weight", "current_qty", "target_qty", "untrimmed_qty", "status", "filled_qty",
-    "n_fills", "avg_fill_price", "fill_price", "commission", "risk_codes", "reject_reason",
+from .simulation import (
+    ORDER_STATUS_NAMES,
+    OUTCOME_RISK,
+    SIM_ORDER_COLUMNS,
+    SIM_SUMMARY_COLUMNS,
+    Buffers,
+    Simulation,
 )
-#: Columns of :attr:`Simulation.summary`.
-SIM_SUMMARY_COLUMNS = (
-    "date", "portfolio", "run_id", "portfolio_value", "cash_before", "n_orders", "n_filled", "n_blocked",
-    "n_missing_price", "n_canceled", "n_partial", "buy_notional", "sell_notional", "commission", "turnover",
-    "cash_after", "end_value", "gross_exposure", "net_exposure", "n_positions",
-) + tuple(f"blocked_{c}" for c in RISK_CODES)
+
+__all__ = ["simulate", "prepare_history", "HistoryInputs", "Simulation", "SIM_ORDER_COLUMNS", "SIM_SUMMARY_COLUMNS",
+           "ORDER_STATUS_NAMES"]
+
+#: Bit of each risk rule in an order's risk mask.
+_RISK_BIT = {c.name: c.bit for c in codes.rows(codes.RISK_RULE)}
+#: Outcome code (``simulation_orders.status_code``) by the order status the engine left, for an order risk did not
+#: block: each outcome row of the table names its status (the risk outcome is decided before execution).
+_OUTCOME_OF_STATUS = np.full(len(STATUS_NAMES), -1, dtype=np.int8)
+for _row in codes.rows(codes.OUTCOME):
+    if _row.reason != "risk":
+        _OUTCOME_OF_STATUS[STATUS_NAMES.index(_row.status)] = _row.code
 
 
 class _Rows:
@@ -227,68 +218,444 @@ def _per_portfolio(value, portfolios: np.ndarray, name: str, *, allow_none: bool
     return np.array(out, dtype="float64")
 
 
-class _Buffers:
-    """Growable column buffers: per-date chunks are written in place, never concatenated."""
 
-    def __init__(self, capacity: int, dtypes: dict[str, str]):
-        self.n = 0
-        self.cols = {k: np.empty(max(capacity, 16), dtype=d) for k, d in dtypes.items()}
+@dataclass(frozen=True)
+class HistoryInputs:
+    """A weight history and its prices, validated and factorized once: everything the date loop reads.
 
-    def append(self, m: int, **values) -> None:
-        end = self.n + m
-        cap = len(next(iter(self.cols.values())))
-        if end > cap:
-            new_cap = max(end, 2 * cap)
-            for k, a in self.cols.items():
-                grown = np.empty(new_cap, dtype=a.dtype)
-                grown[: self.n] = a[: self.n]
-                self.cols[k] = grown
-        for k, v in values.items():
-            self.cols[k][self.n:end] = v
-        self.n = end
-
-    def final(self) -> dict[str, np.ndarray]:
-        return {k: a[: self.n] for k, a in self.cols.items()}
-
-
-def _work_day(may_fill: np.ndarray, qty: np.ndarray, sell: np.ndarray, fill_px: np.ndarray, caps: np.ndarray,
-              steps: int, commission_model, fills: _Buffers, first_row: int) -> dict:
-    """Work one date's orders over ``steps`` execution steps with the rules of :func:`tradeloop.core.engine.work_orders`.
-
-    Every step fills each order that ``may_fill`` at ``fill_px`` (the quote and volume are the same every step, as
-    in a run's frozen snapshot) for ``min(remaining, cap)``, charges commission per fill and averages the fill price
-    rounded as on a stored order; the caller cancels the unfilled rest at the close. One fill row per order and step
-    goes into ``fills`` (``order`` = ``first_row`` + position). The loop is over steps (stopping once nothing
-    fills), never over orders.
-
-    Returns ``filled``, ``n_fills``, ``avg``, ``commission`` (sum over fills) and ``flow`` (cash: Σ ±qty × price −
-    commission, summed fill by fill) per order.
+    Symbols are positions in ``universe`` (sorted), (portfolio, symbol) slots are ``portfolio * S + symbol``;
+    weight rows (``wd`` date code, ``wpos`` slot, ``wvalue``) and price rows (``pd_codes``, ``psym``, ``pprice``,
+    ``plot``, ``psec``, ``pvol``) are sorted by date, ``wbounds`` / ``pbounds`` delimiting each date's rows.
+    ``dense_*``: every date has every slot once, in order (a date's rows are then its vector as they are).
     """
-    n = len(qty)
-    cap = np.asarray(caps, dtype=np.float64)
-    cap = np.clip(np.where(np.isnan(cap), 0.0, cap), 0.0, None)  # a cap it cannot tell lets nothing fill
-    remaining = np.where(may_fill, qty, 0)
+
+    dates: np.ndarray
+    universe: np.ndarray
+    portfolios: np.ndarray
+    named: bool
+    sectors: np.ndarray
+    wd: np.ndarray
+    wpos: np.ndarray
+    wvalue: np.ndarray
+    wbounds: np.ndarray
+    dense_w: bool
+    pd_codes: np.ndarray
+    psym: np.ndarray
+    pprice: np.ndarray
+    plot: np.ndarray
+    psec: np.ndarray
+    pvol: np.ndarray | None
+    pbounds: np.ndarray
+    dense_p: bool
+    hold0: np.ndarray
+    pv0: np.ndarray
+    cash0: np.ndarray | None
+
+    @property
+    def S(self) -> int:  # noqa: N802
+        return len(self.universe)
+
+    @property
+    def P(self) -> int:  # noqa: N802
+        return len(self.portfolios)
+
+    def digest_parts(self) -> tuple:
+        """The inputs behind ``inputs_digest``; a dense layout is described by its shape, its keys need no hashing."""
+        weights = (b"dense-weights",) if self.dense_w else (self.wd.astype(np.int32, copy=False),
+                                                            self.wpos.astype(np.int64, copy=False))
+        prices = (b"dense-prices",) if self.dense_p else (self.pd_codes.astype(np.int32, copy=False),
+                                                          self.psym.astype(np.int32, copy=False))
+        # volume changes the fills only under a liquidity model (then it is part of the identity)
+        return (*weights, self.wvalue, *prices, self.pprice, self.plot.astype(np.int64, copy=False),
+                self.psec.astype(np.int32, copy=False), *((b"volume", self.pvol) if self.pvol is not None else ()))
+
+
+def _symbols(weights: pd.DataFrame, prices: pd.DataFrame, positions: pd.DataFrame | None) -> dict:
+    """Factorize symbols into one sorted universe and portfolios into a sorted list; weight rows get their slot."""
+    wsym, wuni = _factorize(weights["symbol"], "weights", "symbol")
+    psym, puni = _factorize(prices["symbol"], "prices", "symbol")
+    if positions is not None:
+        xsym, xuni = _factorize(positions["symbol"], "positions", "symbol")
+    else:
+        xsym, xuni = np.array([], dtype=np.intp), np.array([], dtype=object)
+    universe = np.array(sorted(set(wuni) | set(puni) | set(xuni)), dtype=object)
+    _check_names(universe, "simulation", "symbol")
+    uindex = pd.Index(universe)
+    S = len(universe)
+    wsym = _recode(wsym, uindex.get_indexer(wuni))
+    psym = _recode(psym, uindex.get_indexer(puni))
+    xsym = uindex.get_indexer(xuni)[xsym].astype(np.int64) if len(xuni) else xsym.astype(np.int64)
+    named = "portfolio" in weights
+    if named:
+        wport, puniq = _factorize(weights["portfolio"], "weights", "portfolio")
+        portfolios = np.array(sorted(set(puniq)), dtype=object)
+        _check_names(portfolios, "weights", "portfolio")
+        wport = _recode(wport, pd.Index(portfolios).get_indexer(puniq))
+    else:
+        portfolios = np.array([""], dtype=object)
+    # position of each weight row in the (portfolio, symbol) vector of a date
+    wpos = wsym if not named else wport.astype(np.int64) * S + wsym
+    return {"universe": universe, "psym": psym, "xsym": xsym, "named": named, "portfolios": portfolios, "wpos": wpos}
+
+
+def _price_values(prices: pd.DataFrame, pdate: np.ndarray, params: RunParams) -> tuple:
+    """Price, lot size and volume per price row (volume only under a liquidity model: None otherwise)."""
+    prow = _Rows(prices["symbol"], pdate)
+    pprice = _numeric(prices, "price", "prices", prow, allow_missing=True, positive=True)
+    if "lot_size" in prices:
+        plot = _numeric(prices, "lot_size", "prices", prow, allow_missing=True, positive=True, integer=True)
+        if plot.dtype.kind == "f":
+            plot = np.where(np.isnan(plot), params.lot_size, plot).astype(np.int64)
+    else:
+        plot = np.full(len(prices), params.lot_size, dtype=np.int64)
+    # Volume matters only to a liquidity model; without one it is validated and dropped (the fast path).
+    pvol = None
+    if "volume" in prices:
+        pvol = _numeric(prices, "volume", "prices", prow, allow_missing=True, nonnegative=True)
+    if isinstance(params.liquidity, NoLiquidityLimit):
+        pvol = None
+    elif pvol is None:
+        pvol = np.full(len(prices), np.nan)
+    return pprice, plot, pvol
+
+
+def _sector_codes(prices: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Sector code per price row (-1: missing) and the sector names: used sectors only, sorted by name, so
+    categorical and text input give the same simulation."""
+    if "sector" not in prices:
+        return np.full(len(prices), -1, dtype=np.int8), np.array([], dtype=object)
+    sec_raw = prices["sector"]
+    if isinstance(sec_raw.dtype, pd.CategoricalDtype):
+        psec, sectors = sec_raw.cat.codes.to_numpy(), sec_raw.cat.categories
+    else:
+        text = sec_raw.astype("string").str.strip()
+        psec, sectors = pd.factorize(text.where(text != "").astype(object), sort=False)
+    psec = np.asarray(psec)
+    used = np.flatnonzero(np.bincount(psec.astype(np.int32) + 1, minlength=len(sectors) + 1)[1:] > 0)
+    names = np.array([str(sectors[i]) for i in used], dtype=object)
+    order = np.argsort(names, kind="stable")
+    remap = np.full(len(sectors) + 1, -1, dtype=np.int32)
+    remap[used[order]] = np.arange(len(used))
+    if len(used) != len(sectors) or not np.array_equal(remap[:-1], np.arange(len(sectors))):
+        psec = remap[psec]  # -1 (missing) maps to remap[-1] == -1
+    return psec, names[order]
+
+
+def _by_date(weights, wdate, w_sorted, pdate, dates, sym: dict, wvalue, price_rows: dict) -> dict:
+    """Weight and price rows sorted by (date, slot), refused when duplicate, with each date's row bounds."""
+    universe, psym, wpos, named = sym["universe"], sym["psym"], sym["wpos"], sym["named"]
+    S, N = len(universe), len(sym["portfolios"]) * len(universe)
+    date_index = pd.Index(dates)
+    D = len(dates)
+    wd = _date_codes(wdate, date_index, w_sorted)
+    pd_codes = _date_codes(pdate, date_index, len(pdate) < 2 or bool(np.all(pdate[1:] >= pdate[:-1])))
+    cols = dict(price_rows, psym=psym)
+    if pd_codes.min(initial=0) < 0:  # price rows on other dates are not used
+        idx = np.flatnonzero(pd_codes >= 0)
+        pd_codes = pd_codes[idx]
+        cols = {k: None if v is None else v[idx] for k, v in cols.items()}
+    # Dense layout (every date has every (portfolio, symbol) once, in order) is sorted and unique by construction.
+    dense_w = _is_dense(wd, wpos, D, N)
+    dense_p = _is_dense(pd_codes, cols["psym"], D, S)
+    worder = None if dense_w else _sorted_rows(
+        wd, wpos, N, "weights", lambda r: f"{weights['symbol'].iloc[r]}@{pd.Timestamp(wdate[r]).date()}"
+        + (f" in portfolio {weights['portfolio'].iloc[r]}" if named else ""))
+    if worder is not None:
+        wd, wpos, wvalue = wd[worder], wpos[worder], wvalue[worder]
+        dense_w = _is_dense(wd, wpos, D, N)
+    porder = None if dense_p else _sorted_rows(
+        pd_codes, cols["psym"], S, "prices",
+        lambda r: f"{universe[cols['psym'][r]]}@{pd.Timestamp(dates[pd_codes[r]]).date()}")
+    if porder is not None:
+        pd_codes = pd_codes[porder]
+        cols = {k: None if v is None else v[porder] for k, v in cols.items()}
+        dense_p = _is_dense(pd_codes, cols["psym"], D, S)
+    pbounds = np.searchsorted(pd_codes, np.arange(D + 1))
+    no_prices = np.flatnonzero(np.diff(pbounds) == 0)
+    if len(no_prices):
+        raise ValidationError(f"prices have no row for date {pd.Timestamp(dates[no_prices[0]]).date()}; every "
+                              "rebalance date in the weights needs prices")
+    return dict(cols, wd=wd, wpos=wpos, wvalue=wvalue, wbounds=np.searchsorted(wd, np.arange(D + 1)),
+                dense_w=dense_w, pd_codes=pd_codes, pbounds=pbounds, dense_p=dense_p)
+
+
+def _check_leverage(rows: dict, dates, portfolios, named: bool, S: int, max_leverage: float) -> None:
+    """Refuse a date (and portfolio) whose absolute weights sum beyond ``max_leverage``."""
+    D, P = len(dates), len(portfolios)
+    wvalue, wbounds = rows["wvalue"], rows["wbounds"]
+    if P == 1:
+        gross = np.add.reduceat(np.abs(wvalue), wbounds[:-1]) if len(wvalue) else np.zeros(D)
+        gross[np.diff(wbounds) == 0] = 0.0
+    else:
+        gross = np.bincount(rows["wd"].astype(np.int64) * P + rows["wpos"] // S, weights=np.abs(wvalue),
+                            minlength=D * P)
+    over = np.flatnonzero(gross > max_leverage + 1e-9)
+    if len(over):
+        t, p = divmod(int(over[0]), P)
+        raise ValidationError(
+            f"weights on {pd.Timestamp(dates[t]).date()}{f' for portfolio {portfolios[p]!r}' if named else ''} sum "
+            f"to {gross[over[0]]:.6g} in absolute value, beyond params.max_leverage {max_leverage:g}"
+        )
+
+
+def _initial_holdings(positions: pd.DataFrame | None, sym: dict) -> np.ndarray:
+    """Shares held per (portfolio, symbol) slot before the first date."""
+    portfolios, S = sym["portfolios"], len(sym["universe"])
+    hold = np.zeros(len(portfolios) * S, dtype=np.int64)
+    if positions is None or not len(positions):
+        return hold
+    xq = numeric_column(positions, "qty", "positions", positions["symbol"].astype(str), integer=True)
+    if "portfolio" in positions:
+        xp = pd.Index(portfolios).get_indexer(positions["portfolio"].astype(str))
+        if (xp < 0).any():
+            bad = positions["portfolio"].astype(str).to_numpy()[xp < 0][0]
+            raise ValidationError(f"positions: portfolio {bad!r} has no weights")
+    elif sym["named"]:
+        raise ValidationError("positions need a 'portfolio' column when the weights have one")
+    else:
+        xp = np.zeros(len(positions), dtype=np.int64)
+    xpos = xp * S + sym["xsym"]
+    if len(np.unique(xpos)) != len(xpos):
+        raise ValidationError("positions: duplicate symbol(s) per portfolio")
+    hold[xpos] = xq.astype(np.int64)
+    return hold
+
+
+def prepare_history(weights: pd.DataFrame, prices: pd.DataFrame, *, portfolio_value, params: RunParams,
+                    positions: pd.DataFrame | None = None, cash=None) -> HistoryInputs:
+    """Validate and factorize the inputs of :func:`simulate` (same arguments) into :class:`HistoryInputs`."""
+    check_columns(weights, "weights", ("date", "symbol", "weight"), ("portfolio",))
+    check_columns(prices, "prices", ("date", "symbol", "price"), ("volume", "sector", "lot_size"))
+    if positions is not None:
+        check_columns(positions, "positions", ("symbol", "qty"), ("portfolio",))
+    wdate = _dates(weights["date"], "weights")
+    pdate = _dates(prices["date"], "prices")
+    w_sorted = len(wdate) < 2 or bool(np.all(wdate[1:] >= wdate[:-1]))
+    dates = wdate[np.r_[0, np.flatnonzero(wdate[1:] != wdate[:-1]) + 1]] if w_sorted else np.unique(wdate)
+    sym = _symbols(weights, prices, positions)
+    wvalue = _numeric(weights, "weight", "weights", _Rows(weights["symbol"], wdate))
+    pprice, plot, pvol = _price_values(prices, pdate, params)
+    psec, sectors = _sector_codes(prices)
+    rows = _by_date(weights, wdate, w_sorted, pdate, dates, sym, wvalue,
+                    {"pprice": pprice, "plot": plot, "psec": psec, "pvol": pvol})
+    portfolios = sym["portfolios"]
+    _check_leverage(rows, dates, portfolios, sym["named"], len(sym["universe"]), params.max_leverage)
+    hold0 = _initial_holdings(positions, sym)
+    pv0 = _per_portfolio(portfolio_value, portfolios, "portfolio_value", allow_none=False, minimum=0.0)
+    cash0 = _per_portfolio(cash if cash is not None else params.cash, portfolios, "cash", allow_none=True,
+                           minimum=-math.inf)
+    return HistoryInputs(dates=dates, universe=sym["universe"], portfolios=portfolios, named=sym["named"],
+                         sectors=sectors, hold0=hold0, pv0=pv0, cash0=cash0, **rows)
+
+
+@dataclass(frozen=True)
+class _Rules:
+    """What the date loop needs besides the inputs: per-slot constants of the risk limits and the models."""
+
+    params: RunParams
+    group: np.ndarray  # portfolio of each (portfolio, symbol) slot
+    name_cap: np.ndarray | None
+    sector_limit: np.ndarray | None  # per sector code, the last entry for an unknown sector
+    limited: bool  # a liquidity model: orders fill over params.steps steps, partly
+    recover: bool  # inputs dense: an order's weight, price, lot and sector are read back later, not kept
+
+
+def _rules(h: HistoryInputs, params: RunParams) -> _Rules:
+    limits = params.risk
+    name_cap = sector_limit = None
+    if limits.single_name_caps:
+        name_cap = np.tile(pd.Series(h.universe).map(limits.single_name_caps).to_numpy(dtype="float64"), h.P)
+    if limits.uses_sectors:  # index n_sectors = unknown sector
+        per = pd.Series(list(h.sectors) + [None], dtype=object).map(limits.sector_caps).to_numpy(dtype="float64")
+        sector_limit = sector_limits(limits, per)
+    # Output bytes are the loop's main cost (every new page is a fault): when the inputs are dense, an order's
+    # weight, price, lot size and sector are read back from the inputs later instead of being copied here.
+    recover = h.dense_w and h.dense_p and (not bool((h.psec < 0).any()) or len(h.sectors) == 0)
+    return _Rules(params, np.repeat(np.arange(h.P, dtype=np.intp), h.S), name_cap, sector_limit,
+                  h.pvol is not None, recover)
+
+
+class _Market:
+    """Each date's vectors over the (portfolio, symbol) slots; carries the last known price and sector."""
+
+    def __init__(self, h: HistoryInputs, params: RunParams):
+        self.h, self.lot_size = h, params.lot_size
+        self.last_px = np.full(h.S, np.nan)
+        self.last_sec = np.full(h.S, len(h.sectors), dtype=np.int64)  # len(sectors): unknown
+        self.has_nan_price = bool(np.isnan(h.pprice).any())
+        self.has_missing_sector = bool((h.psec < 0).any())
+
+    def weights(self, t: int) -> np.ndarray:
+        h = self.h
+        wa, wb = h.wbounds[t], h.wbounds[t + 1]
+        if h.dense_w:  # every (portfolio, symbol) has a row each date, in order: the slice is the vector
+            return h.wvalue[wa:wb]
+        weight = np.zeros(h.P * h.S)
+        weight[h.wpos[wa:wb]] = h.wvalue[wa:wb]
+        return weight
+
+    def _spread(self, values: np.ndarray, rows: slice, fill) -> np.ndarray:
+        if self.h.dense_p:
+            return values[rows]
+        out = np.full(self.h.S, fill, dtype=values.dtype)
+        out[self.h.psym[rows]] = values[rows]
+        return out
+
+    def prices(self, t: int) -> tuple:
+        """``(price, lot, mark, sector, volume)`` per slot; mark: today's price, else the last known one."""
+        h, rows = self.h, slice(self.h.pbounds[t], self.h.pbounds[t + 1])
+        ps, px_day, sec_day = h.psym[rows], h.pprice[rows], h.psec[rows]
+        px_s, lot_s = self._spread(h.pprice, rows, np.nan), self._spread(h.plot, rows, self.lot_size)
+        if h.dense_p and not self.has_nan_price:
+            self.last_px = px_s
+        elif self.has_nan_price:
+            ok = ~np.isnan(px_day)
+            self.last_px[ps[ok]] = px_day[ok]
+        else:
+            self.last_px[ps] = px_day
+        if h.dense_p and not self.has_missing_sector:
+            self.last_sec = sec_day
+        elif self.has_missing_sector:
+            ok = sec_day >= 0
+            self.last_sec[ps[ok]] = sec_day[ok]
+        else:
+            self.last_sec[ps] = sec_day
+        vol = None if h.pvol is None else self._spread(h.pvol, rows, np.nan)
+        if h.P == 1:
+            return px_s, lot_s, self.last_px, self.last_sec, vol
+        return (np.tile(px_s, h.P), np.tile(lot_s, h.P), np.tile(self.last_px, h.P), np.tile(self.last_sec, h.P),
+                None if vol is None else np.tile(vol, h.P))
+
+
+def _orders_of_day(rules: _Rules, h: HistoryInputs, t: int, day: tuple, hold: np.ndarray, pv: np.ndarray,
+                   cash: np.ndarray | None) -> tuple:
+    """Size one date's orders (:func:`~tradeloop.core.sizing.size_orders`) and check them
+    (:func:`~tradeloop.core.risk.risk_checks`). Returns ``(rows, sell, qty, untrimmed, risk mask, cash)`` for the
+    slots that trade, cash being each portfolio's cash the sizing started from."""
+    weight, price, lot, sec = day
+    limits, group = rules.params.risk, rules.group
+    delta, untrimmed, cash, missing = size_orders(weight, price, lot, hold, group, pv, cash, rules.params.cash_buffer)
+    unsized = missing & (weight != 0) & (delta == 0)
+    is_order = (delta != 0) | unsized
+    sell = (delta < 0) | (unsized & (weight < 0))
+    qty = np.abs(delta)
+    signed = np.where(sell, -qty, qty)
+    post, post_w, growing = post_trade(is_order, price, pv[group], hold, signed)
+    sec_codes = sector_lim = None
+    if limits.uses_sectors:
+        unknown = (sec == len(h.sectors)) & (post != 0)
+        if unknown.any():
+            syms = h.universe[np.flatnonzero(unknown) % h.S][:10].tolist()
+            raise ValidationError(f"sector is unknown for {syms} on {pd.Timestamp(h.dates[t]).date()}; a sector cap "
+                                  "is set, so every held symbol needs a sector")
+        sec_codes = group * (len(h.sectors) + 1) + sec
+        sector_lim = rules.sector_limit[sec]
+    checks = risk_checks(limits, is_order=is_order, price=price, qty=qty, signed=signed, post=post, post_w=post_w,
+                         growing=growing, codes=group, ngroups=h.P, name_cap=rules.name_cap, sec_codes=sec_codes,
+                         sector_lim=sector_lim)
+    rows = np.flatnonzero(is_order)
+    mask = np.zeros(len(qty), dtype=np.uint8)
+    for code, blocked, _, _ in checks:
+        mask |= blocked.view(np.uint8) << np.uint8(_RISK_BIT[code])
+    return rows, sell[rows], qty[rows], untrimmed[rows], mask[rows], cash
+
+
+def _execute_day(rules: _Rules, qty: np.ndarray, sell: np.ndarray, price: np.ndarray, risk: np.ndarray, caps,
+                 fills: Buffers | None, first_row: int) -> dict:
+    """Work one date's orders with :func:`~tradeloop.core.engine.execute_step`: once without a liquidity model
+    (every order fills whole or not at all), else over ``params.steps`` steps, stopping once a step fills nothing
+    (the quote and caps are the same every step, as in a run's frozen snapshot). Risk-blocked orders start
+    REJECTED, so the engine leaves them alone. Fills of several steps go to ``fills`` (``order`` = ``first_row`` +
+    position)."""
+    p, n = rules.params, len(qty)
+    is_limit = p.order_type == "LIMIT"
+    models = {"limit": limit_prices(price, ~sell, p.limit_offset_bps) if is_limit else None,
+              "is_limit": np.full(n, True) if is_limit else None, "slippage": p.slippage,
+              "commission": p.commission, "side": np.where(sell, "SELL", "BUY")}
+    status = np.where(risk != 0, REJECTED, NEW)
     filled = np.zeros(n, dtype=np.int64)
+    if not rules.limited:
+        r = execute_step(status, qty, filled, price, sell, **models)
+        return {"status": _outcomes(r.status, risk), "filled": r.filled, "commission": r.commission,
+                "flow": r.cash_flow, "fill_price": np.where(r.filled > 0, r.fill_price, np.nan)}
+    avg, commission, flow = np.full(n, np.nan), np.zeros(n), np.zeros(n)
     n_fills = np.zeros(n, dtype=np.int32)
-    avg = np.full(n, np.nan)
-    commission = np.zeros(n)
-    flow = np.zeros(n)
-    sign = np.where(sell, 1.0, -1.0)
-    for k in range(1, steps + 1):
-        q = np.minimum(remaining, cap).astype(np.int64)
-        now = np.flatnonzero(q > 0)
+    for k in range(1, p.steps + 1):
+        r = execute_step(status, qty, filled, price, sell, caps=caps, avg_price=avg, close=k == p.steps, **models)
+        status, filled, avg = r.status, r.filled, r.avg_price
+        now = np.flatnonzero(r.fill_qty)
         if not len(now):  # caps do not change between steps: nothing fills later either
+            close_out(status, r.reason)
             break
-        qn, px = q[now], fill_px[now]
-        fee = np.asarray(commission_model.commissions(qn, px), dtype=np.float64)
-        avg[now] = average_fill_price(avg[now], filled[now], px, qn)
-        flow[now] += sign[now] * qn * px - fee
-        commission[now] += fee
-        filled[now] += qn
-        remaining[now] -= qn
+        commission[now] += r.commission[now]
+        flow[now] += r.cash_flow[now]
         n_fills[now] += 1
-        fills.append(len(now), order=first_row + now, seq=k, qty=qn, commission=fee)
-    return {"filled": filled, "n_fills": n_fills, "avg": avg, "commission": commission, "flow": flow}
+        fills.append(len(now), order=first_row + now, seq=k, qty=r.fill_qty[now], commission=r.commission[now])
+    return {"status": _outcomes(status, risk), "filled": filled, "n_fills": n_fills, "avg": avg,
+            "commission": commission, "flow": flow, "fill_price": np.where(filled > 0, r.fill_price, np.nan)}
+
+
+def _outcomes(status: np.ndarray, risk: np.ndarray) -> np.ndarray:
+    """Outcome codes (``simulation_orders.status_code``) of orders the engine left in ``status``."""
+    return np.where(risk != 0, np.int8(OUTCOME_RISK), _OUTCOME_OF_STATUS[status])
+
+
+def _order_columns(rules: _Rules) -> dict:
+    columns = {"pos": np.int32, "sell": np.bool_, "qty": np.int64, "current": np.int64, "untrimmed": np.int64,
+               "status": np.int8, "risk": np.uint8, "fill_price": np.float64, "commission": np.float64}
+    if not rules.recover:
+        columns.update({"price": np.float64, "lot": np.int64, "sector": np.int32, "weight": np.float64})
+    if rules.limited:  # orders may fill in parts over params.steps steps: what filled, in how many fills, at what average
+        columns.update({"filled": np.int64, "n_fills": np.int32, "avg": np.float64})
+    return columns
+
+
+def _run_dates(h: HistoryInputs, rules: _Rules, progress: bool) -> dict:
+    """The date loop: mark, size, check, execute, carry holdings and cash to the next date."""
+    D, P = len(h.dates), h.P
+    market, group = _Market(h, rules.params), rules.group
+    hold, cash = h.hold0.copy(), h.cash0
+    day = {k: np.empty((D, P)) for k in ("pv", "cash_before", "cash_after", "gross", "net")}
+    day["npos"] = np.empty((D, P), dtype=np.int64)
+    orders = Buffers(len(h.wvalue) + P * h.S, _order_columns(rules))
+    fills = Buffers(len(h.wvalue), {"order": np.int64, "seq": np.int32, "qty": np.int64, "commission": np.float64}) \
+        if rules.limited else None
+    counts = np.zeros(D, dtype=np.int64)
+    days = range(D)
+    if progress:
+        from tqdm.auto import tqdm
+
+        days = tqdm(days, desc="simulate", unit="date", total=D)
+    for t in days:
+        weight = market.weights(t)
+        price, lot, mark, sec, vol = market.prices(t)
+        marks = mark if rules.recover and not market.has_nan_price else np.nan_to_num(mark)
+        pv = h.pv0 if t == 0 else cash + np.bincount(group, weights=hold * marks, minlength=P)
+        oi, sell, qty, untrimmed, risk, cash = _orders_of_day(rules, h, t, (weight, price, lot, sec), hold, pv, cash)
+        caps = rules.params.liquidity.step_caps(vol[oi], lot[oi]) if rules.limited else None
+        done = _execute_day(rules, qty, sell, price[oi], risk, caps, fills, orders.n)
+        filled, flow = done.pop("filled"), done.pop("flow")
+        day["cash_before"][t] = cash
+        cash = cash + np.bincount(group[oi], weights=flow, minlength=P)
+        day["cash_after"][t] = cash
+        day["pv"][t] = pv
+        inputs = {} if rules.recover else {"price": price[oi], "lot": lot[oi], "sector": sec[oi], "weight": weight[oi]}
+        if rules.limited:
+            done["filled"] = filled
+        orders.append(len(oi), pos=oi, sell=sell, qty=qty, current=hold[oi], untrimmed=untrimmed, risk=risk,
+                      **inputs, **done)
+        counts[t] = len(oi)
+        hold[oi] += np.where(sell, -filled, filled)
+        value = hold * marks
+        if P == 1:
+            day["gross"][t], day["net"][t], day["npos"][t] = np.abs(value).sum(), value.sum(), np.count_nonzero(hold)
+        else:
+            day["gross"][t] = np.bincount(group, weights=np.abs(value), minlength=P)
+            day["net"][t] = np.bincount(group, weights=value, minlength=P)
+            day["npos"][t] = np.bincount(group, weights=hold != 0, minlength=P)
+    raw = orders.final()
+    raw["t"] = np.repeat(np.arange(D, dtype=np.int32), counts)
+    return {"orders": raw, "fills": None if fills is None else fills.final(), "day": day}
 
 
 def simulate(
@@ -302,7 +669,7 @@ def simulate(
     model_version: str = "sim",
     simulation_id: str | None = None,
     progress: bool = False,
-) -> "Simulation":
+) -> Simulation:
     """Simulate the rebalances of a weight history (see the module docstring for the rules).
 
     Parameters
@@ -357,722 +724,16 @@ def simulate(
         raise ValidationError(f"model_version {model_version!r} must be a non-empty string of at most 128 characters")
     if simulation_id is not None and (not isinstance(simulation_id, str) or not SYMBOL_PATTERN.fullmatch(simulation_id)):
         raise ValidationError(f"simulation_id {simulation_id!r} is not allowed; use 1-32 letters, digits, . _ - / :")
-    check_columns(weights, "weights", ("date", "symbol", "weight"), ("portfolio",))
-    check_columns(prices, "prices", ("date", "symbol", "price"), ("volume", "sector", "lot_size"))
-    if positions is not None:
-        check_columns(positions, "positions", ("symbol", "qty"), ("portfolio",))
-
-    # ---- factorize once: dates, symbols (one sorted universe), portfolios, sectors
-    wdate = _dates(weights["date"], "weights")
-    pdate = _dates(prices["date"], "prices")
-    w_sorted = len(wdate) < 2 or bool(np.all(wdate[1:] >= wdate[:-1]))
-    dates = wdate[np.r_[0, np.flatnonzero(wdate[1:] != wdate[:-1]) + 1]] if w_sorted else np.unique(wdate)
-    wsym, wuni = _factorize(weights["symbol"], "weights", "symbol")
-    psym, puni = _factorize(prices["symbol"], "prices", "symbol")
-    if positions is not None:
-        xsym, xuni = _factorize(positions["symbol"], "positions", "symbol")
-    else:
-        xsym, xuni = np.array([], dtype=np.intp), np.array([], dtype=object)
-    universe = np.array(sorted(set(wuni) | set(puni) | set(xuni)), dtype=object)
-    _check_names(universe, "simulation", "symbol")
-    uindex = pd.Index(universe)
-    S = len(universe)
-    wsym = _recode(wsym, uindex.get_indexer(wuni))
-    psym = _recode(psym, uindex.get_indexer(puni))
-    xsym = uindex.get_indexer(xuni)[xsym].astype(np.int64) if len(xuni) else xsym.astype(np.int64)
-
-    named = "portfolio" in weights
-    if named:
-        wport, puniq = _factorize(weights["portfolio"], "weights", "portfolio")
-        portfolios = np.array(sorted(set(puniq)), dtype=object)
-        _check_names(portfolios, "weights", "portfolio")
-        wport = _recode(wport, pd.Index(portfolios).get_indexer(puniq))
-    else:
-        portfolios = np.array([""], dtype=object)
-    P = len(portfolios)
-    N = P * S
-    # position of each weight row in the (portfolio, symbol) vector of a date
-    wpos = wsym if not named else wport.astype(np.int64) * S + wsym
-
-    # ---- values, validated where they enter
-    wvalue = _numeric(weights, "weight", "weights", _Rows(weights["symbol"], wdate))
-    prow = _Rows(prices["symbol"], pdate)
-    pprice = _numeric(prices, "price", "prices", prow, allow_missing=True, positive=True)
-    if "lot_size" in prices:
-        plot = _numeric(prices, "lot_size", "prices", prow, allow_missing=True, positive=True, integer=True)
-        if plot.dtype.kind == "f":
-            plot = np.where(np.isnan(plot), params.lot_size, plot).astype(np.int64)
-    else:
-        plot = np.full(len(prices), params.lot_size, dtype=np.int64)
-    # Volume matters only to a liquidity model; without one it is validated and dropped (the fast path).
-    limited = not isinstance(params.liquidity, NoLiquidityLimit)
-    pvol = None
-    if "volume" in prices:
-        pvol = _numeric(prices, "volume", "prices", prow, allow_missing=True, nonnegative=True)
-    if not limited:
-        pvol = None
-    elif pvol is None:
-        pvol = np.full(len(prices), np.nan)
-    if "sector" in prices:
-        sec_raw = prices["sector"]
-        if isinstance(sec_raw.dtype, pd.CategoricalDtype):
-            psec, sectors = sec_raw.cat.codes.to_numpy(), sec_raw.cat.categories
-        else:
-            text = sec_raw.astype("string").str.strip()
-            psec, sectors = pd.factorize(text.where(text != "").astype(object), sort=False)
-        psec = np.asarray(psec)
-        # canonical codes: used sectors only, sorted by name (categorical and text input give the same simulation)
-        used = np.flatnonzero(np.bincount(psec.astype(np.int32) + 1, minlength=len(sectors) + 1)[1:] > 0)
-        names = np.array([str(sectors[i]) for i in used], dtype=object)
-        order = np.argsort(names, kind="stable")
-        remap = np.full(len(sectors) + 1, -1, dtype=np.int32)
-        remap[used[order]] = np.arange(len(used))
-        if len(used) != len(sectors) or not np.array_equal(remap[:-1], np.arange(len(sectors))):
-            psec = remap[psec]  # -1 (missing) maps to remap[-1] == -1
-        sectors = names[order]
-    else:
-        sectors = np.array([], dtype=object)
-        psec = np.full(len(prices), -1, dtype=np.int8)
-
-    date_index = pd.Index(dates)
-    D = len(dates)
-    wd = _date_codes(wdate, date_index, w_sorted)
-    pd_codes = _date_codes(pdate, date_index, len(pdate) < 2 or bool(np.all(pdate[1:] >= pdate[:-1])))
-    if pd_codes.min(initial=0) < 0:  # price rows on other dates are not used
-        idx = np.flatnonzero(pd_codes >= 0)
-        pd_codes, psym, pprice, plot, psec = pd_codes[idx], psym[idx], pprice[idx], plot[idx], psec[idx]
-        pvol = None if pvol is None else pvol[idx]
-    # Dense layout (every date has every (portfolio, symbol) once, in order) is sorted and unique by construction.
-    dense_w = _is_dense(wd, wpos, D, N)
-    dense_p = _is_dense(pd_codes, psym, D, S)
-    worder = None if dense_w else _sorted_rows(
-        wd, wpos, N, "weights", lambda r: f"{weights['symbol'].iloc[r]}@{pd.Timestamp(wdate[r]).date()}"
-        + (f" in portfolio {weights['portfolio'].iloc[r]}" if named else ""))
-    if worder is not None:
-        wd, wpos, wvalue = wd[worder], wpos[worder], wvalue[worder]
-        dense_w = _is_dense(wd, wpos, D, N)
-    porder = None if dense_p else _sorted_rows(
-        pd_codes, psym, S, "prices", lambda r: f"{universe[psym[r]]}@{pd.Timestamp(dates[pd_codes[r]]).date()}")
-    if porder is not None:
-        pd_codes, psym, pprice, plot, psec = (a[porder] for a in (pd_codes, psym, pprice, plot, psec))
-        pvol = None if pvol is None else pvol[porder]
-        dense_p = _is_dense(pd_codes, psym, D, S)
-    wbounds = np.searchsorted(wd, np.arange(D + 1))
-    pbounds = np.searchsorted(pd_codes, np.arange(D + 1))
-    no_prices = np.flatnonzero(np.diff(pbounds) == 0)
-    if len(no_prices):
-        raise ValidationError(f"prices have no row for date {pd.Timestamp(dates[no_prices[0]]).date()}; every "
-                              "rebalance date in the weights needs prices")
-    if P == 1:
-        gross = np.add.reduceat(np.abs(wvalue), wbounds[:-1]) if len(wvalue) else np.zeros(D)
-        gross[np.diff(wbounds) == 0] = 0.0
-    else:
-        gross = np.bincount(wd.astype(np.int64) * P + wpos // S, weights=np.abs(wvalue), minlength=D * P)
-    over = np.flatnonzero(gross > params.max_leverage + 1e-9)
-    if len(over):
-        t, p = divmod(int(over[0]), P)
-        raise ValidationError(
-            f"weights on {pd.Timestamp(dates[t]).date()}{f' for portfolio {portfolios[p]!r}' if named else ''} sum "
-            f"to {gross[over[0]]:.6g} in absolute value, beyond params.max_leverage {params.max_leverage:g}"
-        )
-
-    hold = np.zeros(N, dtype=np.int64)
-    if positions is not None and len(positions):
-        xq = numeric_column(positions, "qty", "positions", positions["symbol"].astype(str), integer=True)
-        if "portfolio" in positions:
-            xp = pd.Index(portfolios).get_indexer(positions["portfolio"].astype(str))
-            if (xp < 0).any():
-                bad = positions["portfolio"].astype(str).to_numpy()[xp < 0][0]
-                raise ValidationError(f"positions: portfolio {bad!r} has no weights")
-        elif named:
-            raise ValidationError("positions need a 'portfolio' column when the weights have one")
-        else:
-            xp = np.zeros(len(positions), dtype=np.int64)
-        xpos = xp * S + xsym
-        if len(np.unique(xpos)) != len(xpos):
-            raise ValidationError("positions: duplicate symbol(s) per portfolio")
-        hold[xpos] = xq.astype(np.int64)
-    pv0 = _per_portfolio(portfolio_value, portfolios, "portfolio_value", allow_none=False, minimum=0.0)
-    cash0 = _per_portfolio(cash if cash is not None else params.cash, portfolios, "cash", allow_none=True,
-                           minimum=-math.inf)
-
-    # ---- per-universe constants
-    limits = params.risk
-    codes = np.repeat(np.arange(P, dtype=np.intp), S)
-    name_cap = None
-    if limits.single_name_caps:
-        name_cap = np.tile(pd.Series(universe).map(limits.single_name_caps).to_numpy(dtype="float64"), P)
-    sec_lim_of = None
-    if limits.uses_sectors:  # index n_sectors = unknown sector
-        per = pd.Series(list(sectors) + [None], dtype=object).map(limits.sector_caps).to_numpy(dtype="float64")
-        sec_lim_of = sector_limits(limits, per)
-    n_sec = len(sectors) + 1
-    is_limit_type = params.order_type == "LIMIT"
-    initial_hold = hold.copy()
-
-    day_pv = np.empty((D, P))
-    day_cash_before = np.empty((D, P))
-    day_cash_after = np.empty((D, P))
-    last_px = np.full(S, np.nan)
-    last_sec = np.full(S, len(sectors), dtype=np.int64)  # len(sectors): unknown
-    has_nan_price = bool(np.isnan(pprice).any())
-    has_missing_sector = bool((psec < 0).any())
-    group_cash = cash0
-    # Output bytes are the loop's main cost (every new page is a fault): when the inputs are dense, an order's
-    # weight, price, lot size and sector are read back from the inputs later instead of being copied here.
-    recover = dense_w and dense_p and (not has_missing_sector or len(sectors) == 0)
-    columns = {"pos": np.int32, "sell": np.bool_, "qty": np.int64, "current": np.int64, "untrimmed": np.int64,
-               "status": np.int8, "risk": np.uint8, "fill_price": np.float64, "commission": np.float64}
-    if not recover:
-        columns.update({"price": np.float64, "lot": np.int64, "sector": np.int32, "weight": np.float64})
-    if limited:  # orders may fill in parts over params.steps steps: what filled, in how many fills, at what average
-        columns.update({"filled": np.int64, "n_fills": np.int32, "avg": np.float64})
-        fills = _Buffers(len(wvalue), {"order": np.int64, "seq": np.int32, "qty": np.int64, "commission": np.float64})
-    orders = _Buffers(len(wvalue) + N, columns)
-    counts = np.zeros(D, dtype=np.int64)
-    day_gross, day_net, day_npos = np.empty((D, P)), np.empty((D, P)), np.empty((D, P), dtype=np.int64)
-
-    days = range(D)
-    if progress:
-        from tqdm.auto import tqdm
-
-        days = tqdm(days, desc="simulate", unit="date", total=D)
-    for t in days:
-        wa, wb = wbounds[t], wbounds[t + 1]
-        pa, pb = pbounds[t], pbounds[t + 1]
-        if dense_w:  # every (portfolio, symbol) has a row each date, in order: the slice is the vector
-            weight = wvalue[wa:wb]
-        else:
-            weight = np.zeros(N)
-            weight[wpos[wa:wb]] = wvalue[wa:wb]
-        ps = psym[pa:pb]
-        if dense_p:
-            px_s, lot_s = pprice[pa:pb], plot[pa:pb]
-        else:
-            px_s = np.full(S, np.nan)
-            px_s[ps] = pprice[pa:pb]
-            lot_s = np.full(S, params.lot_size, dtype=np.int64)
-            lot_s[ps] = plot[pa:pb]
-        if dense_p and not has_nan_price:
-            last_px = px_s
-        elif has_nan_price:
-            ok = ~np.isnan(pprice[pa:pb])
-            last_px[ps[ok]] = pprice[pa:pb][ok]
-        else:
-            last_px[ps] = pprice[pa:pb]
-        if dense_p and not has_missing_sector:
-            last_sec = psec[pa:pb]
-        elif has_missing_sector:
-            ok = psec[pa:pb] >= 0
-            last_sec[ps[ok]] = psec[pa:pb][ok]
-        else:
-            last_sec[ps] = psec[pa:pb]
-        if P == 1:
-            price, lot, mark, sec = px_s, lot_s, last_px, last_sec
-        else:
-            price, lot, mark, sec = np.tile(px_s, P), np.tile(lot_s, P), np.tile(last_px, P), np.tile(last_sec, P)
-        if limited:
-            if dense_p:
-                vol = pvol[pa:pb]
-            else:
-                vol = np.full(S, np.nan)
-                vol[ps] = pvol[pa:pb]
-            if P > 1:
-                vol = np.tile(vol, P)
-
-        if t == 0:
-            group_pv = pv0
-        else:
-            group_pv = group_cash + np.bincount(
-                codes, weights=hold * (mark if recover and not has_nan_price else np.nan_to_num(mark)), minlength=P)
-        delta, untrimmed, group_cash, missing = size_orders(
-            weight, price, lot, hold, codes, group_pv, group_cash, params.cash_buffer)
-        unsized = missing & (weight != 0) & (delta == 0)
-        is_order = (delta != 0) | unsized
-        sell = (delta < 0) | (unsized & (weight < 0))
-        qty = np.abs(delta)
-        signed = np.where(sell, -qty, qty)
-        post, post_w, growing = post_trade(is_order, price, group_pv[codes], hold, signed)
-        sec_codes = sector_lim = None
-        if limits.uses_sectors:
-            unknown = (sec == len(sectors)) & (post != 0)
-            if unknown.any():
-                syms = universe[np.flatnonzero(unknown) % S][:10].tolist()
-                raise ValidationError(f"sector is unknown for {syms} on {pd.Timestamp(dates[t]).date()}; a sector cap "
-                                      "is set, so every held symbol needs a sector")
-            sec_codes = codes * n_sec + sec
-            sector_lim = sec_lim_of[sec]
-        checks = risk_checks(limits, is_order=is_order, price=price, qty=qty, signed=signed, post=post,
-                             post_w=post_w, growing=growing, codes=codes, ngroups=P, name_cap=name_cap,
-                             sec_codes=sec_codes, sector_lim=sector_lim)
-
-        oi = np.flatnonzero(is_order)
-        bits = np.zeros(N, dtype=np.uint8)
-        for code, mask, _, _ in checks:
-            bits |= mask.view(np.uint8) << np.uint8(RISK_CODES.index(code))
-        risk = bits[oi]
-        o_sell = sell[oi]
-        o_qty = qty[oi]
-        o_price = price[oi]
-        o_missing = missing[oi]
-        side = np.where(o_sell, "SELL", "BUY")
-        limit = limit_prices(o_price, ~o_sell, params.limit_offset_bps) if is_limit_type else np.full(len(oi), np.nan)
-        fill_px, crosses = fill_prices(params.slippage, side, o_price, limit, np.full(len(oi), is_limit_type))
-        status = np.where(risk != 0, np.int8(_RISK), np.where(
-            o_missing, np.int8(_NO_PRICE), np.where(crosses, np.int8(_FILLED), np.int8(_CANCELED))))
-        if limited:
-            worked = _work_day(status == _FILLED, o_qty, o_sell, fill_px, params.liquidity.step_caps(vol[oi], lot[oi]),
-                               params.steps, params.commission, fills, orders.n)
-            filled_qty, commission, flow = worked["filled"], worked["commission"], worked["flow"]
-            status = np.where((status == _FILLED) & (filled_qty < o_qty), np.int8(_CANCELED), status)
-            fill_px = np.where(filled_qty > 0, fill_px, np.nan)
-            extra = {"filled": filled_qty, "n_fills": worked["n_fills"], "avg": worked["avg"]}
-        else:
-            filled = status == _FILLED
-            fill_px = np.where(filled, fill_px, np.nan)
-            commission = np.zeros(len(oi))
-            if filled.any():
-                commission[filled] = params.commission.commissions(o_qty[filled], fill_px[filled])
-            flow = np.where(filled, np.where(o_sell, 1.0, -1.0) * o_qty * fill_px - commission, 0.0)
-            extra = {}
-        day_cash_before[t] = group_cash
-        group_cash = group_cash + np.bincount(codes[oi], weights=flow, minlength=P)
-        day_cash_after[t] = group_cash
-        day_pv[t] = group_pv
-        inputs = {} if recover else {"price": o_price, "lot": lot[oi], "sector": sec[oi], "weight": weight[oi]}
-        orders.append(len(oi), pos=oi, sell=o_sell, qty=o_qty, current=hold[oi], untrimmed=untrimmed[oi],
-                      status=status, risk=risk, fill_price=fill_px, commission=commission, **inputs, **extra)
-        counts[t] = len(oi)
-        if limited:
-            hold[oi] += np.where(o_sell, -filled_qty, filled_qty)
-        else:
-            hold[oi] += np.where(filled, signed[oi], 0)
-        value = hold * (mark if recover and not has_nan_price else np.nan_to_num(mark))
-        if P == 1:
-            day_gross[t], day_net[t], day_npos[t] = np.abs(value).sum(), value.sum(), np.count_nonzero(hold)
-        else:
-            day_gross[t] = np.bincount(codes, weights=np.abs(value), minlength=P)
-            day_net[t] = np.bincount(codes, weights=value, minlength=P)
-            day_npos[t] = np.bincount(codes, weights=hold != 0, minlength=P)
-
-    raw = orders.final()
-    raw["t"] = np.repeat(np.arange(D, dtype=np.int32), counts)
+    h = prepare_history(weights, prices, portfolio_value=portfolio_value, params=params, positions=positions, cash=cash)
+    rules = _rules(h, params)
+    out = _run_dates(h, rules, progress)
+    day = out["day"]
     return Simulation(
-        dates=dates, universe=universe, portfolios=portfolios, named_portfolios=named, sectors=sectors,
-        params=params, model_version=model_version, portfolio_value=pv0, initial_cash=cash0,
-        initial_positions=initial_hold, orders_raw=raw, day_pv=day_pv, day_cash_before=day_cash_before,
-        day_cash_after=day_cash_after, day_holdings=(day_gross, day_net, day_npos), given_id=simulation_id,
-        fills_raw=fills.final() if limited else None,
-        # a dense layout is fully described by its shape, so its row keys need no hashing
-        _digest_parts=(*((b"dense-weights",) if dense_w else (wd.astype(np.int32, copy=False),
-                                                               wpos.astype(np.int64, copy=False))),
-                       wvalue,
-                       *((b"dense-prices",) if dense_p else (pd_codes.astype(np.int32, copy=False),
-                                                              psym.astype(np.int32, copy=False))),
-                       pprice, plot.astype(np.int64, copy=False), psec.astype(np.int32, copy=False),
-                       # volume changes the fills only under a liquidity model (then it is part of the identity)
-                       *((b"volume", pvol) if limited else ())),
-        _inputs={"recover": recover, "wvalue": wvalue, "pbounds": pbounds, "psym": psym, "pprice": pprice,
-                 "plot": plot, "psec": psec},
+        dates=h.dates, universe=h.universe, portfolios=h.portfolios, named_portfolios=h.named, sectors=h.sectors,
+        params=params, model_version=model_version, portfolio_value=h.pv0, initial_cash=h.cash0,
+        initial_positions=h.hold0, orders_raw=out["orders"], day_pv=day["pv"], day_cash_before=day["cash_before"],
+        day_cash_after=day["cash_after"], day_holdings=(day["gross"], day["net"], day["npos"]),
+        given_id=simulation_id, fills_raw=out["fills"], _digest_parts=h.digest_parts(),
+        _inputs={"recover": rules.recover, "wvalue": h.wvalue, "pbounds": h.pbounds, "psym": h.psym,
+                 "pprice": h.pprice, "plot": h.plot, "psec": h.psec},
     )
-
-
-@dataclass(eq=False)
-class Simulation:
-    """The result of :func:`simulate`. Arrays inside; DataFrames are built when first read.
-
-    Attributes
-    ----------
-    orders : DataFrame
-        :data:`SIM_ORDER_COLUMNS`, one row per order, sorted by date, portfolio, symbol. ``status`` FILLED /
-        REJECTED / CANCELED; ``risk_codes`` ``;``-joined codes of the rules that blocked it (empty if none);
-        ``reject_reason`` ``risk:<codes>``, ``missing_price``, ``unfilled_at_close`` or None; ``filled_qty`` shares
-        filled (a CANCELED order may have some: partial fills before the close); ``n_fills`` its number of fills;
-        ``avg_fill_price``; ``fill_price`` the price of its fills (the same quote every step; NaN if none);
-        ``commission`` the sum over its fills; ``order_key`` the uint64 behind ``client_order_id``. Text columns
-        are categoricals.
-    fills : DataFrame
-        ``date``, ``portfolio``, ``run_id``, ``order_key``, ``symbol``, ``side``, ``seq``, ``qty``, ``price``,
-        ``commission``: one row per fill, sorted by order then ``seq`` (1, 2, … per execution step).
-    positions : DataFrame
-        ``date``, ``portfolio``, ``symbol``, ``qty``, ``price`` (mark: that date's price, else the last known),
-        ``market_value``: holdings after each date's fills (nonzero only).
-    cash : DataFrame
-        ``date``, ``portfolio``, ``cash``: cash after each date's fills.
-    summary : DataFrame
-        :data:`SIM_SUMMARY_COLUMNS`, one row per (date, portfolio): ``portfolio_value`` (before trading),
-        ``cash_before`` / ``cash_after``, order counts by outcome (``n_partial``: CANCELED after partial fills),
-        ``buy_notional`` / ``sell_notional`` (filled, at fill prices), ``commission``, ``turnover`` ((buy + sell) /
-        value), ``end_value`` (cash + holdings after),
-        ``gross_exposure`` / ``net_exposure`` (Σ|value| / Σ value of holdings over ``end_value``),
-        ``n_positions``, and ``blocked_<code>`` per risk rule.
-    """
-
-    dates: np.ndarray
-    universe: np.ndarray
-    portfolios: np.ndarray
-    named_portfolios: bool
-    sectors: np.ndarray
-    params: RunParams
-    model_version: str
-    portfolio_value: np.ndarray
-    initial_cash: np.ndarray | None
-    initial_positions: np.ndarray
-    orders_raw: dict
-    day_pv: np.ndarray
-    day_cash_before: np.ndarray
-    day_cash_after: np.ndarray
-    day_holdings: tuple = ()
-    given_id: str | None = None
-    fills_raw: dict | None = None
-    _digest_parts: tuple = ()
-    _inputs: dict | None = None
-
-    def _col(self, name: str) -> np.ndarray:
-        """An order column; ``weight``, ``price``, ``lot`` and ``sector`` are read back from dense inputs."""
-        o = self.orders_raw
-        if name in o:
-            return o[name]
-        return self._recovered[name]
-
-    @cached_property
-    def _recovered(self) -> dict:
-        o, i = self.orders_raw, self._inputs
-        S = len(self.universe)
-        t = o["t"].astype(np.int64)
-        row = t * S + o["pos"] % S
-        sector = (i["psec"][row] if len(self.sectors) else np.full(len(row), 0)).astype(np.int32)
-        return {"weight": i["wvalue"][t * S * len(self.portfolios) + o["pos"]], "price": i["pprice"][row],
-                "lot": i["plot"][row], "sector": sector}
-
-    def __repr__(self) -> str:
-        return (f"Simulation(dates={len(self.dates)}, symbols={len(self.universe)}, portfolios={len(self.portfolios)}, "
-                f"orders={self.n_orders})")
-
-    # ---------------------------------------------------------------- identity
-    @cached_property
-    def inputs_digest(self) -> str:
-        """sha256 over the canonical (date, portfolio, symbol)-ordered inputs, params and starting state."""
-        h = hashlib.sha256(b"tradeloop-simulation-v1\n")
-        head = {
-            "params": self.params.to_dict(), "model_version": self.model_version,
-            "portfolio_value": self.portfolio_value.tolist(),
-            "cash": None if self.initial_cash is None else self.initial_cash.tolist(),
-            "universe": self.universe.tolist(), "portfolios": self.portfolios.tolist(),
-            "sectors": self.sectors.tolist(), "dates": [str(d) for d in self.dates.astype("datetime64[ns]")],
-        }
-        h.update(canonical_json(head).encode())
-        for part in (*self._digest_parts, self.initial_positions):
-            h.update(part if isinstance(part, bytes) else np.ascontiguousarray(part).data)
-        return h.hexdigest()
-
-    @cached_property
-    def simulation_id(self) -> str:
-        return self.given_id or "sim-" + self.inputs_digest[:16]
-
-    @cached_property
-    def run_ids(self) -> np.ndarray:
-        """One run id per (date, portfolio), date-major: ``{simulation_id}-{YYYYMMDD}[-{portfolio}]``."""
-        day = pd.DatetimeIndex(self.dates)
-        fmt = "%Y%m%d" if (day == day.normalize()).all() else "%Y%m%dT%H%M%S"
-        stamps = day.strftime(fmt).to_numpy(dtype=object)
-        if self.named_portfolios:
-            return np.array([f"{self.simulation_id}-{s}-{p}" for s in stamps for p in self.portfolios], dtype=object)
-        return np.array([f"{self.simulation_id}-{s}" for s in stamps], dtype=object)
-
-    # ---------------------------------------------------------------- arrays
-    @property
-    def n_orders(self) -> int:
-        return len(self.orders_raw["t"])
-
-    def _run_index(self, t: np.ndarray, pos: np.ndarray) -> np.ndarray:
-        if len(self.portfolios) == 1:
-            return t
-        return t.astype(np.int64) * len(self.portfolios) + pos // len(self.universe)
-
-    @cached_property
-    def filled_qty(self) -> np.ndarray:
-        """Shares filled per order (without a liquidity model an order fills whole or not at all)."""
-        o = self.orders_raw
-        return o["filled"] if "filled" in o else np.where(o["status"] == _FILLED, o["qty"], 0)
-
-    @cached_property
-    def n_fills(self) -> np.ndarray:
-        o = self.orders_raw
-        return o["n_fills"] if "n_fills" in o else (o["status"] == _FILLED).astype(np.int32)
-
-    @cached_property
-    def avg_fill_price(self) -> np.ndarray:
-        o = self.orders_raw
-        return o["avg"] if "avg" in o else average_fill_price(np.nan, 0, o["fill_price"], o["qty"])
-
-    @cached_property
-    def _order_run(self) -> np.ndarray:
-        return self._run_index(self.orders_raw["t"], self.orders_raw["pos"])
-
-    @cached_property
-    def order_keys(self) -> np.ndarray:
-        """uint64 key per order: the hash of (run_id, symbol, side, model_version), as a run computes it."""
-        o = self.orders_raw
-        S = len(self.universe)
-        h_run = _hash_strings(self.run_ids)
-        h_sym = _hash_strings(self.universe)
-        h_side = _hash_strings(np.array(["BUY", "SELL"], dtype=object))
-        h_mv = _hash_strings(np.array([self.model_version], dtype=object))[0]
-        # combine_keys(run, symbol, side, model_version) starts with mix(0 ^ h_run): done once per run here
-        first = combine_keys(h_run)
-        sym = o["pos"] if len(self.portfolios) == 1 else o["pos"] % S
-        return combine_keys(first[self._order_run] ^ h_sym[sym],
-                            h_side[o["sell"].astype(np.intp)], h_mv)
-
-    def client_order_ids(self, rows: np.ndarray | slice | None = None) -> np.ndarray:
-        """Readable ``client_order_id`` text for the given order rows (all by default; costly for millions)."""
-        rows = slice(None) if rows is None else rows
-        o = self.orders_raw
-        symbol = self.universe[o["pos"][rows] % len(self.universe)]
-        side = np.where(o["sell"][rows], "SELL", "BUY").astype(object)
-        return format_client_order_ids(symbol, side, self.order_keys[rows])
-
-    def _multi_fill_arrow(self):
-        """Fills of the orders filled over several steps, for ``simulation_order_fills`` (see store schema v6)."""
-        import pyarrow as pa
-
-        raw, o = self.fills_raw, self.orders_raw
-        keep = np.flatnonzero(self.n_fills[raw["order"]] > 1)
-        rows = raw["order"][keep]
-        cols = {"date": pa.array(self.dates[o["t"][rows]]), "order_key": pa.array(self.order_keys[rows]),
-                "seq": pa.array(raw["seq"][keep]), "qty": pa.array(raw["qty"][keep]),
-                "commission": pa.array(raw["commission"][keep])}
-        if self.named_portfolios:
-            cols["portfolio"] = pa.array(self.portfolios[o["pos"][rows] // len(self.universe)].astype(str))
-        return pa.table(cols)
-
-    def _risk_text(self) -> tuple[np.ndarray, np.ndarray]:
-        """Codes text per risk bitmask value (0..63) and the matching ``risk:…`` reasons."""
-        text = np.array([";".join(c for i, c in enumerate(RISK_CODES) if m >> i & 1) for m in range(64)],
-                        dtype=object)
-        return text, np.array(["risk:" + s for s in text], dtype=object)
-
-    # ---------------------------------------------------------------- frames
-    def _head(self, t: np.ndarray, pos: np.ndarray | None, port: np.ndarray | None = None) -> dict:
-        cols = {"date": self.dates[t]}
-        if port is None:
-            port = pos // len(self.universe)
-        if self.named_portfolios:
-            cols["portfolio"] = pd.Categorical.from_codes(port.astype(np.int32), self.portfolios)
-        return cols
-
-    @cached_property
-    def orders(self) -> pd.DataFrame:
-        o = self.orders_raw
-        S = len(self.universe)
-        t, pos = o["t"], o["pos"]
-        sell = o["sell"]
-        status = o["status"]
-        risk_text, risk_reason = self._risk_text()
-        # reject reason category: -1 none, 0 missing_price, 1 unfilled_at_close, 2 + risk mask
-        reason_code = np.where(status == _RISK, 2 + o["risk"].astype(np.int32),
-                               np.where(status == _NO_PRICE, 0, np.where(status == _CANCELED, 1, -1)))
-        reasons = ["missing_price", "unfilled_at_close"] + list(risk_reason)
-        signed = np.where(sell, -o["qty"], o["qty"])
-        limit = (limit_prices(self._col("price"), ~sell, self.params.limit_offset_bps) if self.params.order_type == "LIMIT"
-                 else np.full(len(t), np.nan))
-        cols = self._head(t, pos)
-        cols.update({
-            "run_id": pd.Categorical.from_codes(self._order_run, self.run_ids),
-            "order_key": self.order_keys,
-            "symbol": pd.Categorical.from_codes(pos % S, self.universe),
-            "side": pd.Categorical.from_codes(sell.astype(np.int8), ["BUY", "SELL"]),
-            "qty": o["qty"],
-            "order_type": pd.Categorical.from_codes(np.zeros(len(t), np.int8), [self.params.order_type]),
-            "limit_price": limit,
-            "price": self._col("price"),
-            "sector": pd.Categorical.from_codes(np.where(self._col("sector") >= len(self.sectors), -1, self._col("sector")),
-                                                self.sectors),
-            "lot_size": self._col("lot"),
-            "target_weight": self._col("weight"),
-            "current_qty": o["current"],
-            "target_qty": o["current"] + signed,
-            "untrimmed_qty": o["untrimmed"],
-            "status": pd.Categorical.from_codes(np.where(status == _FILLED, 0, np.where(status == _CANCELED, 2, 1)),
-                                                ["FILLED", "REJECTED", "CANCELED"]),
-            "filled_qty": self.filled_qty,
-            "n_fills": self.n_fills,
-            "avg_fill_price": self.avg_fill_price,
-            "fill_price": o["fill_price"],
-            "commission": o["commission"],
-            "risk_codes": pd.Categorical.from_codes(o["risk"].astype(np.int8), risk_text),
-            "reject_reason": pd.Categorical.from_codes(reason_code, reasons),
-        })
-        return pd.DataFrame(cols, copy=False)
-
-    def _orders_arrow(self):
-        """The orders as an Arrow table for ``simulation_orders`` straight from the arrays: numbers, two
-        dictionary-encoded names, no DataFrame and no Python strings."""
-        import pyarrow as pa
-
-        o = self.orders_raw
-        S = len(self.universe)
-        pos, sell, status = o["pos"], o["sell"], o["status"]
-        n = len(pos)
-
-        def text(codes, values, null=False):
-            idx = pa.array(codes, mask=(codes < 0) if null else None)
-            return pa.DictionaryArray.from_arrays(idx, pa.array([str(v) for v in values], pa.string()))
-
-        price = self._col("price")
-        limit = (limit_prices(price, ~sell, self.params.limit_offset_bps) if self.params.order_type == "LIMIT"
-                 else None)
-        sector = self._col("sector")
-        cols = {
-            "date": pa.array(self.dates[o["t"]]),
-            "order_key": pa.array(self.order_keys),
-            "symbol": text(pos if len(self.portfolios) == 1 else (pos % S).astype(np.int32), self.universe),
-            "sell": pa.array(sell),
-            "qty": pa.array(o["qty"]),
-            "limit_price": pa.nulls(n, pa.float64()) if limit is None else pa.array(limit),
-            "price": pa.array(price, from_pandas=True),
-            "sector": text(np.where(sector >= len(self.sectors), -1, sector).astype(np.int32), self.sectors, null=True),
-            "lot_size": pa.array(self._col("lot")),
-            "target_weight": pa.array(self._col("weight")),
-            "current_qty": pa.array(o["current"]),
-            "untrimmed_qty": pa.array(o["untrimmed"]),
-            "status_code": pa.array(status),
-            "risk_mask": pa.array(o["risk"]),
-            "avg_fill_price": pa.array(self.avg_fill_price, from_pandas=True),
-            "fill_price": pa.array(o["fill_price"], from_pandas=True),
-            "commission": pa.array(o["commission"]),
-        }
-        if "filled" in o:  # partial fills; without them both columns stay NULL (= the status tells, see the view)
-            cols["filled_qty"] = pa.array(o["filled"])
-            cols["n_fills"] = pa.array(o["n_fills"])
-        if self.named_portfolios:
-            cols["portfolio"] = text((pos // S).astype(np.int32), self.portfolios)
-        return pa.table(cols)
-
-    @cached_property
-    def fills(self) -> pd.DataFrame:
-        o = self.orders
-        cols = ["date"] + (["portfolio"] if self.named_portfolios else []) + ["run_id", "order_key", "symbol", "side"]
-        if self.fills_raw is None:  # one fill per filled order
-            f = o.loc[o["status"].to_numpy() == "FILLED"]
-            out = f.loc[:, cols].assign(seq=1, qty=f["filled_qty"], price=f["fill_price"], commission=f["commission"])
-            return out.reset_index(drop=True)
-        raw = self.fills_raw
-        by_order = np.argsort(raw["order"], kind="stable")  # appended step by step: stable keeps seq order
-        rows = raw["order"][by_order]
-        out = o.iloc[rows].loc[:, cols].reset_index(drop=True)
-        return out.assign(seq=raw["seq"][by_order].astype(np.int64), qty=raw["qty"][by_order],
-                          price=o["fill_price"].to_numpy()[rows], commission=raw["commission"][by_order])
-
-    def _replay_positions(self) -> dict:
-        """Holdings after each date, rebuilt from the starting positions and the fills (not kept by the loop)."""
-        o, i = self.orders_raw, self._inputs
-        D, S = len(self.dates), len(self.universe)
-        hold = self.initial_positions.copy()
-        last_px = np.full(S, np.nan)
-        bounds = np.searchsorted(o["t"], np.arange(D + 1))
-        signed = np.where(o["sell"], -self.filled_qty, self.filled_qty)
-        out = _Buffers(int(np.count_nonzero(hold)) + len(o["t"]), {"t": np.int32, "pos": np.int32, "qty": np.int64,
-                                                                  "mark": np.float64})
-        for t in range(D):
-            pa_, pb = i["pbounds"][t], i["pbounds"][t + 1]
-            known = ~np.isnan(i["pprice"][pa_:pb])
-            last_px[i["psym"][pa_:pb][known]] = i["pprice"][pa_:pb][known]
-            a, b = bounds[t], bounds[t + 1]
-            hold[o["pos"][a:b]] += signed[a:b]
-            nz = np.flatnonzero(hold)
-            out.append(len(nz), t=t, pos=nz, qty=hold[nz], mark=last_px[nz % S])
-        return out.final()
-
-    @cached_property
-    def positions(self) -> pd.DataFrame:
-        h = self._replay_positions()
-        cols = self._head(h["t"], h["pos"])
-        cols.update({
-            "symbol": pd.Categorical.from_codes(h["pos"] % len(self.universe), self.universe),
-            "qty": h["qty"], "price": h["mark"], "market_value": h["qty"] * np.nan_to_num(h["mark"]),
-        })
-        return pd.DataFrame(cols, copy=False)
-
-    @cached_property
-    def summary(self) -> pd.DataFrame:
-        D, P = len(self.dates), len(self.portfolios)
-        o = self.orders_raw
-        run = self._order_run.astype(np.int64)
-        status = o["status"]
-
-        def per_run(values=None):
-            return np.bincount(run, weights=values, minlength=D * P)
-
-        by_status = np.bincount(run * 4 + status, minlength=D * P * 4).reshape(D * P, 4).astype(np.int64)
-        fq = self.filled_qty
-        notional = np.where(fq > 0, fq * o["fill_price"], 0.0)
-        gross, net, n_positions = (a.ravel() for a in self.day_holdings)
-        cash_after = self.day_cash_after.ravel()
-        end_value = cash_after + net
-        pv = self.day_pv.ravel()
-        cols = self._head(np.repeat(np.arange(D), P), None, port=np.tile(np.arange(P), D))
-        buy = per_run(np.where(~o["sell"], notional, 0.0))
-        sell = per_run(np.where(o["sell"], notional, 0.0))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            cols.update({
-                "run_id": self.run_ids,
-                "portfolio_value": pv,
-                "cash_before": self.day_cash_before.ravel(),
-                "n_orders": by_status.sum(axis=1),
-                "n_filled": by_status[:, _FILLED],
-                "n_blocked": by_status[:, _RISK],
-                "n_missing_price": by_status[:, _NO_PRICE],
-                "n_canceled": by_status[:, _CANCELED],
-                "n_partial": per_run((status == _CANCELED) & (fq > 0)).astype(np.int64),
-                "buy_notional": buy,
-                "sell_notional": sell,
-                "commission": per_run(o["commission"]),
-                "turnover": (buy + sell) / pv,
-                "cash_after": cash_after,
-                "end_value": end_value,
-                "gross_exposure": gross / end_value,
-                "net_exposure": net / end_value,
-                "n_positions": n_positions.astype(np.int64),
-            })
-        by_mask = np.bincount(run * 64 + o["risk"], minlength=D * P * 64).reshape(D * P, 64)
-        bits = (np.arange(64)[:, None] >> np.arange(len(RISK_CODES))[None, :]) & 1
-        blocked = by_mask @ bits
-        for i, code in enumerate(RISK_CODES):
-            cols[f"blocked_{code}"] = blocked[:, i].astype(np.int64)
-        return pd.DataFrame(cols)
-
-    @cached_property
-    def cash(self) -> pd.DataFrame:
-        s = self.summary
-        return s.loc[:, ["date"] + (["portfolio"] if self.named_portfolios else []) + ["cash_after"]].rename(
-            columns={"cash_after": "cash"})
-
-    def describe(self) -> dict:
-        """Totals as a JSON-ready dict (what ``tradeloop simulate --json`` prints)."""
-        s = self.summary
-        st = self.orders_raw["status"]
-        return {
-            "simulation_id": self.simulation_id,
-            "dates": len(self.dates),
-            "first_date": str(pd.Timestamp(self.dates[0]).date()) if len(self.dates) else None,
-            "last_date": str(pd.Timestamp(self.dates[-1]).date()) if len(self.dates) else None,
-            "portfolios": [str(p) for p in self.portfolios] if self.named_portfolios else [],
-            "symbols": len(self.universe),
-            "orders": int(len(st)),
-            "filled": int((st == _FILLED).sum()),
-            "blocked": int((st == _RISK).sum()),
-            "missing_price": int((st == _NO_PRICE).sum()),
-            "canceled": int((st == _CANCELED).sum()),
-            "partially_filled": int(((st == _CANCELED) & (self.filled_qty > 0)).sum()),
-            "fills": int(self.n_fills.sum()),
-            "blocked_by_code": {c: int(s[f"blocked_{c}"].sum()) for c in RISK_CODES if s[f"blocked_{c}"].sum()},
-            "commission": round(float(s["commission"].sum()), 2),
-            "final_cash": [round(float(x), 2) for x in self.day_cash_after[-1]] if len(self.dates) else [],
-            "final_value": [round(float(x), 2) for x in s["end_value"].to_numpy()[-len(self.portfolios):]],
-        }
-
-    def to_json(self) -> str:
-        return json.dumps(self.describe(), sort_keys=True)
-
