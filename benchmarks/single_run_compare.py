@@ -109,6 +109,38 @@ def duckdb_floor(path: Path, run_id: str, runs: int) -> list[float]:
     return times
 
 
+def measure(versions: dict, tmp: Path, n_symbols: int, runs: int) -> tuple[dict, dict, dict, dict]:
+    """Seconds per single run of each version (``{name: module}``), alternating, each on its own DuckDB file in
+    ``tmp``, after two warm-up runs each. Returns ``(times, freeze_times, last_run_id, stores)`` keyed by name."""
+    table, params_dict = single_run_inputs(n_symbols)
+    stores = {k: m.Store(tmp / f"{k}.duckdb") for k, m in versions.items()}
+    params = {k: m.RunParams.from_dict(params_dict) for k, m in versions.items()}
+
+    def one(k, i):
+        m = versions[k]
+        snap = m.freeze_snapshot(table, portfolio_value=1e8 + i, model_version="bench")
+        t0 = time.perf_counter()
+        result = m.run_snapshot(stores[k], snap, params=params[k])
+        return time.perf_counter() - t0, result
+
+    times = {k: [] for k in versions}
+    freeze = {k: [] for k in versions}
+    last = {}
+    for i in range(2):  # warm-up
+        for k in times:
+            one(k, i)
+    names = list(versions)
+    for i in range(runs):
+        for k in (names if i % 2 == 0 else names[::-1]):
+            t0 = time.perf_counter()
+            dt, result = one(k, 100 + i)
+            freeze[k].append(time.perf_counter() - t0 - dt)
+            times[k].append(time.perf_counter() - t0)
+            assert result.status == "done", result
+            last[k] = result.run_id
+    return times, freeze, last, stores
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--base", default="HEAD", help="git revision to compare against (default HEAD)")
@@ -119,37 +151,12 @@ def main(argv=None) -> None:
     import tradeloop as new
     with tempfile.TemporaryDirectory() as tmp:
         base = _load_base(args.base, Path(tmp) / "src")
-        versions = {"base": base, "new": new}
-        table, params_dict = single_run_inputs(args.symbols)
-        stores = {k: m.Store(Path(tmp) / f"{k}.duckdb") for k, m in versions.items()}
-        params = {k: m.RunParams.from_dict(params_dict) for k, m in versions.items()}
-
-        def one(k, i):
-            m = versions[k]
-            snap = m.freeze_snapshot(table, portfolio_value=1e8 + i, model_version="bench")
-            t0 = time.perf_counter()
-            result = m.run_snapshot(stores[k], snap, params=params[k])
-            return time.perf_counter() - t0, result
-
-        times = {k: [] for k in versions}
-        last = {}
-        freeze = {k: [] for k in versions}
-        for i in range(2):  # warm-up
-            for k in versions:
-                one(k, i)
         load0 = os.getloadavg()[0]
-        for i in range(args.runs):
-            for k in (("base", "new") if i % 2 == 0 else ("new", "base")):
-                t0 = time.perf_counter()
-                dt, result = one(k, 100 + i)
-                freeze[k].append(time.perf_counter() - t0 - dt)
-                times[k].append(time.perf_counter() - t0)
-                assert result.status == "done", result
-                last[k] = result.run_id
+        times, freeze, last, stores = measure({"base": base, "new": new}, Path(tmp), args.symbols, args.runs)
         b, n = np.median(times["base"]), np.median(times["new"])
         print(f"load average {load0:.2f} -> {os.getloadavg()[0]:.2f}; {args.runs} alternating warm runs each, "
               f"{args.symbols} symbols")
-        for k in versions:
+        for k in times:
             print(f"{k:>4} ({args.base if k == 'base' else 'checkout'}): median {1e3 * np.median(times[k]):.0f} ms, "
                   f"best {1e3 * min(times[k]):.0f} ms (freeze {1e3 * np.median(freeze[k]):.0f} ms of it)")
         print(f"new / base = {n / b:.2f} ({b / n:.2f}x faster)")

@@ -48,9 +48,10 @@ MISSING_PRICE, UNFILLED_AT_CLOSE = (np.int8(codes.code_of(codes.REJECT_REASON, r
                                     for r in ("missing_price", "unfilled_at_close"))
 #: Reason code of an order this step gave no (new) reject reason.
 NO_REASON = np.int8(-1)
-# indexed by status code; the codes are 0..n-1, so a code is its own position
+# The status codes are 0..n-1 with the terminal ones last, so "working" is one comparison, not a table lookup.
 assert [c.code for c in codes.rows(codes.ORDER_STATUS)] == list(range(len(STATUS_NAMES)))
-_TERMINAL = np.array([c.terminal for c in codes.rows(codes.ORDER_STATUS)])
+_FIRST_TERMINAL = np.int8(min(c.code for c in codes.rows(codes.ORDER_STATUS) if c.terminal))
+assert all(c.terminal == (c.code >= _FIRST_TERMINAL) for c in codes.rows(codes.ORDER_STATUS))
 
 #: Columns of ``FillResult.fills``.
 FILL_COLUMNS = ("fill_id", "run_id", "client_order_id", "seq", "qty", "price", "commission")
@@ -135,9 +136,11 @@ def close_out(status: np.ndarray, reason: np.ndarray, working: np.ndarray | None
     ``working`` restricts it to the orders of this step (default: every non-terminal one). Returns the mask of the
     orders it canceled.
     """
-    open_ = ~_TERMINAL[status] if working is None else working & ~_TERMINAL[status]
-    status[open_] = CANCELED
-    reason[open_] = UNFILLED_AT_CLOSE
+    open_ = status < _FIRST_TERMINAL
+    if working is not None:
+        open_ &= working
+    np.putmask(status, open_, CANCELED)
+    np.putmask(reason, open_, UNFILLED_AT_CLOSE)
     return open_
 
 
@@ -175,7 +178,7 @@ def execute_step(status: np.ndarray, qty: np.ndarray, filled: np.ndarray, price:
     n = len(qty)
     status = np.array(status, dtype=np.int8)  # a copy: the caller's array stays as it was
     reason = np.full(n, NO_REASON, dtype=np.int8)
-    active = ~_TERMINAL[status]
+    active = status < _FIRST_TERMINAL
     is_new = status == NEW
     log = [] if events else None
     no_price = active & np.isnan(price)
@@ -184,27 +187,26 @@ def execute_step(status: np.ndarray, qty: np.ndarray, filled: np.ndarray, price:
         gone = np.where(is_new, REJECTED, CANCELED)
         if log is not None:
             log.append((no_price, status.copy(), gone, np.where(is_new, qty, qty - filled), price, MISSING_PRICE))
-        status[no_price] = gone[no_price]
-        reason[no_price] = MISSING_PRICE
+        np.copyto(status, gone, where=no_price)
+        np.putmask(reason, no_price, MISSING_PRICE)
         working = active & ~no_price
     submit = working & is_new
     if log is not None:
         log.append((submit, NEW, SUBMITTED, qty, price, NO_REASON))
-    status[submit] = SUBMITTED
+    np.putmask(status, submit, SUBMITTED)
 
     if side is None:
         side = np.where(sell, "SELL", "BUY")
-    if is_limit is None:
-        limit, is_limit = np.full(n, np.nan), np.zeros(n, dtype=bool)
-    fill_px, crosses = fill_prices(slippage, side, price, limit, is_limit)
-    may = working & crosses
+    fill_px, crosses = fill_prices(slippage, side, price, limit, False if is_limit is None else is_limit)
+    may = working if is_limit is None else working & crosses
     if caps is None:
         fill_qty = np.where(may, qty - filled, 0)
     else:
         cap = np.asarray(caps, dtype="float64")
         cap = np.where(np.isnan(cap), 0.0, cap)  # a model that cannot say how much may fill lets nothing fill
         fill_qty = np.where(may, np.minimum(qty - filled, np.clip(cap, 0, None)), 0).astype("int64")
-    now = np.flatnonzero(fill_qty > 0)
+    fills = fill_qty > 0
+    now = np.flatnonzero(fills)
     q, px = fill_qty[now], fill_px[now]
     fee = np.zeros(n)
     flow = np.zeros(n)
@@ -216,13 +218,13 @@ def execute_step(status: np.ndarray, qty: np.ndarray, filled: np.ndarray, price:
     if avg_price is not None:
         avg = np.array(avg_price, dtype="float64")
         avg[now] = average_fill_price(avg[now], filled[now], px, q)
-    to = np.where(new_filled[now] >= qty[now], FILLED, PARTIAL)
+    done = new_filled >= qty
     if log is not None:
-        log.append((now, status[now], to, q, px, NO_REASON))
-    status[now] = to
+        log.append((now, status[now], np.where(done[now], FILLED, PARTIAL), q, px, NO_REASON))
+    np.putmask(status, fills & done, FILLED)
+    np.putmask(status, fills & ~done, PARTIAL)
     if close:
-        if log is not None:
-            before = status.copy()
+        before = status.copy() if log is not None else None
         canceled = close_out(status, reason, working)
         if log is not None:
             log.append((canceled, before, CANCELED, qty - new_filled, price, UNFILLED_AT_CLOSE))
@@ -408,7 +410,7 @@ def work_orders(
         current = result.orders
         fills.append(result.fills)
         events.append(result.events)
-        if _TERMINAL[status_codes(current["status"].to_numpy(dtype=object))].all():
+        if (status_codes(current["status"].to_numpy(dtype=object)) >= _FIRST_TERMINAL).all():
             break
     fill_frame = pd.concat(fills, ignore_index=True) if any(len(f) for f in fills) else fills[0]
     ev = pd.concat([e for e in events if len(e)], ignore_index=True) if any(len(e) for e in events) else events[0]

@@ -597,7 +597,7 @@ def _execute_day(rules: _Rules, qty: np.ndarray, sell: np.ndarray, price: np.nda
 
 def _outcomes(status: np.ndarray, risk: np.ndarray) -> np.ndarray:
     """Outcome codes (``simulation_orders.status_code``) of orders the engine left in ``status``."""
-    return np.where(risk != 0, np.int8(OUTCOME_RISK), _OUTCOME_OF_STATUS[status])
+    return np.where(risk != 0, np.int8(OUTCOME_RISK), _OUTCOME_OF_STATUS.take(status))
 
 
 def _order_columns(rules: _Rules) -> dict:
