@@ -52,6 +52,19 @@ def test_risk_blocked_run_exits_3_with_reasons(cli, db_path):
         assert outcome["orders_blocked"] == 4 and s.table_counts()["trade_fills"] == 0
 
 
+@pytest.mark.parametrize("cap, code", [(0.3, 0), (0.2999, 3)])
+def test_sector_at_the_cap_passes_and_beyond_it_blocks(cli, db_path, tmp_path, cap, code):
+    # 10 % + 20 % is 0.30000000000000004 in binary: at the cap (within 1e-9), so the rule "exceeds" does not fire
+    snap = tmp_path / "snap.csv"
+    snap.write_text("symbol,weight,price,sector\nA,0.1,1,Tech\nB,0.2,1,Tech\n")
+    params = tmp_path / "params.json"
+    params.write_text(json.dumps({"risk": {"sector_cap": cap}}))
+    p = cli("run", "--snapshot", snap, "--portfolio-value", "100", "--model-version", "m1", "--params", params,
+            "--db", db_path)
+    assert p.returncode == code, p.stdout + p.stderr
+    assert ("exceeds sector_cap" in p.stdout) == (code == 3)
+
+
 def test_bad_input_exits_2_with_a_clear_message_and_writes_nothing(cli, db_path, tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("symbol,weight,price\nAAPL,0.5,190\nMSFT,0.3,-4\n")

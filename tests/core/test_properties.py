@@ -19,6 +19,7 @@ from tradeloop import (
     freeze_snapshot,
 )
 from tradeloop.core.fsm import check_order_history
+from tradeloop.core.tolerance import LIMIT_RTOL
 from tradeloop.venue.commission import PerShareCommission
 from tradeloop.venue.slippage import FixedBpsSlippage
 
@@ -61,7 +62,7 @@ def test_quantities_are_lot_multiples_and_buys_fit_the_cash(case):
     buys = float((book["qty"] * book["price"])[book["side"] == "BUY"].sum())
     sells = float((book["qty"] * book["price"])[book["side"] == "SELL"].sum())
     available = cash + sells - buffer * value
-    assert buys <= max(available, 0.0) * (1 + 1e-12) + 1e-6
+    assert buys <= max(available, 0.0) * (1 + LIMIT_RTOL) + 1e-6  # at the cash limit within the tolerance
 
 
 @settings(max_examples=100, deadline=None)

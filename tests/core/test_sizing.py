@@ -4,7 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tradeloop import ValidationError, build_book, build_orders, client_order_ids
+from support import one_date_paths
+
+from tradeloop import RunParams, ValidationError, build_book, build_orders, client_order_ids
+from tradeloop.core.tolerance import LIMIT_RTOL
 
 
 def weights(**cols):
@@ -140,3 +143,30 @@ def test_inputs_are_not_mutated():
     build_orders(w, 10_000, positions=pos, run_id="r", model_version="m", cash_buffer=0.1)
     pd.testing.assert_frame_equal(w, w0)
     pd.testing.assert_frame_equal(pos, pos0)
+
+
+def test_buys_at_the_cash_limit_are_not_trimmed_on_both_paths(tmp_path):
+    # 3 × 0.1 is 0.30000000000000004 in binary: within 1e-9 of the cash 0.3, so at the limit, not above it
+    w = weights(symbol=["A"], weight=[0.3], price=[0.1])
+    book = build_book(w, 1.0, cash=0.3)
+    assert book[["side", "qty", "untrimmed_qty"]].values.tolist() == [["BUY", 3, 3]]
+    paths, status = one_date_paths(w, 1.0, RunParams(cash=0.3), db_path=tmp_path / "t.duckdb")
+    assert status == "done"
+    for path, orders in paths.items():
+        assert orders[["symbol", "side", "qty", "status"]].values.tolist() == [["A", "BUY", 3, "FILLED"]], path
+
+
+def test_buys_beyond_the_cash_tolerance_are_still_trimmed(tmp_path):
+    # 0.3000003 of cash needed for 0.3 available: 1e-6 relative, far beyond the tolerance
+    w = weights(symbol=["A"], weight=[0.3000003], price=[0.1000001])
+    assert build_book(w, 1.0, cash=0.3)["qty"].tolist() == [2]
+    paths, _ = one_date_paths(w, 1.0, RunParams(cash=0.3), db_path=tmp_path / "t.duckdb")
+    assert {path: orders["qty"].tolist() for path, orders in paths.items()} == {"run": [2], "simulate": [2]}
+
+
+def test_trimmed_buys_reaching_the_cash_within_the_tolerance_keep_the_lot():
+    # Two buys of 6 × 0.1 need 1.2 for 0.6 available: factor 0.5 (0.49999999999999994 in binary) must give 3 each
+    w = weights(symbol=["A", "B"], weight=[0.6, 0.6], price=[0.1, 0.1])
+    book = build_book(w, 1.0, cash=0.6)
+    assert book["qty"].tolist() == [3, 3]
+    assert float((book["qty"] * book["price"]).sum()) <= 0.6 * (1 + LIMIT_RTOL)

@@ -14,6 +14,10 @@ max_gross_exposure     it grows gross exposure (Σ |position weight|) beyond the
 no_short               it sells into a short position while ``allow_short`` is false
 =====================  ==========================================================================================
 
+A value within 1e-9 relative of its limit is "at the limit" and passes (:func:`tradeloop.core.tolerance.exceeds`):
+``390 × 0.07`` is ``27.300000000000004`` in binary and passes ``max_order_notional = 27.3``. ``no_short`` compares
+whole shares and needs no tolerance.
+
 Orders whose price is missing are not checked here: execution rejects them with ``missing_price``.
 """
 
@@ -28,6 +32,7 @@ import pandas as pd
 
 from ..errors import ValidationError
 from .codes import risk_rule_names
+from .tolerance import exceeds
 
 __all__ = ["RiskLimits", "check_risk", "risk_summary", "risk_checks", "post_trade", "sector_limits", "RISK_CODES"]
 
@@ -125,19 +130,19 @@ def risk_checks(
     if limits.max_order_notional is not None:
         notional = qty * px
         lim = np.broadcast_to(np.float64(limits.max_order_notional), (n,))
-        checks.append(("max_order_notional", is_order & priced & (notional > lim), notional, lim))
+        checks.append(("max_order_notional", is_order & priced & exceeds(notional, limits.max_order_notional), notional, lim))
     if limits.max_position_ratio is not None:
         lim = np.broadcast_to(np.float64(limits.max_position_ratio), (n,))
-        checks.append(("max_position_ratio", growing & (apw > lim), apw, lim))
+        checks.append(("max_position_ratio", growing & exceeds(apw, limits.max_position_ratio), apw, lim))
     if limits.single_name_caps:
-        checks.append(("single_name_cap", growing & (apw > name_cap), apw, name_cap))
+        checks.append(("single_name_cap", growing & exceeds(apw, name_cap), apw, name_cap))
     if limits.uses_sectors:
         exposure = np.bincount(sec_codes, weights=apw)[sec_codes]
-        checks.append(("sector_cap", growing & (exposure > sector_lim), exposure, sector_lim))
+        checks.append(("sector_cap", growing & exceeds(exposure, sector_lim), exposure, sector_lim))
     if limits.max_gross_exposure is not None:
         gross = _group_sum(apw, codes, ngroups)[codes]
         lim = np.broadcast_to(np.float64(limits.max_gross_exposure), (n,))
-        checks.append(("max_gross_exposure", growing & (gross > lim), gross, lim))
+        checks.append(("max_gross_exposure", growing & exceeds(gross, limits.max_gross_exposure), gross, lim))
     if not limits.allow_short:
         checks.append(("no_short", is_order & (signed < 0) & (post < 0), post.astype("float64"),
                        np.broadcast_to(np.float64(0.0), (n,))))

@@ -9,6 +9,11 @@ Rules (the design's section 4.1):
 * Sells free cash. If buys cost more than ``cash + sell proceeds − cash_buffer × portfolio_value``, every buy in
   that group is scaled by the same factor and floored to its lot size, so the trimmed buys always fit.
 
+Comparisons follow :mod:`tradeloop.core.tolerance`: buys within 1e-9 relative of the cash available are "at the
+limit" and are not trimmed (``0.3`` of value at price ``0.1`` with cash ``0.3`` buys 3, although ``3 × 0.1`` is
+``0.30000000000000004``), a trimmed buy may reach the cash within the same tolerance, and lot rounding adds 1e-9 of
+a lot before flooring.
+
 Everything is numpy/pandas over the whole table; extra group columns (``date``, ``portfolio``, …) are built in
 one call, each group with its own portfolio value and cash.
 """
@@ -22,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ValidationError
+from .tolerance import LIMIT_RTOL, exceeds, floor_lots
 
 __all__ = [
     "build_book", "build_orders", "client_order_ids", "order_keys", "combine_keys", "format_client_order_ids",
@@ -41,8 +47,6 @@ BOOK_COLUMNS = (
 
 _ALPHABET = np.frombuffer(b"0123456789abcdefghjkmnpqrstvwxyz", dtype=np.uint8)  # Crockford base32, lower case
 _SHIFTS = np.arange(60, -1, -5, dtype=np.uint64)  # 13 base32 digits cover 64 bits
-# Added to the quotient before flooring so that 0.29 × 100 / 1 (= 28.999999999999996 in binary) gives 29, not 28.
-_FLOOR_EPS = 1e-9
 
 
 def _hash_strings(values) -> np.ndarray:
@@ -154,7 +158,8 @@ def size_orders(
     Plain numpy over aligned rows: ``weight``, ``price`` (NaN = unknown), ``lot`` and ``current`` (int64) per row,
     ``codes`` the row's group (0..ngroups-1), ``group_pv`` / ``group_cash`` per group (``group_cash`` None: the
     group's value minus its holdings). Applies the module's rules: lot rounding toward zero (with the 1e-9
-    epsilon), sells first, then buys trimmed pro rata with a strict floor so they fit the cash after the buffer.
+    epsilon), sells first, then buys trimmed pro rata with a floor so they fit the cash after the buffer (both
+    within :data:`~tradeloop.core.tolerance.LIMIT_RTOL`).
 
     Returns ``(delta, untrimmed, group_cash, missing_price)``: the signed int64 trade per row after trimming, its
     size before trimming, the cash each group started with, and the rows without a price.
@@ -165,7 +170,7 @@ def size_orders(
     missing_price = np.isnan(price)
     any_missing = missing_price.any()
     with np.errstate(invalid="ignore", divide="ignore"):
-        lots = np.floor(np.abs(weight * pv) / price / lot + _FLOOR_EPS)
+        lots = floor_lots(np.abs(weight * pv) / price / lot)
     target = np.sign(weight) * lots * lot
     if any_missing:
         target = np.where(missing_price, 0, target).astype("int64")
@@ -182,11 +187,14 @@ def size_orders(
     sells = np.bincount(codes, weights=np.where(delta < 0, -delta * px, 0.0), minlength=ngroups)
     buys = np.bincount(codes, weights=np.where(delta > 0, delta * px, 0.0), minlength=ngroups)
     available = group_cash + sells - cash_buffer * group_pv
-    factor = np.where(buys > available, np.clip(available, 0.0, None) / np.where(buys > 0, buys, 1.0), 1.0)
-    if (factor < 1.0).any():
+    over = exceeds(buys, available)
+    if over.any():
+        factor = np.where(over, np.clip(available, 0.0, None) / np.where(buys > 0, buys, 1.0), 1.0)
         row_factor = factor[codes]
-        trim = row_factor < 1.0
-        trimmed_buy = np.floor(delta * row_factor / lot) * lot  # strict floor: trimmed buys never exceed the cash
+        trim = over[codes]
+        # Floor in lots, letting a quotient within the tolerance below a whole lot count as that lot: trimmed buys
+        # never exceed the cash by more than LIMIT_RTOL relative.
+        trimmed_buy = np.floor(delta * row_factor / lot * (1.0 + LIMIT_RTOL)) * lot
         delta = np.where((delta > 0) & trim, trimmed_buy, delta).astype("int64")
     return delta, untrimmed, group_cash, missing_price
 

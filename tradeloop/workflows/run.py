@@ -44,6 +44,7 @@ from ..core.fsm import (
     check_run_transition,
 )
 from ..core.snapshot import DecisionSnapshot
+from ..core.tolerance import exceeds
 from ..core.validate import validate_positions, validate_prices
 from ..errors import StoreBusy, TradeloopError, ValidationError
 from ..store.db import ORDER_IDENTITY, ORDER_STATE, Store, utcnow
@@ -147,7 +148,7 @@ def _store_run(store: Store, snapshot: DecisionSnapshot, *, params: RunParams | 
     positions = validate_positions(positions) if positions is not None else None
     fallback_prices = validate_prices(fallback_prices) if fallback_prices is not None else None
     gross = float(np.abs(snapshot.weights["weight"]).sum())
-    if gross > params.max_leverage + 1e-9:
+    if exceeds(gross, params.max_leverage):
         raise ValidationError(
             f"snapshot weights sum to {gross:.6g} in absolute value, beyond params.max_leverage "
             f"{params.max_leverage:g}"
