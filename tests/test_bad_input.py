@@ -28,6 +28,7 @@ from tradeloop import (
     freeze_snapshot,
     load_params,
     load_snapshot_file,
+    simulate,
 )
 from tradeloop.cli import cli as tradeloop_cli
 from tradeloop.core.validate import MAX_TABLE_BYTES
@@ -276,3 +277,23 @@ def test_bad_notebook_parameters_are_refused_by_name(kind, call, phrase, tmp_pat
         call(store)
     assert phrase in str(info.value)
     assert store.table_counts() == before
+
+
+# --- one rule, one message: a snapshot and a simulation refuse the same model versions the same way --------------
+@pytest.mark.parametrize("model_version", ["", "  ", "m\n1", "m\t1", "m\r", "m" * 129, None, 5])
+def test_snapshot_and_simulate_refuse_the_same_model_versions(model_version):
+    with pytest.raises(ValidationError) as snap:
+        freeze_snapshot(W, portfolio_value=1e6, model_version=model_version)
+    day = W.assign(date="2024-01-02")
+    with pytest.raises(ValidationError) as sim:
+        simulate(day[["date", "symbol", "weight"]], day[["date", "symbol", "price"]], portfolio_value=1e6,
+                 model_version=model_version)
+    assert str(sim.value) == str(snap.value)
+    assert str(snap.value).startswith(f"model_version {model_version!r} must ")
+
+
+def test_a_model_version_of_128_characters_is_allowed_on_both_paths():
+    day = W.assign(date="2024-01-02")
+    assert freeze_snapshot(W, portfolio_value=1e6, model_version="m" * 128).model_version == "m" * 128
+    assert simulate(day[["date", "symbol", "weight"]], day[["date", "symbol", "price"]], portfolio_value=1e6,
+                    model_version="m" * 128).model_version == "m" * 128

@@ -80,7 +80,7 @@ def test_several_rules_are_all_reported():
 
 
 @pytest.mark.parametrize("limits, message", [
-    (dict(max_order_notional=-1), "risk.max_order_notional is -1; it must be a finite number > 0"),
+    (dict(max_order_notional=-1), "risk.max_order_notional is -1; it must be > 0"),
     (dict(max_position_ratio=float("nan")), "risk.max_position_ratio is nan"),
     (dict(single_name_caps={"A": 0}), "risk.single_name_caps['A'] is 0"),
     (dict(allow_short="yes"), "risk.allow_short is 'yes'"),

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import asdict, fields
 
 from ..errors import ValidationError
+from .validate import check_number
 
 __all__ = ["model_to_dict", "model_from_dict", "check_number"]
 
@@ -35,12 +35,3 @@ def model_from_dict(data, registry: Mapping[str, type], what: str):
         return cls(**args)
     except TypeError as e:
         raise ValidationError(f"params.{what} ({name}): {e}") from None
-
-
-def check_number(what: str, value, *, minimum: float = 0.0, inclusive: bool = True) -> float:
-    """A finite number >= minimum (or > minimum); the message names the field."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValidationError(f"{what} is {value!r}; it must be a finite number")
-    if value < minimum or (not inclusive and value == minimum):
-        raise ValidationError(f"{what} is {value!r}; it must be {'>=' if inclusive else '>'} {minimum}")
-    return float(value)

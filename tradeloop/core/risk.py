@@ -23,7 +23,6 @@ Orders whose price is missing are not checked here: execution rejects them with 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 
@@ -33,6 +32,7 @@ import pandas as pd
 from ..errors import ValidationError
 from .codes import risk_rule_names
 from .tolerance import exceeds
+from .validate import check_number
 
 __all__ = ["RiskLimits", "check_risk", "risk_summary", "risk_checks", "post_trade", "sector_limits", "RISK_CODES"]
 
@@ -56,13 +56,13 @@ class RiskLimits:
         for name in ("max_order_notional", "max_position_ratio", "sector_cap", "max_gross_exposure"):
             value = getattr(self, name)
             if value is not None:
-                _check_limit(f"risk.{name}", value)
+                check_number(f"risk.{name}", value, inclusive=False)
         for name in ("single_name_caps", "sector_caps"):
             caps = getattr(self, name)
             if not isinstance(caps, Mapping):
                 raise ValidationError(f"risk.{name} must be an object of name -> limit, got {caps!r}")
             for key, value in caps.items():
-                _check_limit(f"risk.{name}[{key!r}]", value)
+                check_number(f"risk.{name}[{key!r}]", value, inclusive=False)
             object.__setattr__(self, name, dict(sorted((str(k), float(v)) for k, v in caps.items())))
         if not isinstance(self.allow_short, bool):
             raise ValidationError(f"risk.allow_short is {self.allow_short!r}; it must be true or false")
@@ -83,11 +83,6 @@ class RiskLimits:
     @property
     def uses_sectors(self) -> bool:
         return self.sector_cap is not None or bool(self.sector_caps)
-
-
-def _check_limit(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise ValidationError(f"{name} is {value!r}; it must be a finite number > 0")
 
 
 def _group_sum(values: np.ndarray, codes: np.ndarray, ngroups: int) -> np.ndarray:

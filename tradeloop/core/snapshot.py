@@ -7,7 +7,6 @@ snapshot can always be checked against its hash.
 from __future__ import annotations
 
 import hashlib
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +14,15 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ValidationError
-from .validate import check_columns, numeric_column, read_table, validate_symbols
+from .validate import (
+    check_columns,
+    check_model_version,
+    check_number,
+    check_whole,
+    numeric_column,
+    read_table,
+    validate_symbols,
+)
 
 __all__ = ["DecisionSnapshot", "freeze_snapshot", "load_snapshot_file", "SNAPSHOT_COLUMNS", "content_hash"]
 
@@ -90,18 +97,15 @@ def freeze_snapshot(
     """
     what = "snapshot"
     check_columns(weights, what, ("symbol", "weight"), _OPTIONAL)
-    if not isinstance(model_version, str) or not model_version.strip() or len(model_version) > 128:
-        raise ValidationError(f"model_version {model_version!r} must be a non-empty string of at most 128 characters")
-    if any(ch in model_version for ch in "\n\r\t\0"):
-        raise ValidationError(f"model_version {model_version!r} must not contain control characters")
+    check_model_version(model_version)
     try:
         pv = float(portfolio_value)
     except (TypeError, ValueError):
         raise ValidationError(f"portfolio_value {portfolio_value!r} is not a number") from None
-    if not math.isfinite(pv) or pv <= 0:
-        raise ValidationError(f"portfolio_value is {portfolio_value!r}; it must be a finite number > 0")
-    if int(default_lot_size) != default_lot_size or default_lot_size < 1:
-        raise ValidationError(f"lot_size default is {default_lot_size!r}; it must be a whole number >= 1")
+    check_number("portfolio_value", pv, inclusive=False)
+    if isinstance(default_lot_size, float) and default_lot_size.is_integer():
+        default_lot_size = int(default_lot_size)
+    default_lot_size = check_whole("lot_size default", default_lot_size)
 
     symbols = validate_symbols(weights["symbol"], what)
     n = len(weights)

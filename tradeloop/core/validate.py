@@ -1,11 +1,14 @@
-"""Reading and validating input tables (snapshot weights, positions, fallback prices).
+"""Every validation rule of tradeloop, in one place: input tables, numbers, symbols, ids and model versions.
 
-Validation happens here, where data enters, so the core functions can trust their inputs. Every message names the
-table, the column, the symbol (or row) and what is allowed.
+Validation happens where data enters (a snapshot, a params file, a simulation's inputs, a setting), always through
+these functions, so the core functions can trust their inputs and each rule has one message. Every message names the
+field (the table, the column, the symbol or row) and what is allowed.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 import re
 import warnings
 from pathlib import Path
@@ -15,13 +18,72 @@ import pandas as pd
 
 from ..errors import ValidationError
 
-__all__ = ["read_table", "validate_symbols", "validate_positions", "validate_prices", "numeric_column", "check_columns", "MAX_TABLE_BYTES", "SYMBOL_PATTERN"]
+__all__ = [
+    "read_table", "validate_symbols", "validate_positions", "validate_prices", "numeric_column", "check_columns",
+    "check_number", "check_whole", "check_model_version", "check_run_id", "check_simulation_id", "MAX_TABLE_BYTES",
+    "SYMBOL_PATTERN", "RUN_ID_PATTERN", "MAX_MODEL_VERSION",
+]
 
 #: A symbol is 1-32 characters of letters, digits and ``. _ - / :``, starting with a letter or digit. Quotes,
 #: semicolons, spaces and newlines are refused: a symbol ends up in ids, file names and printed reports.
 SYMBOL_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:\-]{0,31}$")
+#: A run id is 1-64 letters, digits, ``.``, ``_`` or ``-``, starting with a letter or digit (it names files too).
+RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+#: Longest model version (it is part of every client_order_id hash and printed in reports).
+MAX_MODEL_VERSION = 128
 #: Input files larger than this are refused before they are read (a single snapshot is thousands of rows, not GBs).
 MAX_TABLE_BYTES = 512 * 1024 * 1024
+
+
+def check_number(what: str, value, *, minimum: float = 0.0, inclusive: bool = True) -> float:
+    """A finite real number ``>= minimum`` (``> minimum`` when not ``inclusive``); returns it as a float.
+
+    Booleans and text are refused (``"10"`` in a JSON file is a mistake, not a number); the message names the field.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValidationError(f"{what} is {value!r}; it must be a finite number")
+    if value < minimum or (not inclusive and value == minimum):
+        raise ValidationError(f"{what} is {value!r}; it must be {'>=' if inclusive else '>'} {minimum:g}")
+    return float(value)
+
+
+def check_whole(what: str, value, *, minimum: int = 1, maximum: int | None = None) -> int:
+    """A whole number (an integer, not a bool or a float) from ``minimum`` to ``maximum``; returns it as an int."""
+    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if ok and value >= minimum and (maximum is None or value <= maximum):
+        return int(value)
+    allowed = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
+    raise ValidationError(f"{what} is {value!r}; it must be a whole number {allowed}")
+
+
+def check_model_version(model_version) -> str:
+    """A non-empty string of at most :data:`MAX_MODEL_VERSION` characters without control characters.
+
+    The same rule for a snapshot, a run and a simulation: the model version is hashed into every order id.
+    """
+    if not isinstance(model_version, str) or not model_version.strip() or len(model_version) > MAX_MODEL_VERSION:
+        raise ValidationError(
+            f"model_version {model_version!r} must be a non-empty string of at most {MAX_MODEL_VERSION} characters")
+    if any(ch in model_version for ch in "\n\r\t\0"):
+        raise ValidationError(f"model_version {model_version!r} must not contain control characters")
+    return model_version
+
+
+def check_run_id(run_id) -> str:
+    """A run id matching :data:`RUN_ID_PATTERN`."""
+    if not isinstance(run_id, str) or not RUN_ID_PATTERN.fullmatch(run_id):
+        raise ValidationError(
+            f"run_id {run_id!r} is not allowed; use 1-64 letters, digits, '.', '_' or '-' starting with a letter "
+            "or digit"
+        )
+    return run_id
+
+
+def check_simulation_id(simulation_id) -> str:
+    """A simulation id: a symbol-like name (:data:`SYMBOL_PATTERN`), since it prefixes every run id it makes."""
+    if not isinstance(simulation_id, str) or not SYMBOL_PATTERN.fullmatch(simulation_id):
+        raise ValidationError(f"simulation_id {simulation_id!r} is not allowed; use 1-32 letters, digits, . _ - / :")
+    return simulation_id
 
 
 def read_table(path: str | Path, what: str) -> pd.DataFrame:

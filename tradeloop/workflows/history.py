@@ -52,7 +52,7 @@ from ..core import codes
 from ..core.engine import NEW, REJECTED, STATUS_NAMES, close_out, execute_step
 from ..core.risk import post_trade, risk_checks, sector_limits
 from ..core.sizing import limit_prices, size_orders
-from ..core.validate import SYMBOL_PATTERN, check_columns, numeric_column
+from ..core.validate import SYMBOL_PATTERN, check_columns, check_model_version, check_simulation_id, numeric_column
 from ..errors import ValidationError
 from ..venue.liquidity import NoLiquidityLimit
 from .params import RunParams
@@ -720,10 +720,9 @@ def simulate(
     [20, 20]
     """
     params = params or RunParams()
-    if not isinstance(model_version, str) or not model_version.strip() or len(model_version) > 128:
-        raise ValidationError(f"model_version {model_version!r} must be a non-empty string of at most 128 characters")
-    if simulation_id is not None and (not isinstance(simulation_id, str) or not SYMBOL_PATTERN.fullmatch(simulation_id)):
-        raise ValidationError(f"simulation_id {simulation_id!r} is not allowed; use 1-32 letters, digits, . _ - / :")
+    check_model_version(model_version)
+    if simulation_id is not None:
+        check_simulation_id(simulation_id)
     h = prepare_history(weights, prices, portfolio_value=portfolio_value, params=params, positions=positions, cash=cash)
     rules = _rules(h, params)
     out = _run_dates(h, rules, progress)

@@ -24,8 +24,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from ..core.models import check_number, model_from_dict, model_to_dict
+from ..core.models import model_from_dict, model_to_dict
 from ..core.risk import RiskLimits
+from ..core.validate import check_number, check_whole
 from ..errors import ValidationError
 from ..venue.commission import COMMISSION_MODELS, CommissionModel, NoCommission
 from ..venue.liquidity import LIQUIDITY_MODELS, LiquidityModel, NoLiquidityLimit
@@ -54,13 +55,11 @@ class RunParams:
     steps: int = 1
 
     def __post_init__(self):
-        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or not 1 <= self.steps <= MAX_STEPS:
-            raise ValidationError(f"params.steps is {self.steps!r}; it must be a whole number from 1 to {MAX_STEPS}")
+        check_whole("params.steps", self.steps, maximum=MAX_STEPS)
         check_number("params.cash_buffer", self.cash_buffer)
         if self.cash_buffer >= 1:
             raise ValidationError(f"params.cash_buffer is {self.cash_buffer!r}; it is a fraction and must be < 1")
-        if isinstance(self.lot_size, bool) or not isinstance(self.lot_size, int) or self.lot_size < 1:
-            raise ValidationError(f"params.lot_size is {self.lot_size!r}; it must be a whole number >= 1")
+        check_whole("params.lot_size", self.lot_size)
         check_number("params.max_leverage", self.max_leverage, inclusive=False)
         if self.order_type not in ("MARKET", "LIMIT"):
             raise ValidationError(f"params.order_type is {self.order_type!r}; allowed: 'MARKET', 'LIMIT'")
