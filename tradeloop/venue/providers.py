@@ -30,7 +30,7 @@ it is loaded.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 import pandas as pd
@@ -39,11 +39,9 @@ from ..core.engine import EVENT_COLUMNS, FILL_COLUMNS, FillResult, work_orders
 from ..core.risk import check_risk, risk_summary
 from ..core.sizing import ORDER_COLUMNS, build_book, build_orders
 from ..core.snapshot import DecisionSnapshot
+from ..core.trade_run import TradeRun
 from ..errors import PluginError, ProviderUnavailable, ValidationError
 from .registry import GROUPS, Registry
-
-if TYPE_CHECKING:
-    from ..workflows.run import TradeRun
 
 __all__ = [
     "ExecutionProvider", "BaseProvider", "MockExecutionProvider", "LeanExecutionProvider", "RiskCheck",
