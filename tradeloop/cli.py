@@ -18,8 +18,10 @@ from .core.lifecycle import lifecycle_paths, replay_order_events
 from .core.snapshot import load_snapshot_file
 from .core.validate import read_table
 from .errors import RunNotFound, StoreBusy, TradeloopError, ValidationError
-from .store.db import Store, default_db_path
+from .settings import Settings
+from .store.db import Store
 from .venue.providers import provider_table
+from .workflows.faults import crash_hook
 from .workflows.params import load_params
 from .workflows.run import RunResult, create_run, execute_run, run_result
 
@@ -33,7 +35,23 @@ EXIT_VERIFY_DIFFERENCES = 5
 
 def data_dir() -> Path:
     """The bundled sample data: ``$TRADELOOP_DATA`` or the repository's ``data/`` folder."""
-    return Path(os.environ.get("TRADELOOP_DATA") or Path(__file__).resolve().parents[1] / "data")
+    return Settings.from_env().data_dir
+
+
+def _settings(db: Path | None) -> tuple[Settings, Path]:
+    """The checked settings (every ``TRADELOOP_*`` variable, before anything is written) and the database path."""
+    settings = Settings.from_env()
+    return settings, Path(db) if db else settings.db
+
+
+def _store(db: Path, settings: Settings, *, read_only: bool = False) -> Store:
+    return Store(db, timeout=settings.lock_timeout, read_only=read_only)
+
+
+def _execution(settings: Settings) -> dict:
+    """``execute_run`` / ``create_run`` keyword arguments from the settings (fill batch, lease, crash hook)."""
+    return {"fill_batch": settings.fill_batch, "lease_seconds": settings.lease_seconds,
+            "faults": crash_hook(settings.crash_at)}
 
 
 class _Command(click.Command):
@@ -109,17 +127,19 @@ def demo(db, as_json):
 
     Example: tradeloop demo --db demo.duckdb
     """
-    data = data_dir()
+    settings, db = _settings(db)
+    data = settings.data_dir
     if not (data / "sample_snapshot.csv").is_file():
         raise ValidationError(f"bundled sample data not found in {str(data)!r}; set TRADELOOP_DATA to the data/ folder")
-    db = db or default_db_path()
     snapshot = load_snapshot_file(data / "sample_snapshot.csv", portfolio_value=1_000_000, model_version="demo-v1")
     params = load_params(data / "params_pass.json")
     positions = read_table(data / "positions.csv", "positions")
     fallback = read_table(data / "fallback_prices.csv", "fallback prices")
-    with Store(db) as store:
-        run = create_run(store, snapshot, params=params, positions=positions, fallback_prices=fallback)
-        result = execute_run(store, run.run_id)
+    execution = _execution(settings)
+    with _store(db, settings) as store:
+        run = create_run(store, snapshot, params=params, positions=positions, fallback_prices=fallback,
+                         faults=execution["faults"])
+        result = execute_run(store, run.run_id, **execution)
     _print_result(result, db, as_json)
     _exit_for(result)
 
@@ -145,16 +165,17 @@ def run(snapshot_file, positions_file, fallback_file, portfolio_value, model_ver
     Example: tradeloop run --snapshot data/sample_snapshot.csv --portfolio-value 1000000 --model-version m1
     --params data/params_pass.json --fallback-prices data/fallback_prices.csv --db my.duckdb
     """
+    settings, db = _settings(db)
     params = load_params(params_file)
     snapshot = load_snapshot_file(snapshot_file, portfolio_value=portfolio_value, model_version=model_version,
                                   default_lot_size=params.lot_size)
     positions = _read_optional(positions_file, "positions")
     fallback = _read_optional(fallback_file, "fallback prices")
-    db = db or default_db_path()
-    with Store(db) as store:
+    execution = _execution(settings)
+    with _store(db, settings) as store:
         created = create_run(store, snapshot, params=params, positions=positions, fallback_prices=fallback,
-                             provider=provider, dry_run=dry_run, run_id=run_id)
-        result = execute_run(store, created.run_id)
+                             provider=provider, dry_run=dry_run, run_id=run_id, faults=execution["faults"])
+        result = execute_run(store, created.run_id, **execution)
     _print_result(result, db, as_json)
     _exit_for(result)
 
@@ -168,9 +189,9 @@ def rerun(run_id, db, as_json):
 
     Example: tradeloop rerun run-0123456789abcdef --db my.duckdb
     """
-    db = db or default_db_path()
-    with Store(db) as store:
-        result = execute_run(store, run_id)
+    settings, db = _settings(db)
+    with _store(db, settings) as store:
+        result = execute_run(store, run_id, **_execution(settings))
     _print_result(result, db, as_json)
     _exit_for(result)
 
@@ -191,8 +212,8 @@ def show(run_id, order_id, db, as_json):
     Example: tradeloop show run-0123456789abcdef --db my.duckdb --json
     (one order's lifecycle: tradeloop show run-0123456789abcdef --order AAPL-B-5braasbhfg32q)
     """
-    db = db or default_db_path()
-    with Store(db, read_only=True) as store:
+    settings, db = _settings(db)
+    with _store(db, settings, read_only=True) as store:
         result = run_result(store, run_id)
         row = store.get_run(run_id)
         orders = store.orders(run_id).drop(columns=["created_at", "updated_at"])
@@ -242,8 +263,8 @@ def runs(db, as_json):
 
     Example: tradeloop runs --db my.duckdb
     """
-    db = db or default_db_path()
-    with Store(db, read_only=True) as store:
+    settings, db = _settings(db)
+    with _store(db, settings, read_only=True) as store:
         table = store.runs()
     if as_json:
         click.echo(json.dumps(_frame_records(table), default=str))
@@ -326,10 +347,10 @@ def verify(run_id, all_runs, db, as_json):
 
     if run_id and all_runs:
         raise ValidationError(f"give a RUN_ID ({run_id!r}) or --all, not both")
-    db = db or default_db_path()
+    settings, db = _settings(db)
     if not Path(db).is_file():
         raise ValidationError(f"database {str(db)!r} does not exist")
-    with Store(db, read_only=True) as store:
+    with _store(db, settings, read_only=True) as store:
         result = verify_store(store, None if not run_id else [run_id])
     if as_json:
         click.echo(json.dumps({**result.to_dict(), "db": str(db)}, sort_keys=True))
@@ -375,6 +396,7 @@ def batch(snapshots, params_file, portfolio_value, model_version, positions_file
     """
     from .workflows.batch import run_batch
 
+    _, db = _settings(db)
     result = run_batch(snapshots, portfolio_value=portfolio_value, model_version=model_version,
                        params_file=params_file, positions_file=positions_file, fallback_prices_file=fallback_file,
                        provider=provider, dry_run=dry_run, notebook=notebook, out=out, workers=workers,
@@ -439,14 +461,14 @@ def simulate(weights_file, prices_file, portfolio_value, model_version, params_f
     from .store.simulations import save_simulation
     from .workflows.history import simulate as run_simulation
 
+    settings, db = _settings(db)
     params = load_params(params_file)
     weights = read_table(weights_file, "weights")
     prices = read_table(prices_file, "prices")
     positions = _read_optional(positions_file, "positions")
     sim = run_simulation(weights, prices, portfolio_value=portfolio_value, params=params, positions=positions,
                          model_version=model_version, progress=not no_progress)
-    db = db or default_db_path()
-    with Store(db) as store:
+    with _store(db, settings) as store:
         saved = save_simulation(store, sim)
     info = {**sim.describe(), "new": saved["new"], "db": str(db)}
     if as_json:

@@ -7,6 +7,7 @@ __all__ = [
     "ProviderUnavailable",
     "PluginError",
     "RunNotFound",
+    "RunConflict",
     "StoreBusy",
 ]
 
@@ -34,6 +35,10 @@ class PluginError(ValidationError):
 
 class RunNotFound(TradeloopError, LookupError):
     """No run with that id exists in the store."""
+
+
+class RunConflict(ValidationError):
+    """A run id is stored already with different inputs (an idempotency key reused for other content)."""
 
 
 class StoreBusy(TradeloopError):

@@ -21,7 +21,8 @@ from ..core.digest import EXECUTE_EVENT, FILL_DIGEST_COLUMNS, frame_digest
 from ..core.snapshot import load_snapshot_file
 from ..core.validate import read_table
 from ..errors import RunNotFound, ValidationError
-from ..store.db import ORDER_IDENTITY, ORDER_STATE, Store, default_db_path
+from ..settings import Settings, default_db_path
+from ..store.db import ORDER_IDENTITY, ORDER_STATE, Store
 from ..venue.providers import prepare_book
 from ..workflows.params import RunParams, load_params
 from ..workflows.run import (
@@ -192,17 +193,18 @@ def run_from_files(
     ValidationError
         Bad snapshot, positions, prices or params, naming the field and row (nothing is written).
     """
+    settings = Settings.from_env()  # the notebook's boundary: every TRADELOOP_* variable, checked before writing
     params = _params_for(params_file, risk_limits)
     snapshot = load_snapshot_file(resolve_input(snapshot_file), portfolio_value=portfolio_value,
                                   model_version=model_version, default_lot_size=params.lot_size)
     positions = None if positions_file is None else read_table(resolve_input(positions_file), "positions")
     fallback = (None if fallback_prices_file is None
                 else read_table(resolve_input(fallback_prices_file), "fallback prices"))
-    target = Path(work_db) if work_db else (Path(db_path) if db_path else default_db_path())
-    with Store(target) as store:
+    target = Path(work_db) if work_db else (Path(db_path) if db_path else settings.db)
+    with Store(target, timeout=settings.lock_timeout) as store:
         run = create_run(store, snapshot, params=params, positions=positions, fallback_prices=fallback,
                          provider=provider, dry_run=bool(dry_run), run_id=run_id)
-        execute_run(store, run.run_id)
+        execute_run(store, run.run_id, fill_batch=settings.fill_batch, lease_seconds=settings.lease_seconds)
         return _report(store, run.run_id)
 
 

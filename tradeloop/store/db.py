@@ -30,8 +30,7 @@ from . import simulations as sim_rows
 from .schema import ORDER_IDENTITY, ORDER_STATE, SCHEMA_VERSION
 from .sql import insert_arrow, utcnow
 
-__all__ = ["Store", "default_db_path", "lock_timeout", "SCHEMA_VERSION", "ORDER_IDENTITY", "ORDER_STATE",
-           "utcnow"]
+__all__ = ["Store", "SCHEMA_VERSION", "ORDER_IDENTITY", "ORDER_STATE", "utcnow"]
 
 DEFAULT_DB = "tradeloop.duckdb"
 DEFAULT_LOCK_TIMEOUT = 30.0
@@ -48,12 +47,6 @@ def _check_timeout(value, what: str) -> float:
     return seconds
 
 
-def lock_timeout() -> float:
-    """Seconds a Store waits for another process to release the file: ``$TRADELOOP_LOCK_TIMEOUT``, default 30."""
-    raw = os.environ.get("TRADELOOP_LOCK_TIMEOUT")
-    return DEFAULT_LOCK_TIMEOUT if raw in (None, "") else _check_timeout(raw, "TRADELOOP_LOCK_TIMEOUT")
-
-
 def _in_session(method):
     """Run a Store method inside a session: the file is opened for the call (unless one is open) and released."""
 
@@ -63,11 +56,6 @@ def _in_session(method):
             return method(self, *args, **kwargs)
 
     return wrapper
-
-
-def default_db_path() -> Path:
-    """``$TRADELOOP_DB`` if set, else ``./tradeloop.duckdb``."""
-    return Path(os.environ.get("TRADELOOP_DB") or DEFAULT_DB)
 
 
 class Store:
@@ -80,23 +68,23 @@ class Store:
     Parameters
     ----------
     path : str or Path, optional
-        The DuckDB file (created if absent); default :func:`default_db_path`.
+        The DuckDB file (created if absent); default ``./tradeloop.duckdb``.
     timeout : float, optional
-        Seconds to wait while another process holds the file before raising :class:`StoreBusy`; default
-        :func:`lock_timeout`.
+        Seconds to wait while another process holds the file before raising :class:`StoreBusy`; default 30
+        (the command line passes ``$TRADELOOP_LOCK_TIMEOUT``, see :mod:`tradeloop.settings`).
     read_only : bool
         Open without write access (several readers may share a file no writer holds).
     """
 
     def __init__(self, path: str | Path | None = None, *, timeout: float | None = None, read_only: bool = False):
-        self.path = Path(path) if path is not None else default_db_path()
+        self.path = Path(path if path is not None else DEFAULT_DB)
         if self.path.is_dir():
             raise ValidationError(f"database path {str(self.path)!r} is a directory; give a file name")
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         elif not self.path.exists():
             raise ValidationError(f"database {str(self.path)!r} does not exist")
-        self.timeout = lock_timeout() if timeout is None else _check_timeout(timeout, "timeout")
+        self.timeout = DEFAULT_LOCK_TIMEOUT if timeout is None else _check_timeout(timeout, "timeout")
         self.read_only = read_only
         self._con: duckdb.DuckDBPyConnection | None = None
         self._in_tx = False

@@ -43,7 +43,8 @@ from ..store.artifacts import (
     sha256_file,
     summary_output,
 )
-from ..store.db import Store, default_db_path
+from ..settings import default_db_path
+from ..store.db import Store
 from ..store.merge import merge_database, seed_database
 from .params import load_params
 from .run import create_run, run_result

@@ -1,9 +1,11 @@
 """Fault injection for crash tests: a documented, test-only hook that kills the process at a named point of a run.
 
-Set ``TRADELOOP_CRASH_AT`` to one of :data:`CRASH_POINTS` and the process sends itself SIGKILL when a run reaches
-that point: no ``finally`` blocks, no rollback by Python, exactly like a power cut or ``kill -9``. Unset (the normal
-case) the hook costs one dictionary lookup. The crash tests (``tests/test_crash.py``) start the real CLI with it,
-check that the database is consistent, re-run, and compare with an uninterrupted run.
+:func:`tradeloop.workflows.run.execute_run` and :func:`~tradeloop.workflows.run.create_run` take a ``faults``
+callable and call it with the name of each point below (default :func:`no_faults`: nothing happens). The command
+line passes :func:`crash_hook` of ``$TRADELOOP_CRASH_AT`` (read by :mod:`tradeloop.settings`): when a run reaches
+that point the process sends itself SIGKILL: no ``finally`` blocks, no rollback by Python, exactly like a power cut
+or ``kill -9``. The crash tests (``tests/workflows/test_crash.py``) start the real CLI with it, check that the
+database is consistent, re-run, and compare with an uninterrupted run.
 
 =================  ==========================================================================================
 point              the process dies …
@@ -23,14 +25,27 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Callable
 
-__all__ = ["CRASH_POINTS", "CRASH_ENV", "crash_point"]
+__all__ = ["CRASH_POINTS", "CRASH_ENV", "no_faults", "crash_hook"]
 
 CRASH_ENV = "TRADELOOP_CRASH_AT"
 CRASH_POINTS = ("after_freeze", "after_claim", "after_orders", "mid_fills", "after_fill_batch", "before_finalize")
 
 
-def crash_point(name: str) -> None:
-    """Kill this process with SIGKILL if ``$TRADELOOP_CRASH_AT`` names this point (test-only hook)."""
-    if os.environ.get(CRASH_ENV) == name:
-        os.kill(os.getpid(), signal.SIGKILL)
+def no_faults(point: str) -> None:
+    """The default hook: every point passes."""
+
+
+def crash_hook(crash_at: str | None) -> Callable[[str], None]:
+    """The hook that kills this process with SIGKILL at point ``crash_at`` (None: :func:`no_faults`)."""
+    if crash_at is None:
+        return no_faults
+    if crash_at not in CRASH_POINTS:
+        raise ValueError(f"crash point {crash_at!r} is unknown; allowed: {list(CRASH_POINTS)}")
+
+    def crash(point: str) -> None:
+        if point == crash_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return crash

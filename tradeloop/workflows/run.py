@@ -13,11 +13,17 @@ Crash recovery: while a run is ``running`` its owner (pid, host) holds a lease i
 committed step. Executing a run found ``running`` whose owner is dead (same host: its pid is gone) or whose lease
 expired first records it as abandoned (running -> failed, with an audit event naming the dead owner), then re-runs
 it like any failed run. A live owner is refused with :class:`~tradeloop.errors.StoreBusy` naming it. Fills commit in
-batches of ``$TRADELOOP_FILL_BATCH`` orders (default: all in one); each batch holds complete orders (state, fills
-and events), the last one also the run's final state and audit event.
+batches of ``fill_batch`` orders (default: all in one); each batch holds complete orders (state, fills and events),
+the last one also the run's final state and audit event.
 
 Re-running a run repeats the same steps: orders are matched by client_order_id, terminal orders are not touched,
-fills are keyed by ``{client_order_id}-{seq}``; a done or blocked run is only re-checked and audited.
+fills are keyed by ``{client_order_id}-{seq}``; a done or blocked run is only re-checked and audited. A run id is an
+idempotency key: creating run ``R`` again with the same inputs returns the stored run, with different inputs
+(snapshot, params, provider, dry run, positions or fallback prices) it is refused with
+:class:`~tradeloop.errors.RunConflict` before anything is written.
+
+Nothing here reads the environment: the entry points pass ``fill_batch``, ``lease_seconds`` and the ``faults`` hook
+(:mod:`tradeloop.settings`).
 """
 
 from __future__ import annotations
@@ -25,8 +31,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import socket
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -45,8 +51,16 @@ from ..core.fsm import (
 )
 from ..core.snapshot import DecisionSnapshot
 from ..core.tolerance import exceeds
-from ..core.validate import validate_positions, validate_prices
-from ..errors import StoreBusy, TradeloopError, ValidationError
+from ..core.trade_run import TradeRun
+from ..core.validate import (
+    RUN_ID_PATTERN,
+    check_number,
+    check_run_id,
+    check_whole,
+    validate_positions,
+    validate_prices,
+)
+from ..errors import RunConflict, RunNotFound, StoreBusy, TradeloopError, ValidationError
 from ..store.db import ORDER_IDENTITY, ORDER_STATE, Store, utcnow
 from ..venue.providers import (
     ExecutionProvider,
@@ -55,32 +69,21 @@ from ..venue.providers import (
     risk_rejections,
     with_market_data,
 )
-from .faults import crash_point
+from .faults import no_faults
 from .params import RunParams
 
-__all__ = ["TradeRun", "RunResult", "create_run", "execute_run", "run_snapshot", "run_result", "RUN_ID_PATTERN"]
+__all__ = [
+    "TradeRun", "RunResult", "create_run", "execute_run", "run_snapshot", "run_result", "load_run", "RUN_ID_PATTERN",
+    "DEFAULT_FILL_BATCH", "DEFAULT_LEASE_SECONDS",
+]
 
-RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-#: Orders per fill transaction (``$TRADELOOP_FILL_BATCH`` overrides it): large, so a normal run commits its
+#: Orders per fill transaction (``$TRADELOOP_FILL_BATCH`` at the command line): large, so a normal run commits its
 #: execution in one transaction; the crash tests lower it to kill a run between two committed batches.
 DEFAULT_FILL_BATCH = 100_000
+#: Seconds a running run's owner may go without a heartbeat (``$TRADELOOP_LEASE_SECONDS`` at the command line).
+DEFAULT_LEASE_SECONDS = 600.0
 _HOST = socket.gethostname()
 _EXECUTING: set[str] = set()  # run ids this process is executing right now (its own leases are live)
-
-
-@dataclass(frozen=True, eq=False)
-class TradeRun:
-    """A run as providers see it: ids, parsed params and the inputs it was created with."""
-
-    run_id: str
-    snapshot_id: str
-    provider: str
-    dry_run: bool
-    params: RunParams
-    positions: pd.DataFrame | None = None
-    fallback_prices: pd.DataFrame | None = None
-    status: str = "queued"
-    attempts: int = 0
 
 
 @dataclass(frozen=True)
@@ -120,30 +123,30 @@ def create_run(
     provider: str = "mock",
     dry_run: bool = False,
     run_id: str | None = None,
+    faults: Callable[[str], None] = no_faults,
 ) -> TradeRun:
     """Validate the inputs and store a queued run (idempotent: the same inputs give the same run id).
 
     The default run id is ``run-`` plus 16 hex digits of a hash over the snapshot id, params, provider, dry_run,
     positions and fallback prices, so creating the same run twice returns the existing one. Nothing is written when
-    validation fails.
+    validation fails. ``faults`` is the crash-test hook (:mod:`tradeloop.workflows.faults`).
 
     Raises
     ------
     ValidationError
         Bad positions/fallback prices, weights beyond ``params.max_leverage``, an unknown provider, a held symbol
         without a sector when a sector cap is set, or a malformed ``run_id``.
+    RunConflict
+        ``run_id`` is stored already with different inputs (the message names what differs).
     """
     with store.session():
         run_id = _store_run(store, snapshot, params=params, positions=positions, fallback_prices=fallback_prices,
-                            provider=provider, dry_run=dry_run, run_id=run_id)
+                            provider=provider, dry_run=dry_run, run_id=run_id, faults=faults)
         return load_run(store, run_id)
 
 
-def _store_run(store: Store, snapshot: DecisionSnapshot, *, params: RunParams | None = None,
-               positions: pd.DataFrame | None = None, fallback_prices: pd.DataFrame | None = None,
-               provider: str = "mock", dry_run: bool = False, run_id: str | None = None) -> str:
-    """:func:`create_run` without reading the run back: validate, freeze and insert in one transaction."""
-    params = params or RunParams()
+def _check_inputs(snapshot: DecisionSnapshot, params: RunParams, provider: str, positions, fallback_prices):
+    """Every check :func:`create_run` makes before writing; returns the validated positions and fallback prices."""
     get_provider(provider)  # unknown provider: fail before anything is written
     positions = validate_positions(positions) if positions is not None else None
     fallback_prices = validate_prices(fallback_prices) if fallback_prices is not None else None
@@ -160,28 +163,95 @@ def _store_run(store: Store, snapshot: DecisionSnapshot, *, params: RunParams | 
                 f"sector is unknown for {no_sector['symbol'].tolist()[:10]}; a sector cap is set, so every "
                 "symbol with a weight needs a sector"
             )
+    return positions, fallback_prices
+
+
+def _store_run(store: Store, snapshot: DecisionSnapshot, *, params: RunParams | None = None,
+               positions: pd.DataFrame | None = None, fallback_prices: pd.DataFrame | None = None,
+               provider: str = "mock", dry_run: bool = False, run_id: str | None = None,
+               faults: Callable[[str], None] = no_faults) -> str:
+    """:func:`create_run` without reading the run back: validate, freeze and insert in one transaction."""
+    params = params or RunParams()
+    positions, fallback_prices = _check_inputs(snapshot, params, provider, positions, fallback_prices)
     if run_id is None:
         key = "\n".join([snapshot.snapshot_id, params.canonical_json(), provider, str(bool(dry_run)),
                          _frame_text(positions), _frame_text(fallback_prices)])
         run_id = "run-" + hashlib.sha256(key.encode()).hexdigest()[:16]
-    elif not isinstance(run_id, str) or not RUN_ID_PATTERN.fullmatch(run_id):
-        raise ValidationError(
-            f"run_id {run_id!r} is not allowed; use 1-64 letters, digits, '.', '_' or '-' starting with a letter "
-            "or digit"
-        )
+    else:
+        check_run_id(run_id)
+    given = TradeRun(run_id=run_id, snapshot_id=snapshot.snapshot_id, provider=provider, dry_run=bool(dry_run),
+                     params=params, positions=positions, fallback_prices=fallback_prices)
+    _refuse_conflict(store, given)  # before the first write
     row = {"run_id": run_id, "snapshot_id": snapshot.snapshot_id, "provider": provider, "dry_run": bool(dry_run),
            "params": json.dumps(params.to_dict(), sort_keys=True)}
     with store.transaction():
         store.save_snapshot(snapshot)
         if not store.insert_run(row, positions, fallback_prices):
-            existing = store.get_run(run_id)
-            if existing["snapshot_id"] != snapshot.snapshot_id:
-                raise ValidationError(f"run_id {run_id!r} exists already for snapshot {existing['snapshot_id']}")
-    crash_point("after_freeze")
+            _refuse_conflict(store, given)  # inserted meanwhile: the same check, inside the transaction
+    faults("after_freeze")
     return run_id
 
 
+def _refuse_conflict(store: Store, given: TradeRun) -> None:
+    """Raise :class:`RunConflict` if ``given.run_id`` is stored with other inputs than ``given``'s."""
+    try:
+        stored = load_run(store, given.run_id)
+    except RunNotFound:
+        return
+    diff = run_differences(stored, given)
+    if diff:
+        detail = next(iter(diff.values())) if len(diff) == 1 else "; ".join(f"{k} {v}" for k, v in diff.items())
+        raise RunConflict(f"run {given.run_id!r} exists with different {', '.join(diff)}: {detail} (use another "
+                          "run id, or the same inputs to re-check the stored run)")
+
+
+def run_differences(stored: TradeRun, given: TradeRun) -> dict[str, str]:
+    """What differs between two runs' inputs: ``{what: detail}`` for snapshot, provider, dry_run, params,
+    positions and fallback prices (empty when the inputs are the same), e.g. ``{"params":
+    "risk.max_order_notional stored 100000, given 50000"}``."""
+    out: dict[str, str] = {}
+    if stored.snapshot_id != given.snapshot_id:
+        out["snapshot"] = f"stored {stored.snapshot_id}, given {given.snapshot_id}"
+    for name in ("provider", "dry_run"):
+        a, b = getattr(stored, name), getattr(given, name)
+        if a != b:
+            out[name] = f"stored {a!r}, given {b!r}"
+    changed = _changed_keys(stored.params.to_dict(), given.params.to_dict())
+    if changed:
+        shown = ", ".join(f"{k} stored {a!r}, given {b!r}" for k, a, b in changed[:5])
+        out["params"] = f"{shown}{' …' if len(changed) > 5 else ''}"
+    for name, column in (("positions", "qty"), ("fallback prices", "price")):
+        attr = name.replace(" ", "_")
+        symbols = _changed_symbols(getattr(stored, attr), getattr(given, attr), column)
+        if symbols:
+            out[name] = f"for {symbols[:10]}{' …' if len(symbols) > 10 else ''}"
+    return out
+
+
+def _changed_keys(a: dict, b: dict, prefix: str = "") -> list[tuple[str, object, object]]:
+    """Dotted keys whose values differ between two nested dicts, with both values (None for a missing key)."""
+    out = []
+    for key in sorted(set(a) | set(b)):
+        x, y = a.get(key), b.get(key)
+        if isinstance(x, dict) and isinstance(y, dict):
+            out += _changed_keys(x, y, f"{prefix}{key}.")
+        elif x != y:
+            out.append((f"{prefix}{key}", x, y))
+    return out
+
+
+def _changed_symbols(a: pd.DataFrame | None, b: pd.DataFrame | None, column: str) -> list[str]:
+    """Symbols whose ``column`` differs between two symbol tables (a symbol in one table only differs)."""
+    x = pd.Series(dtype="float64") if a is None else a.set_index("symbol")[column].astype("float64")
+    y = pd.Series(dtype="float64") if b is None else b.set_index("symbol")[column].astype("float64")
+    index = x.index.union(y.index)
+    x, y = x.reindex(index), y.reindex(index)
+    same = (x == y) | (x.isna() & y.isna())
+    return [str(sym) for sym in index[~same.to_numpy()]]
+
+
 def load_run(store: Store, run_id: str) -> TradeRun:
+    """The stored run ``run_id`` with its parsed params and inputs (``params.risk`` without the outcome)."""
     row = store.get_run(run_id)
     params = json.loads(row["params"])
     params["risk"] = {k: v for k, v in params.get("risk", {}).items() if k != "outcome"}
@@ -258,16 +328,42 @@ def _finish(store: Store, run: TradeRun, status: str, **fields) -> None:
     store.release_lease(run.run_id)
 
 
-def _lease_expiry() -> datetime:
-    """Now plus ``$TRADELOOP_LEASE_SECONDS`` (default 600): how long a run's owner may go without a heartbeat."""
-    raw = os.environ.get("TRADELOOP_LEASE_SECONDS") or "600"
-    try:
-        seconds = float(raw)
-    except ValueError:
-        raise ValidationError(f"TRADELOOP_LEASE_SECONDS is {raw!r}; it must be a number of seconds > 0") from None
-    if not (0 < seconds < float("inf")):
-        raise ValidationError(f"TRADELOOP_LEASE_SECONDS is {raw!r}; it must be a number of seconds > 0")
-    return utcnow() + timedelta(seconds=seconds)
+@dataclass(frozen=True)
+class _Options:
+    """How :func:`execute_run` works: fill batch size, lease length and the crash-test hook (passed in by the entry
+    points, never read from the environment here). Checked when built, so before anything is written."""
+
+    fill_batch: int = DEFAULT_FILL_BATCH
+    lease_seconds: float = DEFAULT_LEASE_SECONDS
+    faults: Callable[[str], None] = no_faults
+
+    def __post_init__(self):
+        check_whole("fill_batch", self.fill_batch)
+        check_number("lease_seconds", self.lease_seconds, inclusive=False)
+        if not callable(self.faults):
+            raise ValidationError(f"faults is {self.faults!r}; it must be a callable taking a crash point name")
+
+    def lease_expiry(self) -> datetime:
+        """Now plus ``lease_seconds``: how long this owner may go without a heartbeat."""
+        return utcnow() + timedelta(seconds=self.lease_seconds)
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    """The attempt being executed: the run, the status it came from and its attempt number."""
+
+    run: TradeRun
+    previous: str
+    number: int
+
+
+@dataclass
+class _Progress:
+    """What an attempt has written so far (reported by its audit event, also when it fails)."""
+
+    new_orders: int = 0
+    new_fills: int = 0
+    outcome: dict | None = None
 
 
 def _pid_alive(pid: int) -> bool:
@@ -312,23 +408,25 @@ def _take_over(store: Store, run: TradeRun, row: dict) -> None:
            new_orders=0, new_fills=0)
 
 
-def _fill_batch_size() -> int:
-    raw = os.environ.get("TRADELOOP_FILL_BATCH") or str(DEFAULT_FILL_BATCH)
-    if not raw.isdigit() or int(raw) < 1:
-        raise ValidationError(f"TRADELOOP_FILL_BATCH is {raw!r}; it must be a whole number >= 1")
-    return int(raw)
-
-
-def execute_run(store: Store, run_id: str, *, provider: ExecutionProvider | None = None) -> RunResult:
+def execute_run(store: Store, run_id: str, *, provider: ExecutionProvider | None = None,
+                fill_batch: int = DEFAULT_FILL_BATCH, lease_seconds: float = DEFAULT_LEASE_SECONDS,
+                faults: Callable[[str], None] = no_faults) -> RunResult:
     """Execute (or re-execute) a stored run; see the module docstring for the steps and guarantees.
 
     The database file is held for the whole call (one :meth:`Store.session`), so two processes executing the same
-    run are serialized: the second sees the first one's result and only re-checks it.
+    run are serialized: the second sees the first one's result and only re-checks it. ``fill_batch`` (orders per
+    fill transaction), ``lease_seconds`` (heartbeat lease) and ``faults`` (the crash-test hook of
+    :mod:`tradeloop.workflows.faults`) are checked before anything is written.
     """
+    options = _Options(fill_batch, lease_seconds, faults)
+    return _execute_run(store, run_id, provider, options)
+
+
+def _execute_run(store: Store, run_id: str, provider: ExecutionProvider | None, options: _Options) -> RunResult:
     with store.session() as con, _one_thread(con):
         _EXECUTING.add(run_id)
         try:
-            return _execute(store, run_id, provider)
+            return _execute(store, run_id, provider, options)
         finally:
             _EXECUTING.discard(run_id)
 
@@ -355,82 +453,108 @@ def _one_thread(con):
             pass
 
 
-def _execute(store: Store, run_id: str, provider: ExecutionProvider | None) -> RunResult:
-    batch_size = _fill_batch_size()  # settings are checked before anything is written
-    _lease_expiry()
+def _execute(store: Store, run_id: str, provider: ExecutionProvider | None, options: _Options) -> RunResult:
     run = load_run(store, run_id)
     snapshot = store.load_snapshot(run.snapshot_id)
     provider = provider or get_provider(run.provider)
-    with store.transaction():
-        row = store.get_run(run_id)  # re-read inside the transaction that writes
-        if row["status"] in TERMINAL_RUN_STATUSES:
-            terminal = True
-        else:
-            terminal = False
-            if row["status"] == "running":
-                _take_over(store, run, row)
-                row = store.get_run(run_id)
-            previous = row["status"]
-            attempt = int(row["attempts"]) + 1
-            check_run_transition(run_id, previous, "running")
-            store.update_run(run_id, status="running", started_at=utcnow(), attempts=attempt, error=None)
-            store.set_lease(run_id, os.getpid(), _HOST, _lease_expiry())
-    if terminal:
-        return _recheck_terminal(store, load_run(store, run_id), snapshot, provider, int(row["attempts"]) + 1)
-    crash_point("after_claim")
-    outcome = None
-    new_orders = new_fills = 0
-    result: FillResult | None = None
+    claimed = _claim(store, run, options)
+    if claimed is None:
+        run = load_run(store, run_id)
+        return _recheck_terminal(store, run, snapshot, provider, run.attempts + 1)
+    attempt = _Attempt(run, *claimed)
+    progress = _Progress()
     try:
-        book = provider.prepare(run, snapshot)
-        with store.transaction():
-            new_orders = store.insert_orders(orders_of(book))
-            store.renew_lease(run_id, _lease_expiry())
-        crash_point("after_orders")
-        passed, blocked, outcome = provider.risk_check(run, book)
-        stored = store.orders(run_id)
-        if len(blocked):
-            summary = _block(store, run, stored, blocked, outcome, attempt, previous, new_orders)
-            crash_point("before_finalize")
-            provider.finalize(run, None)
-            return summary
-        active = stored.loc[~stored["status"].isin(TERMINAL_ORDER_STATUSES).to_numpy()]
-        active = with_market_data(active, snapshot)
-        result = provider.execute(run, active, run.dry_run)
-        if not run.dry_run:
-            before = active.set_index("client_order_id")["status"]
-            after = result.orders.set_index("client_order_id")["status"]
-            check_order_history(before, after, result.events)
-        batches = _fill_batches(result, batch_size) if not run.dry_run else [None]
-        for i, batch in enumerate(batches):
-            last = i == len(batches) - 1
-            with store.transaction():
-                if batch is not None:
-                    orders, fills, events = batch
-                    store.update_orders(orders)
-                    new_fills += store.insert_fills(fills)
-                    store.insert_order_events(events)
-                    if i == 0:
-                        crash_point("mid_fills")
-                if last:
-                    _finish(store, run, "done", params=_params_with_outcome(run, outcome))
-                    summary = _audit(store, run, attempt=attempt, previous=previous, status="done",
-                                     outcome=outcome, error=None, new_orders=new_orders, new_fills=new_fills)
-                else:
-                    store.renew_lease(run_id, _lease_expiry())
-            if not last and i == 0:
-                crash_point("after_fill_batch")
+        summary, result = _work(store, attempt, snapshot, provider, options, progress)
     except Exception as exc:  # every failure ends the run as failed, with the detail recorded
-        error = str(exc) if isinstance(exc, TradeloopError) else f"{type(exc).__name__}: {exc}"
-        with store.transaction():
-            _finish(store, run, "failed", error=error, params=_params_with_outcome(run, outcome))
-            summary = _audit(store, run, attempt=attempt, previous=previous, status="failed", outcome=outcome,
-                             error=error, new_orders=new_orders, new_fills=new_fills)
-        provider.finalize(run, None)  # release the provider's resources on failure too (issue 6: once per attempt)
-        return summary
-    crash_point("before_finalize")
+        return _fail(store, attempt, provider, progress, exc)
+    options.faults("before_finalize")
     provider.finalize(run, result)
     return summary
+
+
+def _claim(store: Store, run: TradeRun, options: _Options) -> tuple[str, int] | None:
+    """queued/failed (or abandoned running) -> running with this process's lease; ``(previous status, attempt)``,
+    or None when the run is done or blocked already."""
+    with store.transaction():
+        row = store.get_run(run.run_id)  # re-read inside the transaction that writes
+        if row["status"] in TERMINAL_RUN_STATUSES:
+            return None
+        if row["status"] == "running":
+            _take_over(store, run, row)
+            row = store.get_run(run.run_id)
+        previous, attempt = row["status"], int(row["attempts"]) + 1
+        check_run_transition(run.run_id, previous, "running")
+        store.update_run(run.run_id, status="running", started_at=utcnow(), attempts=attempt, error=None)
+        store.set_lease(run.run_id, os.getpid(), _HOST, options.lease_expiry())
+    options.faults("after_claim")
+    return previous, attempt
+
+
+def _work(store: Store, attempt: _Attempt, snapshot: DecisionSnapshot, provider: ExecutionProvider,
+          options: _Options, progress: _Progress) -> tuple[RunResult, FillResult | None]:
+    """Orders, risk, then blocked or execution; returns the run's summary and the execution result (if any)."""
+    run = attempt.run
+    book = provider.prepare(run, snapshot)
+    with store.transaction():
+        progress.new_orders = store.insert_orders(orders_of(book))
+        store.renew_lease(run.run_id, options.lease_expiry())
+    options.faults("after_orders")
+    _, blocked, progress.outcome = provider.risk_check(run, book)
+    stored = store.orders(run.run_id)
+    if len(blocked):
+        return _block(store, attempt, stored, blocked, progress), None
+    active = stored.loc[~stored["status"].isin(TERMINAL_ORDER_STATUSES).to_numpy()]
+    active = with_market_data(active, snapshot)
+    result = provider.execute(run, active, run.dry_run)
+    if not run.dry_run:
+        before = active.set_index("client_order_id")["status"]
+        after = result.orders.set_index("client_order_id")["status"]
+        check_order_history(before, after, result.events)
+    return _commit_fills(store, attempt, result, options, progress), result
+
+
+def _commit_fills(store: Store, attempt: _Attempt, result: FillResult, options: _Options,
+                  progress: _Progress) -> RunResult:
+    """Commit the execution in batches of complete orders; the last batch also commits ``done`` and the audit."""
+    run = attempt.run
+    batches = _fill_batches(result, options.fill_batch) if not run.dry_run else [None]
+    for i, batch in enumerate(batches):
+        last = i == len(batches) - 1
+        with store.transaction():
+            if batch is not None:
+                orders, fills, events = batch
+                store.update_orders(orders)
+                progress.new_fills += store.insert_fills(fills)
+                store.insert_order_events(events)
+                if i == 0:
+                    options.faults("mid_fills")
+            if last:
+                _finish(store, run, "done", params=_params_with_outcome(run, progress.outcome))
+                summary = _audit_attempt(store, attempt, "done", progress, error=None)
+            else:
+                store.renew_lease(run.run_id, options.lease_expiry())
+        if not last and i == 0:
+            options.faults("after_fill_batch")
+    return summary
+
+
+def _fail(store: Store, attempt: _Attempt, provider: ExecutionProvider, progress: _Progress,
+          exc: Exception) -> RunResult:
+    """The attempt raised: the run ends ``failed`` with the error in the run and its audit event."""
+    run = attempt.run
+    error = str(exc) if isinstance(exc, TradeloopError) else f"{type(exc).__name__}: {exc}"
+    with store.transaction():
+        _finish(store, run, "failed", error=error, params=_params_with_outcome(run, progress.outcome))
+        summary = _audit_attempt(store, attempt, "failed", progress, error=error)
+    provider.finalize(run, None)  # release the provider's resources on failure too (once per attempt)
+    return summary
+
+
+def _audit_attempt(store: Store, attempt: _Attempt, status: str, progress: _Progress, *,
+                   error: str | None) -> RunResult:
+    return _audit(store, attempt.run, attempt=attempt.number, previous=attempt.previous, status=status,
+                  outcome=progress.outcome, error=error, new_orders=progress.new_orders,
+                  new_fills=progress.new_fills)
 
 
 def _fill_batches(result: FillResult, size: int) -> list[tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]]:
@@ -448,16 +572,17 @@ def _fill_batches(result: FillResult, size: int) -> list[tuple[pd.DataFrame, pd.
     ]
 
 
-def _block(store, run, stored, blocked, outcome, attempt, previous, new_orders) -> RunResult:
+def _block(store: Store, attempt: _Attempt, stored: pd.DataFrame, blocked: pd.DataFrame,
+           progress: _Progress) -> RunResult:
     """Risk blocked the run: blocked NEW orders become REJECTED with their codes; nothing is submitted."""
     rejects, events = risk_rejections(stored, blocked)
+    run, outcome = attempt.run, progress.outcome
     with store.transaction():
         store.update_orders(rejects)
         store.insert_order_events(events)
         _finish(store, run, "blocked", params=_params_with_outcome(run, outcome),
                 error=f"risk blocked {len(blocked)} order(s): {outcome['blocked_by_code']}")
-        return _audit(store, run, attempt=attempt, previous=previous, status="blocked", outcome=outcome,
-                      error=None, new_orders=new_orders, new_fills=0)
+        return _audit_attempt(store, attempt, "blocked", progress, error=None)
 
 
 def _recheck_terminal(store, run, snapshot, provider, attempt) -> RunResult:
@@ -472,9 +597,14 @@ def _recheck_terminal(store, run, snapshot, provider, attempt) -> RunResult:
     return summary
 
 
-def run_snapshot(store: Store, snapshot: DecisionSnapshot, **kwargs) -> RunResult:
-    """Create (or find) the run for ``snapshot`` and execute it: :func:`create_run` then :func:`execute_run`."""
-    provider = kwargs.pop("provider_instance", None)
+def run_snapshot(store: Store, snapshot: DecisionSnapshot, *, provider_instance: ExecutionProvider | None = None,
+                 fill_batch: int = DEFAULT_FILL_BATCH, lease_seconds: float = DEFAULT_LEASE_SECONDS,
+                 faults: Callable[[str], None] = no_faults, **kwargs) -> RunResult:
+    """Create (or find) the run for ``snapshot`` and execute it: :func:`create_run` then :func:`execute_run`.
+
+    ``kwargs`` are :func:`create_run`'s; ``provider_instance`` executes instead of the named provider.
+    """
+    options = _Options(fill_batch, lease_seconds, faults)  # checked before the snapshot or the run is written
     with store.session() as con, _one_thread(con):  # one open of the file for both steps, each still its own commit
-        run_id = _store_run(store, snapshot, **kwargs)
-        return execute_run(store, run_id, provider=provider)
+        run_id = _store_run(store, snapshot, faults=faults, **kwargs)
+        return _execute_run(store, run_id, provider_instance, options)
