@@ -138,6 +138,9 @@ CASES = [
     Case("lock timeout negative", "TRADELOOP_LOCK_TIMEOUT is '-1'", env={"TRADELOOP_LOCK_TIMEOUT": "-1"}),
     Case("fill batch not a number", "TRADELOOP_FILL_BATCH is '0'", env={"TRADELOOP_FILL_BATCH": "0"},
          command=("rerun", "QUEUED")),
+    Case("lease seconds zero", "TRADELOOP_LEASE_SECONDS is '0'", env={"TRADELOOP_LEASE_SECONDS": "0"}),
+    Case("run id reused with other inputs", "run 'SEEDED' exists with different snapshot, params",
+         {"params.json": '{"risk": {"max_order_notional": 5}}'}, args=("--run-id", "SEEDED")),
 ]
 
 

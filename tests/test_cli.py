@@ -111,3 +111,40 @@ def _commands(group, prefix=()):
 @pytest.mark.parametrize("path, command", list(_commands(cli_group)), ids=lambda v: " ".join(v) if isinstance(v, tuple) else "")
 def test_commands_have_help_with_an_example(path, command):
     assert command.help and "Example:" in command.help, f"tradeloop {' '.join(path)} needs help text with an example"
+
+
+def test_a_run_id_reused_with_different_inputs_exits_2_and_writes_nothing(cli, db_path, tmp_path):
+    base = [*RUN, "--params", DATA / "params_pass.json", "--run-id", "R", "--db", db_path]
+    assert cli(*base).returncode == 0
+    with Store(db_path) as s:
+        before = s.table_counts()
+    stricter = tmp_path / "stricter.json"
+    stricter.write_text(json.dumps({**json.loads((DATA / "params_pass.json").read_text()),
+                                    "risk": {"max_order_notional": 50000}}))
+    changed = {
+        "params": [*RUN, "--params", stricter, "--run-id", "R", "--db", db_path],
+        "positions": [*base, "--positions", DATA / "positions.csv"],
+    }
+    for what, args in changed.items():
+        p = cli(*args)
+        assert p.returncode == 2, (what, p.stdout, p.stderr)
+        assert p.stderr.startswith(f"error: run 'R' exists with different {what}: ") and p.stderr.count("\n") == 1
+        assert p.stdout == ""
+    assert "risk.max_order_notional stored 100000, given 50000" in cli(*changed["params"]).stderr
+    with Store(db_path) as s:
+        assert s.table_counts() == before
+    again = cli(*base, "--json")  # the same inputs: the stored run is re-checked, as before
+    assert again.returncode == 0 and json.loads(again.stdout)["status"] == "done"
+
+
+@pytest.mark.parametrize("variable, value, phrase", [
+    ("TRADELOOP_LEASE_SECONDS", "0", "TRADELOOP_LEASE_SECONDS is '0'; it must be a number of seconds > 0"),
+    ("TRADELOOP_LEASE_SECONDS", "soon", "TRADELOOP_LEASE_SECONDS is 'soon'"),
+    ("TRADELOOP_FILL_BATCH", "-3", "TRADELOOP_FILL_BATCH is '-3'; it must be a whole number >= 1"),
+    ("TRADELOOP_LOCK_TIMEOUT", "inf", "TRADELOOP_LOCK_TIMEOUT is 'inf'; it must be a number of seconds >= 0"),
+    ("TRADELOOP_CRASH_AT", "everywhere", "TRADELOOP_CRASH_AT is 'everywhere'; allowed: ['after_freeze'"),
+])
+def test_bad_settings_exit_2_before_the_database_is_created(cli, db_path, variable, value, phrase):
+    p = cli(*RUN, "--db", db_path, env={variable: value})
+    assert p.returncode == 2 and p.stderr.startswith(f"error: {phrase}") and p.stderr.count("\n") == 1, p.stderr
+    assert not db_path.exists()

@@ -12,6 +12,7 @@ from .errors import (
                      IllegalTransition,
                      PluginError,
                      ProviderUnavailable,
+                     RunConflict,
                      RunNotFound,
                      StoreBusy,
                      TradeloopError,
@@ -42,7 +43,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BpsCommission", "NoCommission", "PerShareCommission", "IllegalTransition", "ProviderUnavailable", "PluginError",
-    "RunNotFound", "StoreBusy", "TradeloopError", "ValidationError", "BaseProvider", "ExecutionProvider",
+    "RunConflict", "RunNotFound", "StoreBusy", "TradeloopError", "ValidationError", "BaseProvider", "ExecutionProvider",
     "LeanExecutionProvider", "MockExecutionProvider", "get_provider", "provider_names", "fill_orders", "build_book",
     "build_orders", "client_order_ids", "RunParams", "load_params", "RiskLimits", "check_risk", "RunResult",
     "TradeRun", "create_run", "execute_run", "run_result", "run_snapshot", "FixedBpsSlippage", "NoSlippage",

@@ -1,5 +1,6 @@
 """Mock integration and regression: snapshot -> run -> orders -> risk -> execution -> fills -> audit, in DuckDB."""
 
+import dataclasses
 import json
 
 import duckdb
@@ -9,15 +10,18 @@ import pytest
 
 from tradeloop import (
     MockExecutionProvider,
+    RunConflict,
     RunParams,
     Store,
     ValidationError,
     create_run,
     execute_run,
     freeze_snapshot,
+    run_snapshot,
 )
 from tradeloop.core.digest import frame_digest, verify_chain
 from tradeloop.store.db import ORDER_IDENTITY, ORDER_STATE
+from tradeloop.workflows.faults import CRASH_POINTS
 
 CONTENT = ["client_order_id", "run_id", "symbol", "side", "qty", "order_type", "price", "status", "filled_qty",
            "avg_fill_price", "reject_reason"]
@@ -180,3 +184,67 @@ def test_store_reloads_the_frozen_snapshot_exactly(store, sample_snapshot):
     assert again == sample_snapshot
     pd.testing.assert_frame_equal(again.weights, sample_snapshot.weights, check_dtype=False)
     assert store.save_snapshot(sample_snapshot) is False
+
+
+# --- a run id is an idempotency key: the same id with other inputs is refused, nothing written -------------------
+def _conflict(store, snapshot, changed: dict, base: dict):
+    before = store.table_counts()
+    with pytest.raises(RunConflict) as info:
+        create_run(store, snapshot, run_id="R", **{**base, **changed})
+    assert store.table_counts() == before
+    return str(info.value)
+
+
+def test_a_run_id_reused_with_different_inputs_is_refused(store, sample_snapshot, pass_params, block_params,
+                                                          fallback_prices, positions):
+    base = dict(params=pass_params, fallback_prices=fallback_prices, positions=positions)
+    first = execute(store, sample_snapshot, run_id="R", **base)
+    assert first.status == "done"
+    stricter = dataclasses.replace(pass_params, risk=dataclasses.replace(pass_params.risk, max_order_notional=50_000))
+    assert _conflict(store, sample_snapshot, {"params": stricter}, base).startswith(
+        "run 'R' exists with different params: risk.max_order_notional stored 100000, given 50000")
+    assert "risk.max_order_notional" in _conflict(store, sample_snapshot, {"params": block_params}, base)
+    moved = positions.assign(qty=np.where(positions["symbol"] == "OLDCO", 499, positions["qty"]))
+    assert _conflict(store, sample_snapshot, {"positions": moved}, base).startswith(
+        "run 'R' exists with different positions: symbols ['OLDCO']")
+    assert _conflict(store, sample_snapshot, {"positions": None}, base).startswith(
+        "run 'R' exists with different positions: symbols [")
+    cheaper = fallback_prices.assign(price=fallback_prices["price"] * 0.5)
+    assert "exists with different fallback prices: symbols [" in _conflict(store, sample_snapshot,
+                                                                        {"fallback_prices": cheaper}, base)
+    other = freeze_snapshot(sample_snapshot.weights, portfolio_value=2e6, model_version="test-v1")
+    assert _conflict(store, other, {}, base).startswith(
+        f"run 'R' exists with different snapshot: stored {sample_snapshot.snapshot_id}, given {other.snapshot_id}")
+    assert "different provider, dry_run: provider stored 'mock', given 'lean'; dry_run stored False, given True" in \
+        _conflict(store, sample_snapshot, {"provider": "lean", "dry_run": True}, base)
+    # the same inputs: today's behaviour, the stored run is re-checked
+    again = execute(store, sample_snapshot, run_id="R", **base)
+    assert again.status == "done" and again.orders == first.orders and again.fills == first.fills
+
+
+def test_a_reused_run_id_with_different_inputs_is_refused_by_run_snapshot_too(store, sample_snapshot, pass_params,
+                                                                              fallback_prices):
+    run_snapshot(store, sample_snapshot, params=pass_params, fallback_prices=fallback_prices, run_id="R")
+    before = store.table_counts()
+    with pytest.raises(RunConflict, match="exists with different params"):
+        run_snapshot(store, sample_snapshot, params=RunParams(), fallback_prices=fallback_prices, run_id="R")
+    assert store.table_counts() == before
+
+
+def test_execution_settings_are_checked_before_anything_is_written(store, sample_snapshot, pass_params):
+    before = store.table_counts()
+    with pytest.raises(ValidationError, match="lease_seconds is 0; it must be > 0"):
+        run_snapshot(store, sample_snapshot, params=pass_params, lease_seconds=0)
+    with pytest.raises(ValidationError, match="fill_batch is 0; it must be a whole number >= 1"):
+        run_snapshot(store, sample_snapshot, params=pass_params, fill_batch=0)
+    assert store.table_counts() == before
+
+
+def test_the_faults_hook_sees_every_crash_point_in_order(store, sample_snapshot, pass_params, fallback_prices):
+    seen = []
+    result = run_snapshot(store, sample_snapshot, params=pass_params, fallback_prices=fallback_prices, fill_batch=7,
+                          faults=seen.append)
+    assert result.status == "done"
+    assert seen == ["after_freeze", "after_claim", "after_orders", "mid_fills", "after_fill_batch",
+                    "before_finalize"]
+    assert set(seen) == set(CRASH_POINTS)

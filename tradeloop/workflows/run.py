@@ -224,7 +224,7 @@ def run_differences(stored: TradeRun, given: TradeRun) -> dict[str, str]:
         attr = name.replace(" ", "_")
         symbols = _changed_symbols(getattr(stored, attr), getattr(given, attr), column)
         if symbols:
-            out[name] = f"for {symbols[:10]}{' …' if len(symbols) > 10 else ''}"
+            out[name] = f"symbols {symbols[:10]}{' …' if len(symbols) > 10 else ''}"
     return out
 
 
