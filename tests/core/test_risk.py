@@ -3,8 +3,6 @@
 import pandas as pd
 import pytest
 
-from support import one_date_paths
-
 from tradeloop import RiskLimits, RunParams, ValidationError, build_book, check_risk
 
 
@@ -103,58 +101,49 @@ def test_check_risk_does_not_mutate_the_book():
     pd.testing.assert_frame_equal(b, before)
 
 
-# --- at the limit: within 1e-9 relative of a limit passes (tradeloop.core.tolerance), on both paths
+# --- at the limit: within 1e-9 relative of a limit passes (tradeloop.core.tolerance), on both paths (``engine``)
 
-def _both(tmp_path, w, value, limits):
-    return one_date_paths(w, value, RunParams(risk=limits), db_path=tmp_path / "t.duckdb")
+def _statuses(out):
+    return {sym: (o["qty"], o["status"], o["risk_codes"]) for sym, o in out.orders.iterrows()}
 
 
-def test_order_notional_at_the_limit_passes_on_both_paths(tmp_path):
+def test_order_notional_at_the_limit_passes(engine):
     # 390 × 0.07 is 27.300000000000004 in binary
     w = pd.DataFrame({"symbol": ["A"], "weight": [1.0], "price": [0.07]})
     assert blocked(check_risk(build_book(w, 27.3), RiskLimits(max_order_notional=27.3))) == {"A": ""}
-    paths, status = _both(tmp_path, w, 27.3, RiskLimits(max_order_notional=27.3))
-    assert status == "done"
-    for path, orders in paths.items():
-        assert orders[["side", "qty", "status"]].values.tolist() == [["BUY", 390, "FILLED"]], path
+    out = engine(w, value=27.3, params=RunParams(risk=RiskLimits(max_order_notional=27.3)))
+    assert _statuses(out) == {"A": (390, "FILLED", "")}
+    assert out.run_status in ("done", None)
 
 
-def test_order_notional_beyond_the_tolerance_is_blocked_on_both_paths(tmp_path):
+def test_order_notional_beyond_the_tolerance_is_blocked(engine):
     w = pd.DataFrame({"symbol": ["A"], "weight": [1.0], "price": [0.07]})
-    paths, status = _both(tmp_path, w, 27.3, RiskLimits(max_order_notional=27.2999))
-    assert status == "blocked"
-    for path, orders in paths.items():
-        assert orders[["qty", "status", "reject_reason"]].values.tolist() == [
-            [390, "REJECTED", "risk:max_order_notional"]], path
+    out = engine(w, value=27.3, params=RunParams(risk=RiskLimits(max_order_notional=27.2999)))
+    assert _statuses(out) == {"A": (390, "REJECTED", "max_order_notional")}
+    assert out.run_status in ("blocked", None)
 
 
-def test_sector_gross_weight_at_the_cap_passes_on_both_paths(tmp_path):
+def test_sector_gross_weight_at_the_cap_passes(engine):
     # 10 % + 20 % is 0.30000000000000004 in binary
     w = pd.DataFrame({"symbol": ["A", "B"], "weight": [0.1, 0.2], "price": [1.0, 1.0], "sector": ["Tech", "Tech"]})
     assert blocked(check_risk(build_book(w, 100.0), RiskLimits(sector_cap=0.3))) == {"A": "", "B": ""}
-    paths, status = _both(tmp_path, w, 100.0, RiskLimits(sector_cap=0.3))
-    assert status == "done"
-    for path, orders in paths.items():
-        assert orders[["symbol", "qty", "status"]].values.tolist() == [["A", 10, "FILLED"], ["B", 20, "FILLED"]], path
+    out = engine(w, value=100.0, params=RunParams(risk=RiskLimits(sector_cap=0.3)))
+    assert _statuses(out) == {"A": (10, "FILLED", ""), "B": (20, "FILLED", "")}
 
 
-def test_sector_gross_weight_beyond_the_cap_is_blocked_on_both_paths(tmp_path):
+def test_sector_gross_weight_beyond_the_cap_is_blocked(engine):
     w = pd.DataFrame({"symbol": ["A", "B"], "weight": [0.1, 0.2], "price": [1.0, 1.0], "sector": ["Tech", "Tech"]})
-    paths, status = _both(tmp_path, w, 100.0, RiskLimits(sector_cap=0.2999))
-    assert status == "blocked"
-    for path, orders in paths.items():
-        assert orders["reject_reason"].tolist() == ["risk:sector_cap", "risk:sector_cap"], path
+    out = engine(w, value=100.0, params=RunParams(risk=RiskLimits(sector_cap=0.2999)))
+    assert out.flagged == {"A": "sector_cap", "B": "sector_cap"}
+    assert _statuses(out) == {"A": (10, "REJECTED", "sector_cap"), "B": (20, "REJECTED", "sector_cap")}
 
 
 @pytest.mark.parametrize("limits", [
     RiskLimits(max_position_ratio=0.3),       # 3 × 0.1 / 1.0 = 0.30000000000000004
     RiskLimits(single_name_caps={"A": 0.3}),
     RiskLimits(max_gross_exposure=0.3),
-])
-def test_weights_at_the_limit_pass_on_both_paths(tmp_path, limits):
+], ids=["max_position_ratio", "single_name_cap", "max_gross_exposure"])
+def test_weights_at_the_limit_pass(engine, limits):
     w = pd.DataFrame({"symbol": ["A"], "weight": [0.3], "price": [0.1]})
     assert blocked(check_risk(build_book(w, 1.0), limits)) == {"A": ""}
-    paths, status = _both(tmp_path, w, 1.0, limits)
-    assert status == "done"
-    for path, orders in paths.items():
-        assert orders[["qty", "status"]].values.tolist() == [[3, "FILLED"]], path
+    assert _statuses(engine(w, value=1.0, params=RunParams(risk=limits))) == {"A": (3, "FILLED", "")}

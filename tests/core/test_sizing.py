@@ -4,8 +4,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from support import one_date_paths
-
 from tradeloop import RunParams, ValidationError, build_book, build_orders, client_order_ids
 from tradeloop.core.tolerance import LIMIT_RTOL
 
@@ -145,23 +143,24 @@ def test_inputs_are_not_mutated():
     pd.testing.assert_frame_equal(pos, pos0)
 
 
-def test_buys_at_the_cash_limit_are_not_trimmed_on_both_paths(tmp_path):
+# --- the cash limit, within 1e-9 relative (tradeloop.core.tolerance), on both paths (the ``engine`` fixture)
+
+def test_buys_at_the_cash_limit_are_not_trimmed(engine):
     # 3 × 0.1 is 0.30000000000000004 in binary: within 1e-9 of the cash 0.3, so at the limit, not above it
     w = weights(symbol=["A"], weight=[0.3], price=[0.1])
     book = build_book(w, 1.0, cash=0.3)
     assert book[["side", "qty", "untrimmed_qty"]].values.tolist() == [["BUY", 3, 3]]
-    paths, status = one_date_paths(w, 1.0, RunParams(cash=0.3), db_path=tmp_path / "t.duckdb")
-    assert status == "done"
-    for path, orders in paths.items():
-        assert orders[["symbol", "side", "qty", "status"]].values.tolist() == [["A", "BUY", 3, "FILLED"]], path
+    out = engine(w, value=1.0, params=RunParams(cash=0.3))
+    a = out.order("A")
+    assert (a["side"], a["qty"], a["untrimmed_qty"], a["status"], a["filled_qty"]) == ("BUY", 3, 3, "FILLED", 3)
+    assert out.run_status in ("done", None)
 
-
-def test_buys_beyond_the_cash_tolerance_are_still_trimmed(tmp_path):
+def test_buys_beyond_the_cash_tolerance_are_still_trimmed(engine):
     # 0.3000003 of cash needed for 0.3 available: 1e-6 relative, far beyond the tolerance
     w = weights(symbol=["A"], weight=[0.3000003], price=[0.1000001])
     assert build_book(w, 1.0, cash=0.3)["qty"].tolist() == [2]
-    paths, _ = one_date_paths(w, 1.0, RunParams(cash=0.3), db_path=tmp_path / "t.duckdb")
-    assert {path: orders["qty"].tolist() for path, orders in paths.items()} == {"run": [2], "simulate": [2]}
+    out = engine(w, value=1.0, params=RunParams(cash=0.3))
+    assert (out.order("A")["qty"], out.order("A")["untrimmed_qty"], out.order("A")["status"]) == (2, 3, "FILLED")
 
 
 def test_trimmed_buys_reaching_the_cash_within_the_tolerance_keep_the_lot():
