@@ -205,6 +205,33 @@ def limit_prices(price: np.ndarray, buy: np.ndarray, limit_offset_bps: float) ->
     return np.round(price * (1.0 + sign * limit_offset_bps / 1e4), 4)
 
 
+def _with_positions(targets: pd.DataFrame, positions: pd.DataFrame | None, group_by: list[str]) -> pd.DataFrame:
+    """``targets`` outer-joined with the current ``positions`` (``current_qty``; NaN where nothing is held).
+
+    Symbols held but not targeted get weight 0 and their price from ``positions.price`` (``price_source``
+    ``positions``); they inherit their group's ``portfolio_value`` / ``cash`` columns.
+    """
+    book = targets.copy()
+    if positions is None or not len(positions):
+        book["current_qty"] = 0
+        return book
+    pos_keys = [k for k in group_by + ["symbol"] if k in positions.columns]
+    pos = positions.loc[:, pos_keys + ["qty"] + (["price"] if "price" in positions else [])]
+    pos = pos.rename(columns={"qty": "current_qty", "price": "_position_price"})
+    book = book.merge(pos, on=pos_keys, how="outer", sort=False)
+    held_only = book["weight"].isna().to_numpy()
+    book["weight"] = book["weight"].fillna(0.0)
+    if "_position_price" in book:
+        book["price"] = book["price"].where(book["price"].notna(), book.pop("_position_price"))
+    if "price_source" in book:
+        book.loc[held_only & book["price"].notna().to_numpy(), "price_source"] = "positions"
+    for col in ("portfolio_value", "cash"):
+        if col in book:  # held-only rows inherit their group's constants
+            book[col] = (book.groupby(group_by, sort=False)[col].transform("first") if group_by
+                         else book[col].ffill().bfill())
+    return book
+
+
 def build_book(
     targets: pd.DataFrame,
     portfolio_value: float | None = None,
@@ -244,24 +271,7 @@ def build_book(
         ``missing_price`` True where no price was known (those rows cannot be sized and must be rejected).
     """
     group_by = list(group_by)
-    keys = group_by + ["symbol"]
-    book = targets.copy()
-    if positions is not None and len(positions):
-        pos_keys = [k for k in keys if k in positions.columns]
-        pos = positions.loc[:, pos_keys + ["qty"] + (["price"] if "price" in positions else [])]
-        pos = pos.rename(columns={"qty": "current_qty", "price": "_position_price"})
-        book = book.merge(pos, on=pos_keys, how="outer", sort=False)
-        held_only = book["weight"].isna().to_numpy()
-        book["weight"] = book["weight"].fillna(0.0)
-        if "_position_price" in book:
-            book["price"] = book["price"].where(book["price"].notna(), book.pop("_position_price"))
-        if "price_source" in book:
-            book.loc[held_only & book["price"].notna().to_numpy(), "price_source"] = "positions"
-        for col in ("portfolio_value", "cash"):
-            if col in book:  # held-only rows inherit their group's constants
-                book[col] = book.groupby(group_by, sort=False)[col].transform("first") if group_by else book[col].ffill().bfill()
-    else:
-        book["current_qty"] = 0
+    book = _with_positions(targets, positions, group_by)
     book["current_qty"] = book["current_qty"].fillna(0).to_numpy(dtype="int64")
     if "lot_size" not in book:
         book["lot_size"] = lot_size
@@ -270,7 +280,7 @@ def build_book(
         book["sector"] = None
     if "price_source" not in book:
         book["price_source"] = np.where(book["price"].notna(), "snapshot", None)
-    book = book.sort_values(keys, kind="stable").reset_index(drop=True)
+    book = book.sort_values(group_by + ["symbol"], kind="stable").reset_index(drop=True)
 
     codes, ngroups = _group_codes(book, group_by)
     pv, group_pv = _per_group_value(book, "portfolio_value", portfolio_value, codes, ngroups, "targets")
