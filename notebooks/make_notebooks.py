@@ -135,7 +135,7 @@ print(tl.audit_line(tl.audit_check(db_path, report.run_id), report.result))
     code("report.risk"),
     md("## Order lifecycles\nEvery state change of every order (`order_events`), replayed against the state machine."),
     code("""
-with tl.Store(db_path, read_only=True) as store:
+with tl.Store(db_path or tl.Settings.from_env().db, read_only=True) as store:
     events = store.order_events(report.run_id)
 tl.lifecycle_paths(events)
 """),

@@ -76,8 +76,9 @@ from .workflows.batch import BatchResult, run_batch, run_notebook, verify_artifa
 
 __all__ += ["RunReport", "audit_check", "audit_line", "batch_table", "load_report", "run_from_files",
             "ArtifactRecord", "verify_artifact", "BatchResult", "run_batch", "run_notebook"]
+from .settings import Settings
 from .core.synthetic import synthetic_history
 from .store.simulations import save_simulation
 from .workflows.history import Simulation, simulate
 
-__all__ += ["Simulation", "save_simulation", "simulate", "synthetic_history"]
+__all__ += ["Simulation", "save_simulation", "simulate", "synthetic_history", "Settings"]
