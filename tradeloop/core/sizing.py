@@ -31,7 +31,7 @@ from .tolerance import LIMIT_RTOL, exceeds, floor_lots
 
 __all__ = [
     "build_book", "build_orders", "client_order_ids", "order_keys", "combine_keys", "format_client_order_ids",
-    "size_orders", "limit_prices", "ORDER_COLUMNS", "BOOK_COLUMNS",
+    "size_orders", "limit_prices", "hash_strings", "ORDER_COLUMNS", "BOOK_COLUMNS",
 ]
 
 #: Columns of the frame :func:`build_orders` returns (after any group columns).
@@ -49,7 +49,7 @@ _ALPHABET = np.frombuffer(b"0123456789abcdefghjkmnpqrstvwxyz", dtype=np.uint8)  
 _SHIFTS = np.arange(60, -1, -5, dtype=np.uint64)  # 13 base32 digits cover 64 bits
 
 
-def _hash_strings(values) -> np.ndarray:
+def hash_strings(values) -> np.ndarray:
     """64-bit hash of each value's text: sha256 of the distinct values only, then gathered (no loop per row)."""
     # Factorizing the object array itself keeps the distinct values as Python strings (a Series would first convert
     # them to Arrow strings, whose element-wise iteration is slow); the first 8 digest bytes read little-endian.
@@ -83,7 +83,7 @@ def order_keys(run_id, symbol, side, model_version) -> np.ndarray:
     """The 64-bit hash behind :func:`client_order_ids`, as ``uint64`` (cheap to keep for millions of orders)."""
     n = _common_length(run_id, symbol, side, model_version)
     parts = [np.broadcast_to(np.asarray(a, dtype=object), (n,)) for a in (run_id, symbol, side, model_version)]
-    return combine_keys(*(_hash_strings(part) for part in parts))
+    return combine_keys(*(hash_strings(part) for part in parts))
 
 
 def combine_keys(*hashes: np.ndarray) -> np.ndarray:

@@ -52,6 +52,7 @@ from ..core import codes
 from ..core.engine import NEW, REJECTED, STATUS_NAMES, close_out, execute_step
 from ..core.risk import post_trade, risk_checks, sector_limits
 from ..core.sizing import limit_prices, size_orders
+from ..core.tolerance import exceeds
 from ..core.validate import SYMBOL_PATTERN, check_columns, check_model_version, check_simulation_id, numeric_column
 from ..errors import ValidationError
 from ..venue.liquidity import NoLiquidityLimit
@@ -389,7 +390,7 @@ def _check_leverage(rows: dict, dates, portfolios, named: bool, S: int, max_leve
     else:
         gross = np.bincount(rows["wd"].astype(np.int64) * P + rows["wpos"] // S, weights=np.abs(wvalue),
                             minlength=D * P)
-    over = np.flatnonzero(gross > max_leverage + 1e-9)
+    over = np.flatnonzero(exceeds(gross, max_leverage))
     if len(over):
         t, p = divmod(int(over[0]), P)
         raise ValidationError(

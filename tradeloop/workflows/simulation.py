@@ -19,7 +19,7 @@ from ..core import codes
 from ..core.digest import canonical_json
 from ..core.engine import average_fill_price
 from ..core.risk import RISK_CODES
-from ..core.sizing import _hash_strings as hash_strings  # noqa: PLC2701  (the key hash of a run's orders)
+from ..core.sizing import hash_strings
 from ..core.sizing import combine_keys, format_client_order_ids, limit_prices
 from .params import RunParams
 
