@@ -360,7 +360,9 @@ def verify(run_id, all_runs, db, as_json):
         for diff in result.differences:
             click.echo(f"DIFF {diff}")
         verdict = "all agree" if result.ok else f"{len(result.differences)} difference(s)"
-        click.echo(f"verified {len(result.runs)} run(s) and {result.audit_events} audit event(s) in {db}: {verdict}")
+        sims = f", {len(result.simulations)} simulation(s)" if result.simulations else ""
+        click.echo(f"verified {len(result.runs)} run(s){sims} and {result.audit_events} audit event(s) in {db}: "
+                   f"{verdict}")
     sys.exit(0 if result.ok else EXIT_VERIFY_DIFFERENCES)
 # --- notebook batches and artifact verification
 @cli.command(cls=_Command)

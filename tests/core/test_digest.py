@@ -157,3 +157,27 @@ def test_an_event_written_with_csv_digests_still_verifies_and_still_catches_edit
     store.close()
     assert any(p.startswith("orders_digest") for p in audit_check(store.path, run.run_id))
 
+
+
+def test_an_arrow_table_and_the_same_rows_as_a_frame_have_one_digest():
+    """Simulations are digested from Arrow tables, runs from DataFrames: the same rows give the same digest."""
+    import pyarrow as pa
+
+    from tradeloop.core.digest import table_digest
+
+    df = pd.DataFrame({
+        "key": [3, 1, 2], "n": np.array([5, -1, 7], dtype="int32"), "x": [1.5, np.nan, -0.0], "flag": [True, False, True],
+        "text": ["a", None, "ünï"], "when": pd.to_datetime(["2024-01-02", "2024-01-03", "2024-01-04"]),
+    })
+    cols = ("key", "n", "x", "flag", "text", "when")
+    ordered = df.sort_values("key", kind="stable")
+    table = pa.Table.from_pandas(ordered, preserve_index=False)
+    assert table_digest(table, cols) == frame_digest(df, cols, "key")
+    as_dict = table.set_column(4, "text", table.column("text").dictionary_encode())
+    micro = as_dict.set_column(5, "when", table.column("when").cast(pa.timestamp("us")))
+    assert table_digest(micro, cols) == frame_digest(df, cols, "key")  # dictionary text, other time unit
+    with_nulls = pa.table({"v": pa.array([1, None], pa.int64())})
+    assert table_digest(with_nulls, ["v"]) == frame_digest(pd.DataFrame({"v": [1.0, np.nan]}), ["v"], "v")
+    assert table_digest(table.slice(0, 0), cols) == frame_digest(df.iloc[:0], cols, "key")
+    edited = table.set_column(2, "x", pa.array([1.5, None, 0.0]))  # -0.0 -> 0.0
+    assert table_digest(edited, cols) != table_digest(table, cols)

@@ -7,8 +7,10 @@ and checks that :func:`tradeloop.verify_store` and ``tradeloop verify`` report i
 
 from __future__ import annotations
 
+import gzip
 import json
 import shutil
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -204,3 +206,137 @@ def test_partial_fill_and_limit_runs_replay_exactly(store, sample_snapshot, fall
         assert statuses & {"CANCELED"}, statuses  # the models really left orders unfilled
         verification = verify_store(store, [run.run_id])
         assert verification.ok, verification.differences
+
+
+# ---------------------------------------------------------------------- simulations
+V6 = Path(__file__).parents[1] / "data" / "schema_v6.duckdb.gz"
+
+
+def _history_files(tmp_path):
+    import numpy as np
+
+    from tradeloop import synthetic_history
+
+    weights, prices = synthetic_history(5, 8, seed=6, n_portfolios=2)
+    rng = np.random.default_rng(6)
+    thin = rng.uniform(size=len(prices)) < 0.4
+    prices["volume"] = np.where(thin, rng.integers(0, 400, len(prices)).astype(float), prices["volume"].astype(float))
+    params = tmp_path / "limited.json"
+    params.write_text(json.dumps({"liquidity": {"model": "VolumeParticipation", "max_rate": 0.1}, "steps": 3,
+                                  "risk": {"max_order_notional": 150_000}}))
+    weights.to_csv(tmp_path / "weights.csv", index=False)
+    prices.to_csv(tmp_path / "prices.csv", index=False)
+    return tmp_path / "weights.csv", tmp_path / "prices.csv", params
+
+
+@pytest.fixture(scope="module")
+def sim_db(tmp_path_factory):
+    """Runs and two simulations (one with partial fills over several steps), all saved through the real CLI."""
+    from support import run_cli
+
+    tmp = tmp_path_factory.mktemp("verify-sims")
+    db = tmp / "sims.duckdb"
+    weights, prices, limited = _history_files(tmp)
+    common = ["--weights", weights, "--prices", prices, "--portfolio-value", "1000000", "--model-version", "m1",
+              "--db", db, "--no-progress"]
+    ids = {}
+    for name, params in (("plain", DATA / "params_pass.json"), ("partial", limited)):
+        proc = run_cli("simulate", *common, "--params", params, "--json")
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        ids[name] = json.loads(proc.stdout)["simulation_id"]
+    proc = run_cli("run", "--snapshot", DATA / "sample_snapshot.csv", "--portfolio-value", "1000000",
+                   "--model-version", "m1", "--fallback-prices", DATA / "fallback_prices.csv", "--db", db)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return db, ids
+
+
+def test_a_clean_database_with_runs_and_simulations_verifies(sim_db, cli):
+    sim_db, ids = sim_db
+    for args in (("verify", "--db", sim_db), ("verify", "--all", "--db", sim_db)):
+        proc = cli(*args)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "2 simulation(s)" in proc.stdout and "all agree" in proc.stdout
+    with Store(sim_db, read_only=True) as s:
+        result = verify_store(s)
+        assert result.ok, result.differences
+        assert result.simulations == tuple(sorted(ids.values())) and len(result.runs) == 1
+        assert s.con.execute("SELECT count(*) FROM simulation_order_fills").fetchone()[0] > 0
+
+
+FIRST_SIM_ORDER = f"(SELECT min(order_key) FROM simulation_orders WHERE simulation_id = '{{partial}}')"
+SIM_TAMPER = {
+    "simulation order qty edited": (
+        [f"UPDATE simulation_orders SET qty = qty + 1 WHERE order_key = {FIRST_SIM_ORDER}"],
+        "simulation_orders does not match", "a row was edited"),
+    "simulation order commission edited": (
+        [f"UPDATE simulation_orders SET commission = commission + 0.01 WHERE order_key = {FIRST_SIM_ORDER}"],
+        "simulation_orders does not match", "a row was edited"),
+    "simulation run deleted": (
+        [f"DELETE FROM simulation_runs WHERE run_id = (SELECT min(run_id) FROM simulation_runs "
+         f"WHERE simulation_id = '{{partial}}')"], "simulation_runs does not match", "rows were deleted"),
+    "simulation run edited": (
+        [f"UPDATE simulation_runs SET end_value = end_value + 1 WHERE simulation_id = '{{partial}}'"],
+        "simulation_runs does not match", "a row was edited"),
+    "extra simulation order inserted": (
+        [f"INSERT INTO simulation_orders SELECT * REPLACE (order_key + 1 AS order_key, 'ZZZ' AS symbol) FROM "
+         f"simulation_orders WHERE order_key = {FIRST_SIM_ORDER}"], "simulation_orders does not match",
+        "rows were added"),
+    "simulation fill edited": (
+        [f"UPDATE simulation_order_fills SET qty = qty + 1 WHERE simulation_id = '{{partial}}' AND seq = 1"],
+        "simulation_order_fills does not match", "a row was edited"),
+    "simulation fill deleted": (
+        [f"DELETE FROM simulation_order_fills WHERE simulation_id = '{{partial}}' AND seq = 2"],
+        "simulation_order_fills does not match", "rows were deleted"),
+    "simulation row edited": (
+        [f"UPDATE simulations SET n_blocked = n_blocked + 1 WHERE simulation_id = '{{partial}}'"],
+        "simulations.n_blocked is", "{partial}"),
+    "simulation save payload edited": (
+        [f"UPDATE audit_events SET payload = replace(payload, '\"runs\":10', '\"runs\":11') WHERE run_id = "
+         f"'{{partial}}'"], "audit chain:", "was modified"),
+    "simulation deleted": ([f"DELETE FROM simulations WHERE simulation_id = '{{plain}}'"],
+                           "which is not in trade_runs", "{plain}"),
+}
+
+
+@pytest.mark.parametrize("kind", list(SIM_TAMPER))
+def test_every_kind_of_simulation_tampering_is_caught(kind, sim_db, tmp_path):
+    sim_db, ids = sim_db
+    steps, phrase, detail = SIM_TAMPER[kind]
+    db = _tamper(sim_db, tmp_path, [step.format(**ids) for step in steps])
+    detail = detail.format(**ids)
+    with Store(db, read_only=True) as s:
+        result = verify_store(s)
+    hits = [d for d in result.differences if phrase in d]
+    assert hits and any(detail in d for d in hits), (kind, result.differences)
+
+
+def test_a_tampered_simulation_exits_5_naming_it(sim_db, tmp_path, cli):
+    sim_db, ids = sim_db
+    db = _tamper(sim_db, tmp_path, [step.format(**ids) for step in SIM_TAMPER["simulation order qty edited"][0]])
+    proc = cli("verify", "--db", db)
+    assert proc.returncode == EXIT_VERIFY_DIFFERENCES
+    assert any(line.startswith(f"DIFF simulation {ids['partial']}: simulation_orders") for line in proc.stdout.splitlines())
+
+
+@pytest.fixture
+def v6_db(tmp_path):
+    db = tmp_path / "v6.duckdb"
+    db.write_bytes(gzip.decompress(V6.read_bytes()))
+    return db
+
+
+def test_simulations_saved_by_older_tradeloop_still_verify(v6_db):
+    with Store(v6_db) as store:  # migrates the v6 file
+        result = verify_store(store)
+        assert result.ok, result.differences
+        assert set(result.simulations) == {"sim-v6-plain", "sim-v6-partial"}
+        assert any("saved before its runs and fills were digested" in n for n in result.notes)
+        assert store.simulation_orders("sim-v6-partial")["status"].value_counts().to_dict() == {
+            "FILLED": 32, "REJECTED": 23, "CANCELED": 18}
+    tampered = _tamper(v6_db, v6_db.parent, [
+        "UPDATE simulation_orders SET fill_price = fill_price + 0.5 WHERE simulation_id = 'sim-v6-plain' "
+        "AND order_key = (SELECT max(order_key) FROM simulation_orders WHERE simulation_id = 'sim-v6-plain' "
+        "AND status_code = 0)"])
+    with Store(tampered, read_only=True) as store:
+        diffs = verify_store(store).differences
+    assert any(d.startswith("simulation sim-v6-plain: simulation_orders does not match") for d in diffs), diffs

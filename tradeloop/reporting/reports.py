@@ -17,12 +17,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..core.digest import EXECUTE_EVENT, FILL_DIGEST_COLUMNS, frame_digest
 from ..core.snapshot import load_snapshot_file
 from ..core.validate import read_table
-from ..errors import RunNotFound, ValidationError
+from ..errors import ValidationError
 from ..settings import Settings, default_db_path
-from ..store.db import ORDER_IDENTITY, ORDER_STATE, Store
+from ..store.db import Store
 from ..venue.providers import prepare_book
 from ..workflows.params import RunParams, load_params
 from ..workflows.run import (
@@ -32,6 +31,7 @@ from ..workflows.run import (
     load_run,
     run_result,
 )
+from ..workflows.verify import audit_check
 
 __all__ = [
     "RunReport", "run_from_files", "load_report", "audit_check", "audit_line", "batch_table", "summary_text",
@@ -214,13 +214,7 @@ def load_report(db_path: str | Path | None, run_id: str | None = None) -> RunRep
     ``run_id=None`` picks the most recently created run. The database is opened read-only.
     """
     with Store(db_path or default_db_path(), read_only=True) as store:
-        if run_id is None:
-            row = store.con.execute(
-                "SELECT run_id FROM trade_runs ORDER BY created_at DESC, run_id LIMIT 1").fetchone()
-            if row is None:
-                raise RunNotFound(f"no runs in {str(store.path)!r}")
-            run_id = row[0]
-        return _report(store, run_id)
+        return _report(store, store.latest_run_id() if run_id is None else run_id)
 
 
 def _report(store: Store, run_id: str) -> RunReport:
@@ -295,46 +289,6 @@ def _audit_view(audit: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols)
 
 
-def audit_check(db_path: str | Path | None, run_id: str) -> list[str]:
-    """Compare a run's stored execution results with its latest ``trade_run.execute`` audit record.
-
-    Checks the run status, the number of orders and their statuses, fills, filled quantity, notional, commission
-    and the digests of the order and fill rows, plus that every attempt was audited. Returns one sentence per
-    difference; an empty list means the results match the audit record.
-    """
-    with Store(db_path or default_db_path(), read_only=True) as store:
-        row = store.get_run(run_id)
-        orders = store.orders(run_id)
-        fills = store.fills(run_id)
-        events = store.audit_events(run_id)
-    events = events.loc[events["event_type"] == EXECUTE_EVENT]
-    if events.empty:
-        return [f"run {run_id} has no {EXECUTE_EVENT} audit event"]
-    last = json.loads(events.sort_values("seq").iloc[-1]["payload"])
-    counts = last.get("counts") or {}
-    actual = {
-        "status": row["status"],
-        "orders": int(len(orders)),
-        "orders_by_status": {k: int(v) for k, v in orders["status"].value_counts().sort_index().items()},
-        "fills": int(len(fills)),
-        "filled_qty": int(fills["qty"].sum()),
-        "notional": round(float((fills["qty"] * fills["price"]).sum()), 2),
-        "commission": round(float(fills["commission"].sum()), 2),
-        "orders_digest": frame_digest(orders, ORDER_IDENTITY + ORDER_STATE, "client_order_id",
-                                      like=last.get("orders_digest")),
-        "fills_digest": frame_digest(fills, FILL_DIGEST_COLUMNS, "fill_id", like=last.get("fills_digest")),
-    }
-    recorded = {**{k: counts.get(k) for k in ("orders", "orders_by_status", "fills", "filled_qty", "notional",
-                                              "commission")},
-                "status": last.get("status"), "orders_digest": last.get("orders_digest"),
-                "fills_digest": last.get("fills_digest")}
-    problems = [f"{key}: database has {actual[key]!r}, audit record has {recorded[key]!r}"
-                for key in actual if actual[key] != recorded[key]]
-    if int(row["attempts"]) != len(events):
-        problems.append(f"attempts: run has {row['attempts']} attempt(s) but {len(events)} audit event(s)")
-    return problems
-
-
 def audit_line(problems: list[str], result: RunResult) -> str:
     """One line for the review notebook: OK with the counts, or MISMATCH with the differences."""
     if problems:
@@ -357,22 +311,12 @@ def batch_table(db_path: str | Path | None, batch_id: str | None = None) -> pd.D
         ``artifact`` the executed notebook's file name.
     """
     with Store(db_path or default_db_path(), read_only=True) as store:
-        has_artifacts = bool(store.con.execute(
-            "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'run_artifacts'").fetchone()[0])
-        art = (store.con.execute(
-            "SELECT run_id, notebook_path, papermill_status, error AS nb_error, batch_id, snapshot_file "
-            "FROM run_artifacts").df() if has_artifacts else pd.DataFrame(
-            columns=["run_id", "notebook_path", "papermill_status", "nb_error", "batch_id", "snapshot_file"]))
+        art = store.batch_artifacts()
         if batch_id is not None:
             art = art.loc[art["batch_id"] == batch_id]
             if art.empty:
                 raise ValidationError(f"batch {batch_id!r} has no artifacts in {str(store.path)!r}")
-        runs = store.con.execute(
-            "SELECT r.run_id, r.status, r.error, r.params, count(DISTINCT o.client_order_id) AS orders "
-            "FROM trade_runs r LEFT JOIN trade_orders o USING (run_id) GROUP BY ALL").df()
-        fills = store.con.execute(
-            "SELECT run_id, count(*) AS fills, round(sum(qty * price), 2) AS notional FROM trade_fills "
-            "GROUP BY run_id").df()
+        runs, fills = store.run_totals()
     runs = runs.merge(fills, on="run_id", how="left")
     how = "left" if batch_id is not None else "outer"
     table = art.merge(runs, on="run_id", how=how)

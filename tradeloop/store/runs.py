@@ -20,7 +20,7 @@ from .sql import fetch_dict, insert_frame, utcnow
 __all__ = [
     "save_snapshot", "load_snapshot", "insert_run", "get_run", "run_inputs", "update_run", "runs", "latest_run_id",
     "run_state", "insert_orders", "update_orders", "orders", "insert_fills", "fills", "insert_order_events",
-    "order_events", "get_lease", "set_lease", "renew_lease", "release_lease",
+    "order_events", "get_lease", "set_lease", "renew_lease", "release_lease", "batch_artifacts", "run_totals",
 ]
 
 FILL_COLUMNS = ("fill_id", "run_id", "client_order_id", "seq", "qty", "price", "commission", "filled_at")
@@ -218,3 +218,24 @@ def renew_lease(con: duckdb.DuckDBPyConnection, run_id: str, expires_at: datetim
 
 def release_lease(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
     con.execute("DELETE FROM run_leases WHERE run_id = ?", [run_id])
+
+
+# ---------------------------------------------------------------------- overviews
+def batch_artifacts(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Every notebook artifact: ``run_id, notebook_path, papermill_status, nb_error, batch_id, snapshot_file``
+    (no rows when the file predates ``run_artifacts``)."""
+    columns = ["run_id", "notebook_path", "papermill_status", "nb_error", "batch_id", "snapshot_file"]
+    if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'run_artifacts'").fetchone()[0]:
+        return pd.DataFrame(columns=columns)
+    return con.execute("SELECT run_id, notebook_path, papermill_status, error AS nb_error, batch_id, snapshot_file "
+                       "FROM run_artifacts").df()
+
+
+def run_totals(con: duckdb.DuckDBPyConnection) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per run: ``run_id, status, error, params, orders`` (distinct orders), and per run with fills:
+    ``run_id, fills, notional`` (rounded to cents)."""
+    runs_ = con.execute("SELECT r.run_id, r.status, r.error, r.params, count(DISTINCT o.client_order_id) AS orders "
+                        "FROM trade_runs r LEFT JOIN trade_orders o USING (run_id) GROUP BY ALL").df()
+    fills_ = con.execute("SELECT run_id, count(*) AS fills, round(sum(qty * price), 2) AS notional FROM trade_fills "
+                         "GROUP BY run_id").df()
+    return runs_, fills_

@@ -1,19 +1,31 @@
-"""Simulations in the store: write one (its rows and its ``simulation.save`` audit event) in one transaction."""
+"""Simulations in the store: write one (its rows and its ``simulation.save`` audit event) in one transaction, and
+read its rows back the way the event's digests cover them.
+
+The event carries one digest per table (:data:`DIGESTS`), computed with :func:`tradeloop.core.digest.table_digest`
+(the typed ``v2:`` form runs use too) from the Arrow tables the rows are written from; :func:`simulation_tables`
+reads them back in the same order, so :func:`tradeloop.workflows.verify.verify_simulation` recomputes the very same
+bytes. Simulations saved before that recorded only ``orders_digest`` as sha256 of raw order arrays
+(:func:`legacy_orders_digest`).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from ..core.codes import risk_rule_names
+from ..core.digest import table_digest
 from ..errors import ValidationError
 from .sql import fetch_dict, utcnow
 
-__all__ = ["save_simulation", "SIM_EVENT", "SIM_RUN_COLUMNS", "get_simulation", "simulations", "simulation_runs",
-           "simulation_orders"]
+__all__ = ["save_simulation", "SIM_EVENT", "SIM_RUN_COLUMNS", "DIGESTS", "simulation_digests",
+           "legacy_orders_digest", "simulation_tables", "get_simulation", "simulations", "simulation_ids",
+           "simulation_runs", "simulation_orders"]
 
 SIM_EVENT = "simulation.save"
 
@@ -25,12 +37,64 @@ SIM_RUN_COLUMNS = (
     "cash_after", "end_value", "gross_exposure", "net_exposure", "n_positions",
 )
 
+#: table -> (payload key of its digest, payload key of its row count, columns digested, stored order of rows)
+DIGESTS = {
+    "simulation_orders": ("orders_digest", "orders", (
+        "date", "portfolio", "order_key", "symbol", "sell", "qty", "limit_price", "price", "sector", "lot_size",
+        "target_weight", "current_qty", "untrimmed_qty", "status_code", "risk_mask", "avg_fill_price", "fill_price",
+        "commission", "filled_qty", "n_fills"), ("date", "portfolio", "symbol")),
+    "simulation_runs": ("runs_digest", "runs", SIM_RUN_COLUMNS + ("blocked_by_code",), ("date", "portfolio")),
+    "simulation_order_fills": ("fills_digest", "order_fills", ("date", "portfolio", "order_key", "seq", "qty",
+                                                               "commission"), ("date", "portfolio", "order_key",
+                                                                               "seq")),
+}
+
+
+def simulation_digests(tables: dict[str, pa.Table]) -> dict[str, str]:
+    """The digest of each table's rows (in their stored order): ``orders_digest``, ``runs_digest``,
+    ``fills_digest``. Columns a table lacks are digested as all-null (the ``portfolio`` of a simulation without
+    named portfolios is ``''``)."""
+    out = {}
+    for table, (key, _, columns, _) in DIGESTS.items():
+        data = tables[table]
+        for col in columns:
+            if col not in data.column_names:
+                filler = (pa.DictionaryArray.from_arrays(pa.array(np.zeros(data.num_rows, np.int32)), pa.array([""]))
+                          if col == "portfolio" else pa.nulls(data.num_rows, pa.int64()))
+                data = data.append_column(col, filler)
+        out[key] = table_digest(data, columns)
+    return out
+
+
+def legacy_orders_digest(orders: pa.Table) -> str:
+    """The ``orders_digest`` tradeloop wrote before :func:`simulation_digests`: sha256 of the raw bytes of
+    ``order_key``, ``qty``, ``status_code``, ``fill_price``, ``commission`` and, with partial fills, ``filled_qty``."""
+    parts = [("order_key", "<u8"), ("qty", "<i8"), ("status_code", "i1"), ("fill_price", "<f8"), ("commission", "<f8")]
+    if orders.num_rows and orders.column("filled_qty").null_count < orders.num_rows:
+        parts.append(("filled_qty", "<i8"))
+    digest = hashlib.sha256()
+    for col, dtype in parts:
+        values = orders.column(col).to_numpy()
+        digest.update(np.ascontiguousarray(values.astype(dtype)).data)
+    return digest.hexdigest()
+
+
+def simulation_tables(con, simulation_id: str) -> dict[str, pa.Table]:
+    """A simulation's stored rows per digested table, as Arrow, in the order its digests cover them."""
+    out = {}
+    with warnings.catch_warnings():  # DuckDB suggests con.sql, which refuses to run after a partly fetched result
+        warnings.filterwarnings("ignore", "Arrow output on a DB-API result", UserWarning)
+        for table, (_, _, columns, order) in DIGESTS.items():
+            out[table] = con.execute(f"SELECT {', '.join(columns)} FROM {table} WHERE simulation_id = ? "
+                                     f"ORDER BY {', '.join(order)}", [simulation_id]).to_arrow_table()
+    return out
+
 
 def save_simulation(store, sim) -> dict:
     """Persist a simulation in one transaction: its ``simulations`` row, one ``simulation_runs`` row per (date,
     portfolio), every order in ``simulation_orders``, the fills of orders filled in several steps in
-    ``simulation_order_fills`` (every fill is in the ``simulation_fills`` view) and a
-    ``simulation.save`` audit event carrying counts and a digest of the orders.
+    ``simulation_order_fills`` (every fill is in the ``simulation_fills`` view) and a ``simulation.save`` audit
+    event carrying counts and a digest of each of those tables (:func:`simulation_digests`).
 
     Bulk writes go through Arrow scans. Idempotent: saving the same simulation again writes nothing and returns
     ``new: False``; a different simulation under an existing ``simulation_id`` is refused.
@@ -45,62 +109,64 @@ def save_simulation(store, sim) -> dict:
     dict
         ``simulation_id``, ``new`` (bool), ``orders`` and ``runs`` (rows written).
     """
-    import pyarrow as pa
-
     sid = sim.simulation_id
-    rules = risk_rule_names()
     with store.transaction():
         existing = store.get_simulation(sid)
         if existing is not None:
             if existing["inputs_digest"] != sim.inputs_digest:
                 raise ValidationError(f"simulation_id {sid!r} is stored already for different inputs")
             return {"simulation_id": sid, "new": False, "orders": 0, "runs": 0}
+        tables = _tables(sim)
         constants = {"simulation_id": sid}
         if not sim.named_portfolios:
             constants["portfolio"] = ""
-        table = sim._orders_arrow()
-        n_orders = store.insert_arrow("simulation_orders", table, table.column_names, constants)
-        if sim.fills_raw is not None:
-            steps = sim._multi_fill_arrow()
-            if steps.num_rows:
-                store.insert_arrow("simulation_order_fills", steps, steps.column_names, constants)
-        summary = sim.summary
-        runs = summary.loc[:, [c for c in SIM_RUN_COLUMNS if c in summary.columns]]
-        blocked = summary.loc[:, [f"blocked_{c}" for c in rules]].to_numpy()
-        runs = runs.assign(blocked_by_code=[
-            json.dumps({c: int(v) for c, v in zip(rules, row) if v}, sort_keys=True) for row in blocked])
-        if not sim.named_portfolios:
-            runs = runs.assign(portfolio="")
-        run_cols = list(runs.columns)
-        n_runs = store.insert_arrow("simulation_runs", pa.Table.from_pandas(runs, preserve_index=False), run_cols,
-                                    {"simulation_id": sid})
-        st = sim.orders_raw["status"]
-        digest = hashlib.sha256()
-        parts = [sim.order_keys, sim.orders_raw["qty"], st, sim.orders_raw["fill_price"], sim.orders_raw["commission"]]
-        if sim.fills_raw is not None:  # partial fills: what filled is not implied by the status
-            parts.append(sim.filled_qty)
-        for part in parts:
-            digest.update(np.ascontiguousarray(part).data)
+        counts = {}
+        for table, data in tables.items():
+            extra = {k: v for k, v in constants.items() if k not in data.column_names}
+            counts[table] = insert_arrow(store.con, table, data, data.column_names, extra) if data.num_rows else 0
+        digests = simulation_digests(tables)
         info = sim.describe()
         store.con.execute(
             "INSERT INTO simulations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [sid, sim.inputs_digest, sim.model_version, json.dumps(sim.params.to_dict(), sort_keys=True),
-             sim.params.order_type,
-             json.dumps(sim.portfolio_value.tolist()),
+             sim.params.order_type, json.dumps(sim.portfolio_value.tolist()),
              None if sim.initial_cash is None else json.dumps(sim.initial_cash.tolist()),
              json.dumps([str(p) for p in sim.portfolios]), len(sim.dates), len(sim.universe),
              pd.Timestamp(sim.dates[0]).to_pydatetime() if len(sim.dates) else None,
              pd.Timestamp(sim.dates[-1]).to_pydatetime() if len(sim.dates) else None,
-             n_orders, info["fills"], info["blocked"], digest.hexdigest(), utcnow()],
+             counts["simulation_orders"], info["fills"], info["blocked"], digests["orders_digest"], utcnow()],
         )
-        store.append_audit(sid, SIM_EVENT, {**info, "inputs_digest": sim.inputs_digest,
-                                            "orders_digest": digest.hexdigest(), "runs": n_runs})
-    return {"simulation_id": sid, "new": True, "orders": n_orders, "runs": n_runs}
+        store.append_audit(sid, SIM_EVENT, {
+            **info, **digests, "inputs_digest": sim.inputs_digest, "runs": counts["simulation_runs"],
+            "order_fills": counts["simulation_order_fills"]})
+    return {"simulation_id": sid, "new": True, "orders": counts["simulation_orders"],
+            "runs": counts["simulation_runs"]}
+
+
+def _tables(sim) -> dict[str, pa.Table]:
+    """The rows of a simulation per table, as Arrow, in their stored order (see :data:`DIGESTS`)."""
+    rules = risk_rule_names()
+    summary = sim.summary
+    runs = summary.loc[:, [c for c in SIM_RUN_COLUMNS if c in summary.columns]]
+    blocked = summary.loc[:, [f"blocked_{c}" for c in rules]].to_numpy()
+    runs = runs.assign(blocked_by_code=[
+        json.dumps({c: int(v) for c, v in zip(rules, row) if v}, sort_keys=True) for row in blocked])
+    fills = sim._multi_fill_arrow() if sim.fills_raw is not None else pa.table({})
+    if fills.num_rows:
+        fills = fills.sort_by([(c, "ascending") for c in ("date", "portfolio", "order_key", "seq")
+                               if c in fills.column_names])
+    return {"simulation_orders": sim._orders_arrow(),
+            "simulation_runs": pa.Table.from_pandas(runs, preserve_index=False),
+            "simulation_order_fills": fills}
 
 
 def get_simulation(con, simulation_id: str) -> dict | None:
     """The ``simulations`` row of a simulation as a dict, or None."""
     return fetch_dict(con, "SELECT * FROM simulations WHERE simulation_id = ?", [simulation_id])
+
+
+def simulation_ids(con) -> list[str]:
+    return [r[0] for r in con.execute("SELECT simulation_id FROM simulations ORDER BY simulation_id").fetchall()]
 
 
 def simulations(con) -> pd.DataFrame:

@@ -33,11 +33,9 @@ import json
 import os
 import socket
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-import duckdb
 import numpy as np
 import pandas as pd
 
@@ -423,34 +421,12 @@ def execute_run(store: Store, run_id: str, *, provider: ExecutionProvider | None
 
 
 def _execute_run(store: Store, run_id: str, provider: ExecutionProvider | None, options: _Options) -> RunResult:
-    with store.session() as con, _one_thread(con):
+    with store.single_threaded():
         _EXECUTING.add(run_id)
         try:
             return _execute(store, run_id, provider, options)
         finally:
             _EXECUTING.discard(run_id)
-
-
-@contextmanager
-def _one_thread(con):
-    """Run DuckDB single-threaded for the block, then restore its setting.
-
-    A run's statements touch a few thousand rows each: splitting them across threads costs more in coordination
-    than it saves (about 7 % of a 3,000-symbol run on the 2-core benchmark machine). Bulk work elsewhere
-    (simulations) keeps every thread.
-    """
-    threads = con.execute("SELECT current_setting('threads')").fetchall()[0][0]
-    if int(threads) == 1:
-        yield
-        return
-    con.execute("SET threads = 1")
-    try:
-        yield
-    finally:
-        try:
-            con.execute(f"SET threads = {int(threads)}")
-        except duckdb.Error:  # a broken connection: keep the error that broke it
-            pass
 
 
 def _execute(store: Store, run_id: str, provider: ExecutionProvider | None, options: _Options) -> RunResult:
@@ -605,6 +581,6 @@ def run_snapshot(store: Store, snapshot: DecisionSnapshot, *, provider_instance:
     ``kwargs`` are :func:`create_run`'s; ``provider_instance`` executes instead of the named provider.
     """
     options = _Options(fill_batch, lease_seconds, faults)  # checked before the snapshot or the run is written
-    with store.session() as con, _one_thread(con):  # one open of the file for both steps, each still its own commit
+    with store.single_threaded():  # one open of the file for both steps, each still its own commit
         run_id = _store_run(store, snapshot, faults=faults, **kwargs)
         return _execute_run(store, run_id, provider_instance, options)

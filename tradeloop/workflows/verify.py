@@ -14,6 +14,12 @@ A run's record is trusted only when three independent things agree:
 A run that did not finish (``queued``, ``running``, or ``failed`` because its process died) is checked as a prefix
 of its replay: whatever was committed must agree with the replay, orders not yet worked must be untouched.
 
+A simulation is checked against its ``simulation.save`` audit event (:func:`verify_simulation`): the digests of
+its orders, runs and multi-step fills rows, and the counts of its ``simulations`` row.
+
+:func:`audit_check` (the review notebook's check of one run against its last ``trade_run.execute`` event) and the
+audit part of :func:`verify_run` are one comparison, :func:`execute_record_problems`.
+
 Nothing is written: verification reads the database (a read-only :class:`~tradeloop.store.db.Store` is enough).
 """
 
@@ -22,20 +28,25 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ..core.digest import EXECUTE_EVENT, FILL_DIGEST_COLUMNS, frame_digest, verify_chain
+from ..core.digest import DIGEST_PREFIX, EXECUTE_EVENT, FILL_DIGEST_COLUMNS, frame_digest, verify_chain
 from ..errors import TradeloopError
 from ..store.db import ORDER_IDENTITY, ORDER_STATE, Store
+from ..store.simulations import DIGESTS, SIM_EVENT, legacy_orders_digest, simulation_digests
 from ..venue.providers import get_provider, orders_of, risk_rejections, with_market_data
 
-__all__ = ["Replay", "Verification", "replay_run", "verify_run", "verify_store"]
+__all__ = ["Replay", "Verification", "replay_run", "verify_run", "verify_simulation", "verify_store", "audit_check",
+           "execute_record_problems"]
 
 _FILL_COLUMNS = ("fill_id", "run_id", "client_order_id", "seq", "qty", "price", "commission")
 _EVENT_COLUMNS = ("from_status", "to_status", "qty", "price", "reason")
 _UNFINISHED = ("queued", "running")
+#: What an execute event records under ``counts`` (the rest of what is compared is at its top level).
+_COUNTED = ("orders", "orders_by_status", "fills", "filled_qty", "notional", "commission")
 
 
 @dataclass(frozen=True)
@@ -65,14 +76,15 @@ class Verification:
     audit_events: int
     differences: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default_factory=tuple)
+    simulations: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
         return not self.differences
 
     def to_dict(self) -> dict:
-        return {"ok": self.ok, "runs": list(self.runs), "audit_events": self.audit_events,
-                "differences": list(self.differences), "notes": list(self.notes)}
+        return {"ok": self.ok, "runs": list(self.runs), "simulations": list(self.simulations),
+                "audit_events": self.audit_events, "differences": list(self.differences), "notes": list(self.notes)}
 
 
 def _new_orders(orders: pd.DataFrame) -> pd.DataFrame:
@@ -227,49 +239,142 @@ def verify_run(store: Store, run_id: str, events: pd.DataFrame | None = None) ->
 def _check_audit(store: Store, row: dict, orders: pd.DataFrame, fills: pd.DataFrame, events, unfinished) -> list[str]:
     run_id = row["run_id"]
     events = store.audit_events(run_id) if events is None else events.loc[events["run_id"] == run_id]
-    execute = events.loc[events["event_type"] == EXECUTE_EVENT]
-    if execute.empty:
+    if not (events["event_type"] == EXECUTE_EVENT).any():
         return [] if row["status"] in _UNFINISHED else [f"run {run_id}: is {row['status']} but has no audit event"]
-    try:
-        last = json.loads(execute.sort_values("seq").iloc[-1]["payload"])
-    except (TypeError, ValueError):
-        return [f"run {run_id}: its last audit event's payload is not JSON"]
-    out = []
     if unfinished and row["status"] != "failed":
-        return out  # a run that died after an earlier attempt: its rows moved on since that event
-    expected = {
+        return []  # a run that died after an earlier attempt: its rows moved on since that event
+    return [f"run {run_id}: {p}" for p in execute_record_problems(row, orders, fills, events, attempts=False)]
+
+
+def execute_record_problems(row: dict, orders: pd.DataFrame, fills: pd.DataFrame, events: pd.DataFrame, *,
+                            attempts: bool = True) -> list[str]:
+    """Compare a run's stored rows with its latest ``trade_run.execute`` audit event; one sentence per difference.
+
+    Checks the snapshot, status, risk params, the number of orders and their statuses, fills, filled quantity,
+    notional, commission and the digests of the order and fill rows, and (``attempts``) that every attempt was
+    audited. ``orders`` and ``fills`` are the run's rows as :class:`~tradeloop.store.db.Store` reads them,
+    ``events`` its audit events.
+    """
+    run_id = row["run_id"]
+    events = events.loc[events["event_type"] == EXECUTE_EVENT]
+    if events.empty:
+        return [f"run {run_id} has no {EXECUTE_EVENT} audit event"]
+    try:
+        last = json.loads(events.sort_values("seq").iloc[-1]["payload"])
+    except (TypeError, ValueError):
+        return [f"its last {EXECUTE_EVENT} audit event's payload is not JSON"]
+    counts = last.get("counts") or {}
+    actual = {
         "snapshot_id": row["snapshot_id"], "status": row["status"],
         "risk_params": {k: v for k, v in (json.loads(row["params"]).get("risk") or {}).items() if k != "outcome"},
+        "orders": int(len(orders)),
+        "orders_by_status": {k: int(v) for k, v in orders["status"].value_counts().sort_index().items()},
+        "fills": int(len(fills)),
+        "filled_qty": int(fills["qty"].sum()),
+        "notional": round(float((fills["qty"] * fills["price"]).sum()), 2),
+        "commission": round(float(fills["commission"].sum()), 2),
         "orders_digest": frame_digest(orders, ORDER_IDENTITY + ORDER_STATE, "client_order_id",
                                       like=last.get("orders_digest")),
         "fills_digest": frame_digest(fills, FILL_DIGEST_COLUMNS, "fill_id", like=last.get("fills_digest")),
     }
-    for key, want in expected.items():
-        if last.get(key) != want:
-            what = {"orders_digest": "the stored orders", "fills_digest": "the stored fills"}.get(key, f"{key} {want!r}")
-            out.append(f"run {run_id}: its last audit event (attempt {last.get('attempt')}) does not match {what}"
-                       + ("" if key.endswith("digest") else f" (the event says {last.get(key)!r})"))
-    return out
+    recorded = {k: counts.get(k) if k in _COUNTED else last.get(k) for k in actual}
+    problems = []
+    for key, value in actual.items():
+        if value == recorded[key]:
+            continue
+        if key.endswith("_digest"):
+            what = "orders" if key == "orders_digest" else "fills"
+            problems.append(f"{key}: its last audit event (attempt {last.get('attempt')}) does not match the stored "
+                            f"{what}")
+        else:
+            problems.append(f"{key}: database has {value!r}, audit record has {recorded[key]!r}")
+    if attempts and int(row["attempts"]) != len(events):
+        problems.append(f"attempts: run has {row['attempts']} attempt(s) but {len(events)} audit event(s)")
+    return problems
+
+
+def audit_check(db_path: str | Path | None, run_id: str) -> list[str]:
+    """Compare a run's stored execution results with its latest ``trade_run.execute`` audit record.
+
+    The review notebook's check (read-only; ``db_path`` None means the default database): see
+    :func:`execute_record_problems`, which :func:`verify_store` runs too. Returns one sentence per difference; an
+    empty list means the results match the audit record.
+    """
+    from ..settings import default_db_path  # the notebook's boundary ($TRADELOOP_DB); settings imports workflows
+
+    with Store(db_path or default_db_path(), read_only=True) as store:
+        row = store.get_run(run_id)
+        orders = store.orders(run_id)
+        fills = store.fills(run_id)
+        events = store.audit_events(run_id)
+    return execute_record_problems(row, orders, fills, events)
+
+
+def verify_simulation(store: Store, simulation_id: str, events: pd.DataFrame | None = None) -> tuple[list[str], list[str]]:
+    """Check a stored simulation against its ``simulation.save`` audit event; returns (differences, notes).
+
+    Every table the event digests (orders, runs, multi-step fills) must give the same digest from the rows stored
+    now, and the ``simulations`` row must repeat the event's inputs digest and counts. A difference names the
+    table, how many rows it has and how many the event recorded (so an added or deleted row shows as such).
+    """
+    sid = simulation_id
+    row = store.get_simulation(sid)
+    events = store.audit_events(sid) if events is None else events.loc[events["run_id"] == sid]
+    saves = events.loc[events["event_type"] == SIM_EVENT]
+    if row is None:
+        return [f"simulation {sid}: its {SIM_EVENT} audit event names a simulation not in simulations"], []
+    if saves.empty:
+        return [f"simulation {sid}: has no {SIM_EVENT} audit event"], []
+    try:
+        saved = json.loads(saves.sort_values("seq").iloc[-1]["payload"])
+    except (TypeError, ValueError):
+        return [f"simulation {sid}: its {SIM_EVENT} audit event's payload is not JSON"], []
+    tables = store.simulation_tables(sid)
+    diffs, notes = [], []
+    recorded = saved.get("orders_digest")
+    if isinstance(recorded, str) and not recorded.startswith(DIGEST_PREFIX):
+        notes.append(f"simulation {sid} was saved before its runs and fills were digested: its orders are checked "
+                     "against the digest of that time")
+        now = {"orders_digest": legacy_orders_digest(tables["simulation_orders"])}
+    else:
+        now = simulation_digests(tables)
+    for table, (key, count, _, _) in DIGESTS.items():
+        if key in now and now[key] != saved.get(key):
+            n, was = tables[table].num_rows, saved.get(count)
+            how = ("the same number: a row was edited" if n == was else "rows were added" if was is not None and
+                   n > was else "rows were deleted" if was is not None else "its rows differ")
+            diffs.append(f"simulation {sid}: {table} does not match its {SIM_EVENT} audit event ({n} row(s) stored, "
+                         f"the event records {was}: {how})")
+    for column, key in (("inputs_digest", "inputs_digest"), ("n_orders", "orders"), ("n_fills", "fills"),
+                        ("n_blocked", "blocked"), ("orders_digest", "orders_digest")):
+        if row[column] != saved.get(key):
+            diffs.append(f"simulation {sid}: simulations.{column} is {row[column]!r}, its {SIM_EVENT} audit event "
+                         f"records {saved.get(key)!r}")
+    return diffs, notes
 
 
 def verify_store(store: Store, run_ids=None) -> Verification:
-    """Verify the whole audit chain, then replay ``run_ids`` (default: every run) and diff each against the store.
+    """Verify the whole audit chain, then replay ``run_ids`` (default: every run) and diff each against the store,
+    and check every stored simulation (or those named in ``run_ids``) against its audit event.
 
     Returns
     -------
     Verification
         ``differences``: one readable sentence per disagreement (chain breaks, missing/extra/changed orders, fills
-        and order events, status, risk outcome, audit digests); empty when everything agrees.
+        and order events, status, risk outcome, audit digests, simulation rows); empty when everything agrees.
     """
     with store.session():
         events = store.audit_events()
         diffs = [f"audit chain: {p}" for p in verify_chain(events)]
         known = set(store.runs()["run_id"])
-        diffs += [f"audit events name run {r}, which is not in trade_runs"
-                  for r in sorted(set(events["run_id"].dropna()) - known)]
+        sims = store.simulation_ids()
+        diffs += [f"audit events name run {r}, which is not in trade_runs (nor in simulations)"
+                  for r in sorted(set(events["run_id"].dropna()) - known - set(sims))]
         if run_ids is None:
             run_ids = sorted(known)
         else:
+            sims = [r for r in run_ids if r in set(sims) and r not in known]
+            run_ids = [r for r in run_ids if r not in sims]
             for r in run_ids:
                 store.get_run(r)  # RunNotFound names it
         notes: list[str] = []
@@ -277,4 +382,8 @@ def verify_store(store: Store, run_ids=None) -> Verification:
             d, n = verify_run(store, run_id, events)
             diffs += d
             notes += n
-    return Verification(tuple(run_ids), len(events), tuple(diffs), tuple(notes))
+        for sid in sims:
+            d, n = verify_simulation(store, sid, events)
+            diffs += d
+            notes += n
+    return Verification(tuple(run_ids), len(events), tuple(diffs), tuple(notes), tuple(sims))
