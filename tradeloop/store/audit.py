@@ -17,10 +17,10 @@ import pandas as pd
 from ..core.digest import GENESIS_HASH, canonical_json, event_hash
 from .sql import utcnow
 
-__all__ = ["append_audit", "append_events", "audit_events", "new_event_id"]
+__all__ = ["append_audit", "append_events", "audit_events"]
 
 
-def new_event_id(seq: int) -> str:
+def _new_event_id(seq: int) -> str:
     return f"evt-{seq:08d}-{uuid.uuid4().hex[:8]}"
 
 
@@ -39,7 +39,7 @@ def append_events(con: duckdb.DuckDBPyConnection, events) -> list[dict]:
     rows, out = [], []
     for event_id, run_id, event_type, body, created_at in events:  # a chain is sequential by nature
         seq += 1
-        event_id = event_id or new_event_id(seq)
+        event_id = event_id or _new_event_id(seq)
         digest = event_hash(prev, seq, event_id, run_id, event_type, body)
         rows.append([event_id, seq, run_id, event_type, body, prev, digest, created_at])
         out.append({"event_id": event_id, "seq": seq, "event_hash": digest})

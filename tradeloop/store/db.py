@@ -271,11 +271,6 @@ class Store:
         return row
 
     @_in_session
-    def run_state(self, run_id: str) -> tuple[str, str | None] | None:
-        """A run's ``(status, error)``, or None when there is no such run."""
-        return run_rows.run_state(self.con, run_id)
-
-    @_in_session
     def latest_run_id(self) -> str:
         """The most recently created run; :class:`RunNotFound` when there are none."""
         run_id = run_rows.latest_run_id(self.con)

@@ -19,7 +19,7 @@ from .sql import fetch_dict, insert_frame, utcnow
 
 __all__ = [
     "save_snapshot", "load_snapshot", "insert_run", "get_run", "run_inputs", "update_run", "runs", "latest_run_id",
-    "run_state", "insert_orders", "update_orders", "orders", "insert_fills", "fills", "insert_order_events",
+    "insert_orders", "update_orders", "orders", "insert_fills", "fills", "insert_order_events",
     "order_events", "get_lease", "set_lease", "renew_lease", "release_lease", "batch_artifacts", "run_totals",
 ]
 
@@ -83,12 +83,6 @@ def insert_run(con: duckdb.DuckDBPyConnection, run: dict, positions: pd.DataFram
 def get_run(con: duckdb.DuckDBPyConnection, run_id: str) -> dict | None:
     """The ``trade_runs`` row of a run as a dict, or None."""
     return fetch_dict(con, "SELECT * FROM trade_runs WHERE run_id = ?", [run_id])
-
-
-def run_state(con: duckdb.DuckDBPyConnection, run_id: str) -> tuple[str, str | None] | None:
-    """A run's ``(status, error)``, or None when there is no such run."""
-    row = con.execute("SELECT status, error FROM trade_runs WHERE run_id = ?", [run_id]).fetchone()
-    return None if row is None else (row[0], row[1])
 
 
 def latest_run_id(con: duckdb.DuckDBPyConnection) -> str | None:
