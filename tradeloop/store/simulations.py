@@ -21,7 +21,7 @@ import pyarrow as pa
 from ..core.codes import risk_rule_names
 from ..core.digest import table_digest
 from ..errors import ValidationError
-from .sql import fetch_dict, utcnow
+from .sql import fetch_dict, insert_arrow, utcnow
 
 __all__ = ["save_simulation", "SIM_EVENT", "SIM_RUN_COLUMNS", "DIGESTS", "simulation_digests",
            "legacy_orders_digest", "simulation_tables", "get_simulation", "simulations", "simulation_ids",
