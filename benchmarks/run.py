@@ -95,7 +95,7 @@ def worker_tradeloop(size: str, repeat: int, loop_dates: int | None) -> dict:
     out["persist_rows_per_s"] = sim.n_orders / out["persist_s"]
     # the DuckDB part alone: the orders' Arrow table inserted into an empty database in one transaction
     t0 = time.perf_counter()
-    table = sim._orders_arrow()
+    table = sim.orders_arrow()
     out["arrow_build_s"] = time.perf_counter() - t0
     with tempfile.TemporaryDirectory() as tmp, tl.Store(Path(tmp) / "insert.duckdb") as store:
         t0 = time.perf_counter()

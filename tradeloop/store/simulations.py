@@ -151,11 +151,11 @@ def _tables(sim) -> dict[str, pa.Table]:
     blocked = summary.loc[:, [f"blocked_{c}" for c in rules]].to_numpy()
     runs = runs.assign(blocked_by_code=[
         json.dumps({c: int(v) for c, v in zip(rules, row) if v}, sort_keys=True) for row in blocked])
-    fills = sim._multi_fill_arrow() if sim.fills_raw is not None else pa.table({})
+    fills = sim.multi_fill_arrow() if sim.fills_raw is not None else pa.table({})
     if fills.num_rows:
         fills = fills.sort_by([(c, "ascending") for c in ("date", "portfolio", "order_key", "seq")
                                if c in fills.column_names])
-    return {"simulation_orders": sim._orders_arrow(),
+    return {"simulation_orders": sim.orders_arrow(),
             "simulation_runs": pa.Table.from_pandas(runs, preserve_index=False),
             "simulation_order_fills": fills}
 

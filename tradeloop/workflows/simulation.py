@@ -232,7 +232,7 @@ class Simulation:
         side = np.where(o["sell"][rows], "SELL", "BUY").astype(object)
         return format_client_order_ids(symbol, side, self.order_keys[rows])
 
-    def _multi_fill_arrow(self):
+    def multi_fill_arrow(self):
         """Fills of the orders filled over several steps, for ``simulation_order_fills`` (see store schema v6)."""
         import pyarrow as pa
 
@@ -303,7 +303,7 @@ class Simulation:
         })
         return pd.DataFrame(cols, copy=False)
 
-    def _orders_arrow(self):
+    def orders_arrow(self):
         """The orders as an Arrow table for ``simulation_orders`` straight from the arrays: numbers, two
         dictionary-encoded names, no DataFrame and no Python strings."""
         import pyarrow as pa
