@@ -3,7 +3,7 @@
     .venv/bin/python notebooks/make_notebooks.py            # rewrite the notebooks and their saved outputs
 
 The notebooks are generated so that they stay short and reviewable as code; their logic lives in ``tradeloop``.
-Saved outputs are kept only for the cells nbval compares (``# NBVAL_CHECK_OUTPUT``): they are produced by running
+Saved outputs are kept only for the cells nbval compares (tag ``nbval-check-output``): they are produced by running
 the notebooks, in the order pytest runs them, against a temporary database seeded like ``conftest.py`` does.
 Re-run this after a change that alters a checked output (counts, statuses, the summary format).
 """
@@ -20,52 +20,56 @@ import nbformat
 from nbclient import NotebookClient
 
 HERE = Path(__file__).resolve().parent
-CHECK = "# NBVAL_CHECK_OUTPUT"
 KERNELSPEC = {"name": "tradeloop", "display_name": "Python (tradeloop)", "language": "python"}
+
+
+CHECK_TAG = "nbval-check-output"  # nbval compares this cell's output (no marker comment in the source)
+HIDDEN = {"jupyter": {"source_hidden": True}}  # reviewers read outputs; the code is one attribute away
 
 
 def md(text):
     return nbformat.v4.new_markdown_cell(text.strip())
 
 
-def code(text, *tags):
+def code(text, *tags, hidden=True):
     cell = nbformat.v4.new_code_cell(text.strip())
     if tags:
         cell.metadata["tags"] = list(tags)
+    if hidden:
+        cell.metadata.update(HIDDEN)
     return cell
 
 
 SETUP = """
-%matplotlib inline
-import pandas as pd
+from tradeloop.reporting import notebook, plots
 import tradeloop as tl
-from tradeloop.reporting import plots
 
-pd.set_option("display.max_rows", 200, "display.max_columns", 20, "display.width", 160, "display.max_colwidth", None)
+notebook.setup()
 """
 
 TRADE_RUN = [
     md("""
 # Trade run
 
-Freeze a snapshot of target weights, create its run and execute it (mock venue), then look at the orders, the
-risk outcome, the fills and the resulting weights. Run it here, or headless with papermill:
+Freezes a snapshot of target weights, creates its run and executes it, then shows the verdict, the risk outcome,
+the orders, fills and resulting weights. With no input file at all it runs the demo on the bundled sample data
+(the verdict says so); otherwise only the inputs you give are used. Headless:
 
 ```bash
 .venv/bin/papermill notebooks/trade_run.ipynb artifacts/my_run.ipynb -k tradeloop -p db_path research.duckdb \\
-    -p snapshot_file data/sample_snapshot.csv -p params_file data/params_block.json
+    -p snapshot_file my_snapshot.csv -p portfolio_value 1000000 -p model_version m1 -p params_file my_params.json
 ```
 
 `tradeloop batch` runs this notebook once per snapshot file and keeps every executed copy as an artifact.
 """),
     code("""
 db_path = None  # None: $TRADELOOP_DB, else ./tradeloop.duckdb
-snapshot_file = "data/sample_snapshot.csv"  # relative paths: the working directory, else the repository root
-positions_file = "data/positions.csv"  # current holdings (symbol, qty), or None
-fallback_prices_file = "data/fallback_prices.csv"  # prices for symbols the snapshot lacks, or None
-portfolio_value = 1_000_000.0
-model_version = "nb-v1"
-params_file = "data/params_pass.json"  # params JSON (README: Params JSON), or None for the defaults
+snapshot_file = None  # weights file; None (and no other input file): the demo on the bundled sample data
+positions_file = None  # current holdings (symbol, qty); None: no holdings
+fallback_prices_file = None  # prices for symbols the snapshot lacks; None: none
+portfolio_value = None  # required unless the demo
+model_version = None  # required unless the demo
+params_file = None  # params JSON (README: Params JSON); None: the defaults
 risk_limits = None  # inline risk limits over params_file's, e.g. {"max_order_notional": 50_000}
 provider = "mock"
 dry_run = False
@@ -74,80 +78,64 @@ work_db = None  # set by `tradeloop batch`: execute in this scratch database, me
 """, "parameters"),
     code(SETUP),
     code("""
-report = tl.run_from_files(
-    db_path, snapshot_file=snapshot_file, positions_file=positions_file, fallback_prices_file=fallback_prices_file,
-    portfolio_value=portfolio_value, model_version=model_version, params_file=params_file, risk_limits=risk_limits,
-    provider=provider, dry_run=dry_run, run_id=run_id, work_db=work_db,
+review = notebook.trade_run(
+    db_path=db_path, snapshot_file=snapshot_file, positions_file=positions_file,
+    fallback_prices_file=fallback_prices_file, portfolio_value=portfolio_value, model_version=model_version,
+    params_file=params_file, risk_limits=risk_limits, provider=provider, dry_run=dry_run, run_id=run_id,
+    work_db=work_db,
 )
-pd.Series(report.result.to_dict(), name="run")
-"""),
-    md("## Orders"),
-    code("report.orders"),
-    md("## Risk outcome\nEvery blocked order with the rule it broke; a blocked run submits nothing."),
-    code(f"""
-{CHECK}
-o = report.risk_outcome
-print(f"risk {{'passed' if o.get('passed') else 'BLOCKED'}}: {{o.get('orders_checked')}} orders checked, "
-      f"{{o.get('orders_blocked')}} blocked", *([o['blocked_by_code']] if o.get('blocked_by_code') else []))
-"""),
-    code("report.risk"),
-    md("## Fills"),
-    code("report.fills"),
-    md("## Weights, sectors, cash"),
-    code("plots.plot_weights(report)"),
-    code("plots.plot_sector_notional(report)"),
-    code("report.cash"),
-    code("plots.plot_cash(report)"),
+review.verdict
+""", "verdict"),
+    md("## Risk outcome"),
+    code("review.risk_table", CHECK_TAG),
+    md("## By side and sector"),
+    code("review.by_side"),
+    code("review.by_sector"),
+    md("## Figures"),
+    code("plots.plot_weights(review.report)"),
+    code("plots.plot_fills(review.report)"),
+    code("plots.plot_cash(review.report)"),
+    md("## Largest orders and fills"),
+    code("review.largest_orders(20)"),
+    code("review.largest_fills(20)"),
     md("## Summary\nThe cell `tradeloop verify-artifact` and nbval check against the database."),
-    code(f"{CHECK}\nprint(report.summary())", "summary"),
+    code("print(review.report.summary())", "summary", CHECK_TAG),
 ]
 
 REVIEW_RUN = [
     md("""
-# Review a run
+# Run review
 
-Reads a run back from the database only (nothing is executed), lists its audit events in chain order and checks
-that the stored execution results match the latest audit record.
-
-```bash
-.venv/bin/papermill notebooks/review_run.ipynb review.ipynb -k tradeloop -p db_path research.duckdb -p run_id run-…
-```
+Reads one run back from the database (nothing is executed): the verdict, then the risk outcome, summaries,
+figures and the largest orders. `tradeloop report RUN_ID --html review.html` renders it as a web page.
 """),
     code("""
 db_path = None  # None: $TRADELOOP_DB, else ./tradeloop.duckdb
 run_id = None  # None: the most recently created run
 """, "parameters"),
     code(SETUP),
-    code(f"""
-{CHECK}
-report = tl.load_report(db_path, run_id)
-print(report.summary())
-"""),
-    md("## Audit events, in order"),
-    code("report.audit"),
-    md("## Execution results vs. audit record"),
-    code(f"""
-{CHECK}
-print(tl.audit_line(tl.audit_check(db_path, report.run_id), report.result))
-"""),
-    md("## Orders and blocked orders"),
-    code("report.orders"),
-    code("report.risk"),
-    md("## Order lifecycles\nEvery state change of every order (`order_events`), replayed against the state machine."),
     code("""
-with tl.Store(db_path or tl.Settings.from_env().db, read_only=True) as store:
-    events = store.order_events(report.run_id)
-tl.lifecycle_paths(events)
-"""),
-    code(f"""
-{CHECK}
-stored = report.orders.set_index("client_order_id")["status"]
-replayed = tl.replay_order_events(events).set_index("client_order_id")["status"].reindex(stored.index).fillna("NEW")
-print(f"{{len(stored)}} orders: events replay to the stored status for {{int(replayed.eq(stored).sum())}}")
-"""),
-    md("## Fills and exposure"),
-    code("plots.plot_fills(report)"),
-    code("plots.plot_exposure(report)"),
+review = notebook.review(db_path, run_id)
+review.verdict
+""", "verdict"),
+    md("## Risk outcome"),
+    code("review.risk_table", CHECK_TAG),
+    md("## By side and sector"),
+    code("review.by_side", CHECK_TAG),
+    code("review.by_sector"),
+    md("## Figures"),
+    code("plots.plot_weights(review.report)"),
+    code("plots.plot_fills(review.report)"),
+    code("plots.plot_cash(review.report)"),
+    code("plots.plot_exposure(review.report)"),
+    md("## Largest orders and fills"),
+    code("review.largest_orders(20)"),
+    code("review.largest_fills(20)"),
+    md("## Audit events and order lifecycles"),
+    code("review.audit_table()"),
+    code("notebook.lifecycle_check(db_path, review.run_id)", CHECK_TAG),
+    md("## Summary"),
+    code("print(review.report.summary())", "summary", CHECK_TAG),
 ]
 
 BATCH_OVERVIEW = [
@@ -170,11 +158,10 @@ batch_id = None  # None: every run and artifact in the database
 table = tl.batch_table(db_path, batch_id)
 table
 """),
-    code(f"""
-{CHECK}
+    code("""
 print(table["status"].value_counts().sort_index().to_string())
 print(table.loc[:, ["snapshot", "status", "papermill_status", "orders", "fills", "notional"]].to_string(index=False))
-"""),
+""", CHECK_TAG),
     md("## Why runs were blocked or failed"),
     code("""
 table.loc[table["status"] != "done", ["run_id", "snapshot", "status", "reason"]]
@@ -200,7 +187,7 @@ def keep_checked_outputs(nb) -> None:
         if cell.cell_type != "code":
             continue
         cell.metadata.pop("execution", None)
-        if CHECK not in cell.source:
+        if CHECK_TAG not in cell.metadata.get("tags", []):
             cell.outputs = []
             cell.execution_count = None
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
 from .reports import RunReport
 
@@ -24,70 +25,105 @@ def _empty(ax, message: str) -> None:
     ax.set_yticks([])
 
 
-def plot_weights(report: RunReport, *, top: int = 60) -> Figure:
-    """Target vs. achieved (and current) weight per symbol, the ``top`` largest targets."""
-    w = report.weights
-    w = w.reindex(w["target_weight"].abs().sort_values(ascending=False, kind="stable").index[:top])
+def _top_and_other(values: pd.Series, size: pd.Series, top: int) -> tuple[pd.DataFrame, int]:
+    """The ``top`` rows of ``values`` by ``size`` (stable order) plus one ``other`` row summing the rest."""
+    order = size.sort_values(ascending=False, kind="stable").index
+    shown = values.loc[order[:top]]
+    rest = values.loc[order[top:]]
+    if len(rest):
+        shown = pd.concat([shown, rest.sum(numeric_only=True).to_frame(f"other ({len(rest)})").T])
+    return shown, len(rest)
+
+
+def plot_weights(report: RunReport, *, top: int = 25) -> Figure:
+    """Weight before, target and achieved for the ``top`` symbols by largest weight (before, target or after: so
+    liquidations show), the rest summed as one ``other`` bar; weights in % of the portfolio value."""
+    w = report.weights.set_index("symbol")[["current_weight", "target_weight", "achieved_weight"]].fillna(0.0)
+    size = w.abs().max(axis=1)
+    shown, rest = _top_and_other(w * 100, size, top)
     fig = Figure(figsize=(12, 4), layout="constrained")
     ax = fig.add_subplot()
-    x = np.arange(len(w))
-    ax.bar(x - 0.2, w["target_weight"], width=0.4, label="target")
-    ax.bar(x + 0.2, w["achieved_weight"].fillna(0), width=0.4, label="achieved")
-    ax.plot(x, w["current_weight"].fillna(0), "k_", markersize=8, label="before")
-    ax.set_xticks(x, w["symbol"], rotation=90, fontsize=7)
-    ax.set_ylabel("weight")
-    ax.set_title(f"{report.run_id}: target vs. achieved weight ({report.result.status})")
+    x = np.arange(len(shown))
+    ax.bar(x - 0.2, shown["target_weight"], width=0.4, label="target")
+    ax.bar(x + 0.2, shown["achieved_weight"], width=0.4, label="achieved")
+    ax.plot(x, shown["current_weight"], "k_", markersize=10, mew=2, label="before")
+    ax.set_xticks(x, shown.index, rotation=90, fontsize=8)
+    ax.set_ylabel("weight (% of portfolio value)")
+    ax.set_title(f"{report.run_id} ({report.result.status}): {len(shown) - bool(rest)} largest of {len(w)} symbols"
+                 + (f", other {rest} summed" if rest else ""))
     ax.legend()
     return fig
 
 
 def plot_sector_notional(report: RunReport) -> Figure:
-    """Bought and sold notional per sector."""
+    """Bought and sold notional per sector (filled)."""
     fig = Figure(figsize=(7, 3.5), layout="constrained")
     ax = fig.add_subplot()
     s = report.sectors
     if s.empty:
-        _empty(ax, f"no fills (run {report.result.status})")
+        _empty(ax, f"no fills: run {report.result.status}" + (", nothing was submitted"
+                                                             if report.result.status == "blocked" else ""))
     else:
         ax.barh(s["sector"], s["buy_notional"], label="bought", color="tab:green")
         ax.barh(s["sector"], -s["sell_notional"], label="sold", color="tab:red")
         ax.axvline(0, color="k", linewidth=0.8)
-        ax.set_xlabel("notional")
+        ax.set_xlabel("filled notional (account currency)")
         ax.legend()
     ax.set_title("traded notional by sector")
     return fig
 
 
 def plot_cash(report: RunReport) -> Figure:
-    """Cash before, the flows of the run (buys, sells, commission) and cash after, as a waterfall."""
+    """Cash before, the flows of the run (buys, sells, commission) and cash after, as a waterfall with values."""
     c = report.cash.set_index("item")["amount"]
     steps = ["buys", "sells", "commission"]
     fig = Figure(figsize=(7, 3.5), layout="constrained")
     ax = fig.add_subplot()
     level = c["cash before"]
-    ax.bar(0, level, color="tab:blue")
+    bars = [ax.bar(0, level, color="tab:blue")]
     for i, step in enumerate(steps, start=1):
-        ax.bar(i, c[step], bottom=level, color="tab:green" if c[step] >= 0 else "tab:red")
+        bars.append(ax.bar(i, c[step], bottom=level, color="tab:green" if c[step] >= 0 else "tab:red"))
         level += c[step]
-    ax.bar(len(steps) + 1, c["cash after"], color="tab:blue")
+    bars.append(ax.bar(len(steps) + 1, c["cash after"], color="tab:blue"))
+    for container, value in zip(bars, [c["cash before"], *(c[s] for s in steps), c["cash after"]]):
+        ax.bar_label(container, labels=[f"{value:,.0f}"], label_type="center", fontsize=8)
     ax.set_xticks(range(len(steps) + 2), ["before", *steps, "after"])
-    ax.set_ylabel("cash")
-    ax.set_title("cash before / after")
+    ax.set_ylabel("cash (account currency)")
+    ax.set_title("cash before / after (values in account currency)")
     return fig
 
 
-def plot_fills(report: RunReport) -> Figure:
-    """Signed fill notional per symbol (buys up, sells down)."""
+def plot_fills(report: RunReport, *, top: int = 20) -> Figure:
+    """Left: net filled notional of the ``top`` symbols by size (buys up, sells down) plus ``other``; right: the
+    distribution of fill notional per side (one bar per bin, not per order)."""
     fig = Figure(figsize=(12, 3.5), layout="constrained")
-    ax = fig.add_subplot()
-    f = report.fills.groupby("symbol", sort=True)["notional"].sum()
+    left, right = fig.subplots(1, 2)
+    f = report.fills
     if f.empty:
-        _empty(ax, f"no fills (run {report.result.status})")
-    else:
-        ax.bar(f.index, f.to_numpy(), color=np.where(f.to_numpy() >= 0, "tab:green", "tab:red"))
-        ax.tick_params(axis="x", rotation=90, labelsize=7)
-        ax.set_ylabel("fill notional")
-    ax.set_title(f"fills of {report.run_id}")
+        for ax in (left, right):
+            _empty(ax, f"no fills: run {report.result.status}")
+        fig.suptitle(f"fills of {report.run_id}")
+        return fig
+    net = f.groupby("symbol", sort=True)["notional"].sum().to_frame()
+    shown, rest = _top_and_other(net, net["notional"].abs(), top)
+    v = shown["notional"].to_numpy()
+    left.bar(shown.index, v, color=np.where(v >= 0, "tab:green", "tab:red"))
+    left.tick_params(axis="x", rotation=90, labelsize=8)
+    left.set_ylabel("net filled notional (account currency)")
+    left.set_title(f"{len(shown) - bool(rest)} largest of {len(net)} symbols" + (f", other {rest} summed" if rest
+                                                                                 else ""))
+    left.legend(handles=[Patch(color="tab:green", label="bought"), Patch(color="tab:red", label="sold")])
+    size = f["notional"].abs()
+    bins = np.histogram_bin_edges(size, bins=min(30, max(1, len(f))))
+    for side, colour in (("BUY", "tab:green"), ("SELL", "tab:red")):
+        part = size[f["side"].eq(side)]
+        if len(part):
+            right.hist(part, bins=bins, color=colour, alpha=0.6, label=f"{side} ({len(part)} fills)")
+    right.set_xlabel("fill notional (account currency)")
+    right.set_ylabel("fills")
+    right.set_title(f"distribution of {len(f)} fills")
+    right.legend()
+    fig.suptitle(f"fills of {report.run_id}")
     return fig
 
 

@@ -27,6 +27,7 @@ SUMMARY_TAG = "summary"
 ARTIFACT_COLUMNS = ("run_id", "notebook_path", "source_notebook", "sha256", "parameters", "papermill_status",
                     "error", "batch_id", "snapshot_file", "created_at")
 _CHECK_MARK = "NBVAL_CHECK_OUTPUT"
+_CHECK_TAG = "nbval-check-output"  # nbval's cell tag for the same thing
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,8 @@ def checked_outputs(nb) -> list[str]:
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
-        if SUMMARY_TAG in cell.get("metadata", {}).get("tags", []) or _CHECK_MARK in cell.source:
+        tags = cell.get("metadata", {}).get("tags", [])
+        if SUMMARY_TAG in tags or _CHECK_TAG in tags or _CHECK_MARK in cell.source:
             out.append("".join(_text(o) for o in cell.get("outputs", [])))
     return out
 
