@@ -435,6 +435,37 @@ def verify_artifact_cmd(path, rerun, kernel, db):
         sys.exit(1)
     click.echo(f"{path}: OK (valid notebook, all cells completed, sha256 recorded, summary matches the database"
                f"{', re-run identical' if rerun else ''})")
+# --- review report (HTML / executed notebook)
+@cli.command(cls=_Command)
+@click.argument("run_id", required=False)
+@click.option("--html", "html_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the review as a self-contained HTML page (input cells hidden).")
+@click.option("--ipynb", "ipynb_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the executed review notebook.")
+@click.option("--kernel", default="tradeloop", show_default=True, help="Jupyter kernel name.")
+@_db_option
+def report(run_id, html_file, ipynb_file, kernel, db):
+    """Execute the review notebook for a run (default: the newest) and write it as HTML and/or a notebook.
+
+    Example: tradeloop report run-0123456789abcdef --db research.duckdb --html review.html
+    """
+    from .reporting.html import write_report
+    from .workflows.batch import check_kernel
+
+    if html_file is None and ipynb_file is None:
+        raise ValidationError("give --html FILE and/or --ipynb FILE")
+    db = db or default_db_path()
+    if not Path(db).is_file():
+        raise ValidationError(f"database {str(db)!r} does not exist")
+    with Store(db, read_only=True) as store:
+        run_id = run_id or store.latest_run_id()
+        store.get_run(run_id)  # RunNotFound names it
+    check_kernel(kernel)
+    written = write_report(db, run_id, html=html_file, ipynb=ipynb_file, kernel=kernel)
+    for kind, path in written.items():
+        click.echo(f"{kind:<6} {path}  (review of {run_id} in {db})")
+
+
 # --- simulate a weight history
 
 @cli.command(cls=_Command)
