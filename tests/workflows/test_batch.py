@@ -100,7 +100,8 @@ def test_papermill_run_notebook_parameterized(tmp_path):
     assert result.status == "blocked" and result.blocked_reasons
     assert summary == parse_summary(summary_text(result))
     assert summary["status"] == "blocked" and summary["risk_blocked"] == str(len(result.blocked_reasons))
-    texts = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    texts = "".join(o.get("text", "") + o.get("data", {}).get("text/plain", "")
+                    for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert "risk BLOCKED" in texts
     html = "".join(o.get("data", {}).get("text/html", "") for c in nb.cells for o in c.get("outputs", []))
     assert "exceeds max_order_notional" in html  # the reason of every blocked order is shown

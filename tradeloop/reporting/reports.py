@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..display import facts_html, preview_html, short_repr
 from ..core.snapshot import load_snapshot_file
 from ..core.validate import read_table
 from ..errors import ValidationError
@@ -108,6 +109,27 @@ class RunReport:
     @property
     def run_id(self) -> str:
         return self.result.run_id
+
+    def __repr__(self) -> str:
+        r = self.result
+        return short_repr("RunReport", r.run_id, status=r.status, orders=len(self.orders), fills=len(self.fills),
+                          blocked=len(self.risk))
+
+    def _repr_html_(self) -> str:
+        r = self.result
+        o = self.risk_outcome
+        risk = ("passed" if o.get("passed", True) else "BLOCKED") + (
+            f": {o.get('orders_checked', len(self.orders)):,} checked, {o.get('orders_blocked', 0):,} blocked")
+        facts = [("run_id", r.run_id), ("status", r.status), ("portfolio value", self.portfolio_value),
+                 ("orders", f"{len(self.orders):,} (" + (", ".join(f"{k} {v:,}" for k, v in r.orders.items())
+                                                        or "none") + ")"),
+                 ("risk", risk), ("fills", len(self.fills)), ("notional", r.notional), ("commission", r.commission),
+                 ("error", r.error)]
+        frames = ", ".join(f".{n} ({len(getattr(self, n)):,} rows)" for n in
+                           ("orders", "fills", "risk", "weights", "sectors", "cash", "audit"))
+        return facts_html(f"RunReport {r.run_id}", facts,
+                          extra=preview_html(self.sectors, rows=12, caption="traded notional by sector"),
+                          footer=f"full frames: {frames}; .summary() as text")
 
     def summary(self) -> str:
         """The text of the notebooks' summary cell (see :func:`summary_text`)."""

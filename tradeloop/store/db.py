@@ -23,6 +23,7 @@ import duckdb
 import pandas as pd
 
 from ..core.snapshot import DecisionSnapshot
+from ..display import facts_html
 from ..errors import RunNotFound, StoreBusy, TradeloopError, ValidationError
 from . import audit, schema
 from . import runs as run_rows
@@ -188,6 +189,20 @@ class Store:
         if self._con is not None and not self._in_tx:
             self._con.close()
             self._con = None
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.path)!r}{', read_only=True' if self.read_only else ''})"
+
+    def _repr_html_(self) -> str:
+        facts = [("path", str(self.path.resolve()) if str(self.path) != ":memory:" else ":memory:"),
+                 ("read_only", str(self.read_only).lower())]
+        try:
+            with self.session():  # opened for this display only: an idle Store keeps the file free
+                facts += [("schema version", self.schema_version()), *self.table_counts().items()]
+        except (TradeloopError, duckdb.Error) as e:  # closed, busy or not a database: say so, do not raise
+            facts.append(("unavailable", str(e).splitlines()[0]))
+        return facts_html("tradeloop Store", facts, footer=".runs(), .orders(run_id), .fills(run_id), "
+                          ".audit_events(), .simulations() for the rows")
 
     def __enter__(self) -> "Store":
         return self

@@ -30,6 +30,7 @@ import pandas as pd
 from ..core.snapshot import load_snapshot_file
 from ..core.validate import read_table
 from ..errors import RunNotFound, TradeloopError, ValidationError
+from ..display import facts_html, preview_html, short_repr
 from ..reporting.reports import SUMMARY_TITLE, parse_summary, project_root, resolve_input, summary_text
 from ..store.artifacts import (
     SUMMARY_TAG,
@@ -145,6 +146,20 @@ class BatchResult:
         for dup, first in self.duplicates:
             lines.append(f"skipped   {Path(dup).name}: same run as {Path(first).name}")
         return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return short_repr("BatchResult", self.batch_id, runs=len(self.records), **self.counts)
+
+    def _repr_html_(self) -> str:
+        facts = [("batch_id", self.batch_id), ("runs", len(self.records)),
+                 ("status", " · ".join(f"{k} {v}" for k, v in self.counts.items()) or "none"),
+                 ("exit code", self.exit_code), ("workers", self.workers), ("artifacts", str(self.out)),
+                 ("database", str(self.db)), ("skipped duplicates", len(self.duplicates))]
+        table = self.table()
+        not_done = table.loc[table["status"] != "done", ["run_id", "snapshot_file", "status", "error"]]
+        return facts_html(f"BatchResult {self.batch_id}", facts,
+                          extra=preview_html(not_done, caption="runs not done") if len(not_done) else "",
+                          footer=".table() lists every run; .records holds each ArtifactRecord")
 
     def to_dict(self) -> dict:
         return {"batch_id": self.batch_id, "db": str(self.db), "out": str(self.out), "workers": self.workers,

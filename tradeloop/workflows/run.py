@@ -39,6 +39,7 @@ from datetime import datetime, timedelta
 import numpy as np
 import pandas as pd
 
+from ..display import facts_html, short_repr
 from ..core.digest import EXECUTE_EVENT, FILL_DIGEST_COLUMNS, frame_digest
 from ..core.engine import FillResult
 from ..core.fsm import (
@@ -98,6 +99,22 @@ class RunResult:
     error: str | None = None
     blocked_reasons: list[str] = field(default_factory=list)
     dry_run: bool = False
+
+    def __repr__(self) -> str:
+        return short_repr("RunResult", self.run_id, status=self.status, orders=sum(self.orders.values()),
+                          fills=self.fills, notional=self.notional, blocked=len(self.blocked_reasons))
+
+    def _repr_html_(self) -> str:
+        facts = [("run_id", self.run_id), ("snapshot_id", self.snapshot_id), ("status", self.status),
+                 ("dry_run", str(self.dry_run).lower()),
+                 ("orders", f"{sum(self.orders.values()):,} ("
+                            + (", ".join(f"{k} {v:,}" for k, v in self.orders.items()) or "none") + ")"),
+                 ("fills", self.fills), ("notional", self.notional), ("commission", self.commission),
+                 ("error", self.error)]
+        facts += [(f"blocked {i + 1}", r) for i, r in enumerate(self.blocked_reasons[:5])]
+        more = len(self.blocked_reasons) - 5
+        return facts_html(f"RunResult {self.run_id}", facts, footer=(
+            f"{more:,} more blocked order(s) in .blocked_reasons; " if more > 0 else "") + ".to_dict() for all")
 
     def to_dict(self) -> dict:
         return {

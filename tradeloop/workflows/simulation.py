@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..core import codes
+from ..display import facts_html, short_repr
 from ..core.digest import canonical_json
 from ..core.engine import average_fill_price
 from ..core.risk import RISK_CODES
@@ -474,5 +475,16 @@ class Simulation:
 
     def to_json(self) -> str:
         return json.dumps(self.describe(), sort_keys=True)
+
+    def __repr__(self) -> str:
+        return short_repr("Simulation", self.simulation_id, dates=len(self.dates), symbols=len(self.universe),
+                          orders=int(len(self.orders_raw["status"])), model_version=self.model_version)
+
+    def _repr_html_(self) -> str:
+        d = self.describe()
+        facts = [(k, ", ".join(f"{x:,.2f}" for x in v) if k.startswith("final_") else
+                  json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in d.items()]
+        return facts_html(f"Simulation {d['simulation_id']}", [("model_version", self.model_version), *facts],
+                          footer="full frames: .orders, .fills, .summary, .positions, .cash; .describe() as a dict")
 
 
