@@ -33,9 +33,16 @@ FILE_PARAMS = ("snapshot_file", "positions_file", "fallback_prices_file", "param
 
 
 def setup() -> None:
-    """Display options for review notebooks: every row of a shown table, no wrapped ids, no cut-off reasons."""
+    """Display options for review notebooks (every row of a shown table, no cut-off reasons) and inline figures."""
     pd.set_option("display.max_rows", 500, "display.max_columns", 30, "display.width", 200,
                   "display.max_colwidth", None)
+    try:
+        from IPython import get_ipython
+    except ImportError:  # not in a kernel
+        return
+    shell = get_ipython()
+    if shell is not None:  # figures returned by a cell are shown as PNG
+        shell.run_line_magic("matplotlib", "inline")
 
 
 def _given(value):

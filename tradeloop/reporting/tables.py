@@ -63,12 +63,13 @@ def _split_reason(codes: str, reason: str) -> list[dict]:
 
 
 def risk_table(report) -> Table:
-    """Every blocked order of a run with each rule it broke: ``symbol, side, qty, rule, observed, limit``."""
+    """Every blocked order of a run with each rule it broke: ``symbol, side, qty, rule, observed, limit, reason``
+    (``reason`` the stored sentence)."""
     rows = []
     for b in report.risk.itertuples(index=False):
         for r in _split_reason(b.codes, b.reason):
-            rows.append({"symbol": b.symbol, "side": b.side, "qty": int(b.qty), **r})
-    frame = pd.DataFrame(rows, columns=["symbol", "side", "qty", "rule", "observed", "limit"])
+            rows.append({"symbol": b.symbol, "side": b.side, "qty": int(b.qty), **r, "reason": b.reason})
+    frame = pd.DataFrame(rows, columns=["symbol", "side", "qty", "rule", "observed", "limit", "reason"])
     o = report.risk_outcome
     checked = o.get("orders_checked", len(report.orders))
     if not len(frame):
@@ -137,4 +138,4 @@ def largest_fills(report, n: int = 20) -> Table:
     caption = (f"{len(top)} largest of {len(f)} fills by notional; all in trade_fills "
                f"(run_id = '{report.run_id}')" if len(f) > len(top)
                else f"all {len(f)} fills" if len(f) else f"no fills (run {report.result.status})")
-    return Table(caption, top.reset_index(drop=True))
+    return Table(caption, top.reset_index(drop=True) if len(f) else pd.DataFrame())
