@@ -454,10 +454,10 @@ def report(run_id, html_file, ipynb_file, kernel, db):
 
     if html_file is None and ipynb_file is None:
         raise ValidationError("give --html FILE and/or --ipynb FILE")
-    db = db or default_db_path()
+    settings, db = _settings(db)
     if not Path(db).is_file():
         raise ValidationError(f"database {str(db)!r} does not exist")
-    with Store(db, read_only=True) as store:
+    with _store(db, settings, read_only=True) as store:
         run_id = run_id or store.latest_run_id()
         store.get_run(run_id)  # RunNotFound names it
     check_kernel(kernel)
