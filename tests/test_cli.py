@@ -148,3 +148,142 @@ def test_bad_settings_exit_2_before_the_database_is_created(cli, db_path, variab
     p = cli(*RUN, "--db", db_path, env={variable: value})
     assert p.returncode == 2 and p.stderr.startswith(f"error: {phrase}") and p.stderr.count("\n") == 1, p.stderr
     assert not db_path.exists()
+
+
+# --- show / runs / simulations / verify-artifact --json / re-run notes, at realistic size --------------------------
+@pytest.fixture(scope="module")
+def big_db(tmp_path_factory):
+    """A 3,050-order run (done) and the same book blocked, in one database; returns (db, done_id, blocked_id)."""
+    import tradeloop as tl
+    from books import write_book, write_params
+
+    folder = tmp_path_factory.mktemp("bigcli")
+    inputs = write_book(folder)
+    db = folder / "big.duckdb"
+    common = dict(portfolio_value=50_000_000.0, model_version="big-v1", **inputs)
+    done = tl.run_from_files(db, params_file=write_params(folder, "pass"), **common)
+    blocked = tl.run_from_files(db, params_file=write_params(folder, "block", max_order_notional=40_000), **common)
+    return db, done, blocked
+
+
+def test_show_summary_is_bounded_and_names_the_largest_orders(cli, big_db):
+    db, done, _ = big_db
+    p = cli("show", done.run_id, "--db", db)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert len(lines) < 60, len(lines)
+    assert f"orders: 10 largest of {len(done.orders)} by notional (all: --orders, --limit N, --json)" in lines
+    notional = (done.orders["qty"] * done.orders["price"]).sort_values(ascending=False)
+    top = done.orders.loc[notional.index[0]]
+    header = lines.index(f"orders: 10 largest of {len(done.orders)} by notional (all: --orders, --limit N, --json)")
+    assert lines[header + 2].split()[0] == top["client_order_id"]
+    assert "risk      passed: 3050 checked, 0 blocked" in p.stdout
+    assert "model     big-v1  attempts 1" in p.stdout
+    assert f"order lifecycles ({len(done.orders)};" in p.stdout and "more; all 3050 by path:" in p.stdout
+
+
+def test_show_limit_orders_and_newest(cli, big_db):
+    db, done, blocked = big_db
+    five = cli("show", done.run_id, "--limit", "5", "--db", db).stdout
+    assert f"orders: 5 largest of {len(done.orders)}" in five
+    every = cli("show", done.run_id, "--orders", "--db", db)
+    assert every.returncode == 0 and f"\norders ({len(done.orders)})\n" in every.stdout
+    assert f"\nfills ({len(done.fills)})\n" in every.stdout
+    assert all(coid in every.stdout for coid in done.orders["client_order_id"])
+    newest = cli("show", "--db", db)  # no RUN_ID: the newest run
+    assert newest.returncode == 0 and newest.stdout.startswith(f"run       {blocked.run_id}")
+    assert f"blocked   … and {len(blocked.risk) - 10} more: tradeloop show {blocked.run_id} --orders" in newest.stdout
+    bad = cli("show", done.run_id, "--limit", "0", "--db", db)
+    assert bad.returncode == 2 and "--limit" in bad.stderr
+
+
+def test_show_order_accepts_a_symbol(cli, big_db):
+    db, done, _ = big_db
+    row = done.orders.iloc[17]
+    by_symbol = cli("show", done.run_id, "--order", row["symbol"], "--db", db)
+    assert by_symbol.returncode == 0, by_symbol.stderr
+    assert by_symbol.stdout.splitlines()[0] == f"order     {row['client_order_id']}  (run {done.run_id})"
+    by_id = cli("show", done.run_id, "--order", row["client_order_id"], "--db", db)
+    assert by_id.stdout == by_symbol.stdout
+    missing = cli("show", done.run_id, "--order", "NOSUCH", "--db", db)
+    assert missing.returncode == 2 and "neither a client_order_id nor a symbol" in missing.stderr
+
+
+def test_runs_lists_newest_first_without_nan(cli, big_db):
+    db, done, blocked = big_db
+    p = cli("runs", "--db", db)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert lines[0].split() == ["created_at", "run_id", "model_version", "snapshot_id", "orders", "status",
+                                "attempts", "error"]
+    assert lines[1].split()[2] == blocked.run_id and lines[2].split()[2] == done.run_id  # newest first
+    assert "NaN" not in p.stdout and "None" not in p.stdout
+    assert lines[2].split()[3:7] == ["big-v1", done.result.snapshot_id, str(len(done.orders)), "done"]
+    one = cli("runs", "--limit", "1", "--db", db)
+    assert len(one.stdout.splitlines()) == 2 and blocked.run_id in one.stdout
+    as_json = json.loads(cli("runs", "--limit", "1", "--json", "--db", db).stdout)
+    assert [r["run_id"] for r in as_json] == [blocked.run_id] and as_json[0]["model_version"] == "big-v1"
+
+
+def test_simulations_listed_and_shown(cli, tmp_path):
+    import tradeloop as tl
+    from tradeloop.store.simulations import save_simulation
+
+    db = tmp_path / "sims.duckdb"
+    weights, prices = tl.synthetic_history(4, 30, seed=5)
+    sim = tl.simulate(weights, prices, portfolio_value=1_000_000.0, model_version="sim-v9", progress=False)
+    with tl.Store(db) as store:
+        save_simulation(store, sim)
+    listed = cli("simulations", "--db", db)
+    assert listed.returncode == 0, listed.stderr
+    assert sim.simulation_id in listed.stdout and "sim-v9" in listed.stdout
+    listed_json = json.loads(cli("simulations", "--json", "--db", db).stdout)
+    assert [s["simulation_id"] for s in listed_json] == [sim.simulation_id]
+    shown = cli("show", sim.simulation_id, "--db", db)
+    assert shown.returncode == 0, shown.stderr
+    d = sim.describe()
+    assert shown.stdout.startswith(f"simulation {sim.simulation_id}  (model sim-v9")
+    assert f"orders     {d['orders']}: filled {d['filled']}, blocked {d['blocked']}" in shown.stdout
+    as_json = json.loads(cli("show", sim.simulation_id, "--json", "--db", db).stdout)
+    assert as_json["orders"] == d["orders"] and as_json["fills"] == d["fills"]
+    assert as_json["commission"] == pytest.approx(d["commission"], abs=0.011)
+    empty = cli("simulations", "--db", tmp_path / "none.duckdb")
+    assert empty.returncode == 2
+
+
+def test_repeated_run_says_it_rechecked(cli, db_path):
+    first = cli(*RUN, "--params", DATA / "params_pass.json", "--db", db_path)
+    assert first.returncode == 0 and "note" not in first.stdout
+    again = cli(*RUN, "--params", DATA / "params_pass.json", "--db", db_path)
+    assert again.returncode == 0
+    assert ("note      re-checked an existing run (attempt 2): it was already done; nothing was executed again"
+            in again.stdout)
+    as_json = json.loads(cli(*RUN, "--params", DATA / "params_pass.json", "--db", db_path, "--json").stdout)
+    assert as_json["existing"] is True and as_json["attempt"] == 3 and as_json["previous_status"] == "done"
+    rerun = cli("rerun", as_json["run_id"], "--db", db_path)
+    assert "re-checked an existing run (attempt 4)" in rerun.stdout
+
+
+def test_report_without_output_or_with_unknown_run_is_bad_input(cli, big_db, tmp_path):
+    db, done, _ = big_db
+    none = cli("report", done.run_id, "--db", db)
+    assert none.returncode == 2 and none.stderr == "error: give --html FILE and/or --ipynb FILE\n"
+    unknown = cli("report", "run-nope", "--db", db, "--html", tmp_path / "x.html")
+    assert unknown.returncode == 2 and "run-nope" in unknown.stderr and not (tmp_path / "x.html").exists()
+
+
+def test_verify_artifact_json(cli, tmp_path):
+    out, db = tmp_path / "art", tmp_path / "b.duckdb"
+    ran = cli("batch", "--snapshots", DATA / "sample_snapshot.csv", "--params", DATA / "params_pass.json",
+              "--portfolio-value", "1000000", "--model-version", "va-v1", "--out", out, "--db", db, "--json",
+              timeout=600)
+    assert ran.returncode == 0, ran.stderr
+    artifact = json.loads(ran.stdout)["runs"][0]["notebook_path"]
+    good = cli("verify-artifact", artifact, "--db", db, "--json")
+    assert good.returncode == 0, good.stderr
+    assert json.loads(good.stdout) == {"path": artifact, "ok": True, "rerun": False, "problems": []}
+    with open(artifact, "a", encoding="utf-8") as f:
+        f.write("\n")
+    bad = cli("verify-artifact", artifact, "--db", db, "--json")
+    body = json.loads(bad.stdout)
+    assert bad.returncode == 1 and body["ok"] is False and any("sha256" in p for p in body["problems"])

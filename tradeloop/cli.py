@@ -94,21 +94,50 @@ _db_option = click.option(
 _json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 
 
-def _print_result(result: RunResult, db: Path, as_json: bool) -> None:
+def _print_result(result: RunResult, db: Path, as_json: bool, *, attempt: dict | None = None,
+                  limit: int = 10) -> None:
     if as_json:
-        click.echo(json.dumps({**result.to_dict(), "db": str(db)}, sort_keys=True))
+        click.echo(json.dumps({**result.to_dict(), **(attempt or {}), "db": str(db)}, sort_keys=True))
         return
     orders = ", ".join(f"{k} {v}" for k, v in result.orders.items()) or "none"
     click.echo(f"run       {result.run_id}{'  (dry run)' if result.dry_run else ''}")
     click.echo(f"snapshot  {result.snapshot_id}")
     click.echo(f"status    {result.status}")
+    if attempt and attempt.get("note"):
+        click.echo(f"note      {attempt['note']}")
     click.echo(f"orders    {orders}")
     click.echo(f"fills     {result.fills}  notional {result.notional:,.2f}  commission {result.commission:,.2f}")
     if result.error:
         click.echo(f"error     {result.error}")
-    for reason in result.blocked_reasons:
+    for reason in result.blocked_reasons[:limit]:
         click.echo(f"blocked   {reason}")
+    if len(result.blocked_reasons) > limit:
+        click.echo(f"blocked   … and {len(result.blocked_reasons) - limit} more: tradeloop show {result.run_id} "
+                   f"--orders")
     click.echo(f"database  {db}")
+
+
+def _attempt(store: Store, run_id: str, before: tuple[str, int] | None) -> dict:
+    """What executing an existing run did: ``attempt``, ``existing``, ``previous_status`` and a sentence."""
+    attempt = int(store.get_run(run_id)["attempts"])
+    if before is None or before[1] == 0:
+        return {"attempt": attempt, "existing": False, "previous_status": None, "note": None}
+    status, _ = before
+    if status in ("done", "blocked"):
+        note = (f"re-checked an existing run (attempt {attempt}): it was already {status}; nothing was executed "
+                "again")
+    else:
+        note = f"resumed an existing run (attempt {attempt}), which was {status}"
+    return {"attempt": attempt, "existing": True, "previous_status": status, "note": note}
+
+
+def _state(store: Store, run_id: str) -> tuple[str, int] | None:
+    """A run's status and attempts before executing it again (None: unknown, execute_run names it)."""
+    try:
+        r = store.get_run(run_id)
+    except RunNotFound:
+        return None
+    return r["status"], int(r["attempts"])
 
 
 def _exit_for(result: RunResult) -> None:
@@ -140,7 +169,8 @@ def demo(db, as_json):
         run = create_run(store, snapshot, params=params, positions=positions, fallback_prices=fallback,
                          faults=execution["faults"])
         result = execute_run(store, run.run_id, **execution)
-    _print_result(result, db, as_json)
+        attempt = _attempt(store, run.run_id, (run.status, int(run.attempts)))
+    _print_result(result, db, as_json, attempt=attempt)
     _exit_for(result)
 
 
@@ -175,8 +205,10 @@ def run(snapshot_file, positions_file, fallback_file, portfolio_value, model_ver
     with _store(db, settings) as store:
         created = create_run(store, snapshot, params=params, positions=positions, fallback_prices=fallback,
                              provider=provider, dry_run=dry_run, run_id=run_id, faults=execution["faults"])
+        before = (created.status, int(created.attempts))
         result = execute_run(store, created.run_id, **execution)
-    _print_result(result, db, as_json)
+        attempt = _attempt(store, created.run_id, before)
+    _print_result(result, db, as_json, attempt=attempt)
     _exit_for(result)
 
 
@@ -191,8 +223,10 @@ def rerun(run_id, db, as_json):
     """
     settings, db = _settings(db)
     with _store(db, settings) as store:
+        before = _state(store, run_id)
         result = execute_run(store, run_id, **_execution(settings))
-    _print_result(result, db, as_json)
+        attempt = _attempt(store, run_id, before)
+    _print_result(result, db, as_json, attempt=attempt)
     _exit_for(result)
 
 
@@ -200,79 +234,169 @@ def _frame_records(df: pd.DataFrame) -> list[dict]:
     return json.loads(df.to_json(orient="records", date_format="iso"))
 
 
+_ORDER_COLUMNS_SHOWN = ["client_order_id", "symbol", "side", "qty", "price", "notional", "status", "filled_qty",
+                        "avg_fill_price", "reject_reason"]
+
+
 @cli.command(cls=_Command)
-@click.argument("run_id")
-@click.option("--order", "order_id", default=None, metavar="CLIENT_ORDER_ID",
-              help="Show only this order and its lifecycle (every order event).")
+@click.argument("run_id", required=False)
+@click.option("--order", "order_id", default=None, metavar="ORDER",
+              help="Show only this order (its client_order_id or its symbol) and its lifecycle.")
+@click.option("--orders", "all_orders", is_flag=True,
+              help="List every order, fill and order lifecycle (default: a summary with the largest orders).")
+@click.option("--limit", type=click.IntRange(min=1), default=None,
+              help="Orders (and lifecycles) to list: default 10 in the summary, all with --orders.")
 @_db_option
 @_json_option
-def show(run_id, order_id, db, as_json):
-    """Show a run: status, risk outcome, orders, fills, order lifecycles and audit events.
+def show(run_id, order_id, all_orders, limit, db, as_json):
+    """Show a run (default: the newest) or a stored simulation (SIM_ID): a summary with counts, notional, the risk
+    outcome and the 10 largest orders; --orders lists everything, --json prints everything as one object.
 
-    Example: tradeloop show run-0123456789abcdef --db my.duckdb --json
-    (one order's lifecycle: tradeloop show run-0123456789abcdef --order AAPL-B-5braasbhfg32q)
+    Example: tradeloop show run-0123456789abcdef --db my.duckdb
+    (one order: tradeloop show run-0123456789abcdef --order AAPL; a simulation: tradeloop show sim-0123456789abcdef)
     """
     settings, db = _settings(db)
     with _store(db, settings, read_only=True) as store:
+        if run_id is not None and run_id.startswith("sim-") and store.get_simulation(run_id) is not None:
+            _show_simulation(store, run_id, as_json)
+            return
+        run_id = run_id or store.latest_run_id()
         result = run_result(store, run_id)
         row = store.get_run(run_id)
         orders = store.orders(run_id).drop(columns=["created_at", "updated_at"])
         fills = store.fills(run_id)
         audit = store.audit_events(run_id)
         events = store.order_events(run_id)
+        model_version = store.load_snapshot(row["snapshot_id"]).model_version
     if order_id is not None:
         _show_order(run_id, order_id, orders, fills, events, as_json)
         return
     params = json.loads(row["params"])
     if as_json:
         click.echo(json.dumps({
-            **result.to_dict(), "params": params, "attempts": row["attempts"],
+            **result.to_dict(), "params": params, "attempts": row["attempts"], "model_version": model_version,
             "order_rows": _frame_records(orders), "fill_rows": _frame_records(fills),
             "audit_events": [{**e, "payload": json.loads(e["payload"])} for e in _frame_records(audit)],
             "order_events": _frame_records(events),
         }, sort_keys=True, default=str))
         return
-    _print_result(result, db, False)
+    limit = limit or (len(orders) if all_orders else 10)
+    _print_result(result, db, False, limit=limit)
+    click.echo(f"model     {model_version}  attempts {row['attempts']}  created {row['created_at']}"
+               f"  finished {row['finished_at'] or '-'}")
+    _show_summary(params, orders, fills, audit, events, limit, all_orders)
+
+
+def _show_summary(params, orders, fills, audit, events, limit: int, all_orders: bool) -> None:
+    """The text body of ``show``: risk outcome, notional by side, the largest orders, audit events, lifecycles."""
     outcome = params.get("risk", {}).get("outcome")
     if outcome:
         click.echo(f"\nrisk      {'passed' if outcome['passed'] else 'BLOCKED'}: {outcome['orders_checked']} checked, "
                    f"{outcome['orders_blocked']} blocked {outcome['blocked_by_code'] or ''}")
-    with pd.option_context("display.width", 160, "display.max_rows", 500, "display.max_columns", 20):
-        cols = ["client_order_id", "symbol", "side", "qty", "price", "status", "filled_qty", "avg_fill_price",
-                "reject_reason"]
-        click.echo(f"\norders ({len(orders)})\n{orders.loc[:, cols].to_string(index=False) if len(orders) else '-'}")
-        fcols = ["fill_id", "qty", "price", "commission"]
-        click.echo(f"\nfills ({len(fills)})\n{fills.loc[:, fcols].to_string(index=False) if len(fills) else '-'}")
-        click.echo(f"\naudit events ({len(audit)})")
-        for e in audit.itertuples():
-            p = json.loads(e.payload)
-            click.echo(f"  #{e.seq} {e.event_type} attempt {p.get('attempt')}: {p.get('previous_status')} -> "
-                       f"{p.get('status')}, orders {p['counts']['orders_by_status']}, fills {p['counts']['fills']}"
-                       f"{', error: ' + p['error'] if p.get('error') else ''}")
-        paths = lifecycle_paths(events)
-        click.echo(f"\norder lifecycles ({len(paths)}; one order in detail: --order CLIENT_ORDER_ID)")
-        for p in paths.itertuples():
-            click.echo(f"  {p.client_order_id}  {p.path}")
+    orders = orders.assign(notional=orders["qty"] * orders["price"].fillna(0.0))
+    by_side = orders.groupby("side")["notional"].agg(["size", "sum"])
+    click.echo("notional  " + (", ".join(f"{side} {int(r['size'])} orders {r['sum']:,.2f}"
+                                         for side, r in by_side.iterrows()) or "no orders"))
+    shown = orders if all_orders and limit >= len(orders) else orders.sort_values(
+        ["notional", "client_order_id"], ascending=[False, True], kind="stable").head(limit)
+    title = (f"orders ({len(orders)})" if len(shown) == len(orders)
+             else f"orders: {len(shown)} largest of {len(orders)} by notional (all: --orders, --limit N, --json)")
+    with pd.option_context("display.width", 200, "display.max_rows", None, "display.max_columns", 20,
+                           "display.max_colwidth", None):
+        click.echo(f"\n{title}\n{shown.loc[:, _ORDER_COLUMNS_SHOWN].to_string(index=False) if len(shown) else '-'}")
+        if all_orders:
+            fcols = ["fill_id", "qty", "price", "commission"]
+            click.echo(f"\nfills ({len(fills)})\n{fills.loc[:, fcols].to_string(index=False) if len(fills) else '-'}")
+    click.echo(f"\naudit events ({len(audit)})")
+    for e in audit.itertuples():
+        p = json.loads(e.payload)
+        click.echo(f"  #{e.seq} {e.event_type} attempt {p.get('attempt')}: {p.get('previous_status')} -> "
+                   f"{p.get('status')}, orders {p['counts']['orders_by_status']}, fills {p['counts']['fills']}"
+                   f"{', error: ' + p['error'] if p.get('error') else ''}")
+    paths = lifecycle_paths(events)
+    click.echo(f"\norder lifecycles ({len(paths)}; one order in detail: --order CLIENT_ORDER_ID or SYMBOL)")
+    for p in paths.head(limit).itertuples():
+        click.echo(f"  {p.client_order_id}  {p.path}")
+    if len(paths) > limit:
+        counts = paths["path"].value_counts()
+        click.echo(f"  … {len(paths) - limit} more; all {len(paths)} by path: "
+                   + "; ".join(f"{n} {path}" for path, n in counts.items()))
+
+
+def _show_simulation(store: Store, simulation_id: str, as_json: bool) -> None:
+    """``show SIM_ID``: a stored simulation's totals and its dates' summary."""
+    sim = store.get_simulation(simulation_id)
+    runs = store.simulation_runs(simulation_id)
+    totals = {
+        "simulation_id": simulation_id, "model_version": sim["model_version"], "dates": int(sim["n_dates"]),
+        "symbols": int(sim["n_symbols"]), "first_date": str(sim["first_date"])[:10],
+        "last_date": str(sim["last_date"])[:10], "orders": int(sim["n_orders"]), "fills": int(sim["n_fills"]),
+        "blocked": int(sim["n_blocked"]), "filled": int(runs["n_filled"].sum()),
+        "missing_price": int(runs["n_missing_price"].sum()), "canceled": int(runs["n_canceled"].sum()),
+        "buy_notional": round(float(runs["buy_notional"].sum()), 2),
+        "sell_notional": round(float(runs["sell_notional"].sum()), 2),
+        "commission": round(float(runs["commission"].sum()), 2),
+        "final_value": [round(float(v), 2) for v in runs.groupby("portfolio")["end_value"].last()],
+        "created_at": str(sim["created_at"]),
+    }
+    if as_json:
+        click.echo(json.dumps(totals, sort_keys=True))
+        return
+    click.echo(f"simulation {simulation_id}  (model {totals['model_version']}, created {totals['created_at']})")
+    click.echo(f"dates      {totals['dates']}  {totals['first_date']} .. {totals['last_date']}  symbols "
+               f"{totals['symbols']}")
+    click.echo(f"orders     {totals['orders']}: filled {totals['filled']}, blocked {totals['blocked']}, missing price "
+               f"{totals['missing_price']}, canceled {totals['canceled']}; {totals['fills']} fills")
+    click.echo(f"notional   bought {totals['buy_notional']:,.2f}  sold {totals['sell_notional']:,.2f}  commission "
+               f"{totals['commission']:,.2f}")
+    click.echo(f"final      value {', '.join(f'{v:,.2f}' for v in totals['final_value'])}")
 
 
 @cli.command(cls=_Command)
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the N newest runs.")
 @_db_option
 @_json_option
-def runs(db, as_json):
-    """List the runs in a database.
+def runs(limit, db, as_json):
+    """List the runs in a database, newest first: created time, model version, snapshot, orders, status, error.
 
-    Example: tradeloop runs --db my.duckdb
+    Example: tradeloop runs --db my.duckdb --limit 20
     """
     settings, db = _settings(db)
     with _store(db, settings, read_only=True) as store:
-        table = store.runs()
+        table = store.run_list(limit)
     if as_json:
         click.echo(json.dumps(_frame_records(table), default=str))
     elif table.empty:
         click.echo(f"no runs in {db}")
     else:
-        with pd.option_context("display.width", 160, "display.max_columns", 20, "display.max_colwidth", 60):
-            click.echo(table.drop(columns=["created_at", "finished_at"]).to_string(index=False))
+        shown = table.loc[:, ["created_at", "run_id", "model_version", "snapshot_id", "orders", "status", "attempts",
+                              "error"]].assign(
+            created_at=table["created_at"].dt.strftime("%Y-%m-%d %H:%M:%S"),
+            error=table["error"].fillna("").astype(str).str.slice(0, 70))
+        with pd.option_context("display.width", 250, "display.max_columns", 20, "display.max_colwidth", 70):
+            click.echo(shown.to_string(index=False))
+
+
+@cli.command(cls=_Command)
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the N newest simulations.")
+@_db_option
+@_json_option
+def simulations(limit, db, as_json):
+    """List the stored simulations, newest first (one in detail: tradeloop show SIM_ID).
+
+    Example: tradeloop simulations --db research.duckdb
+    """
+    settings, db = _settings(db)
+    with _store(db, settings, read_only=True) as store:
+        table = store.simulations()
+    table = table.iloc[::-1].head(limit or len(table)).reset_index(drop=True)
+    if as_json:
+        click.echo(json.dumps(_frame_records(table), default=str))
+    elif table.empty:
+        click.echo(f"no simulations in {db}")
+    else:
+        with pd.option_context("display.width", 250, "display.max_columns", 20):
+            click.echo(table.to_string(index=False))
 
 
 # --- order lifecycles in `show --order`, and `providers`
@@ -283,11 +407,17 @@ def _show_order(run_id: str, order_id: str, orders: pd.DataFrame, fills: pd.Data
                 as_json: bool) -> None:
     """One order: its row, its fills and every event, checked by replaying the events against the state machine."""
     match = orders.loc[orders["client_order_id"] == order_id]
+    if match.empty:  # a symbol names its order(s)
+        match = orders.loc[orders["symbol"] == order_id]
+        if len(match) > 1:
+            raise ValidationError(f"symbol {order_id!r} has {len(match)} orders in run {run_id!r}: "
+                                  f"{', '.join(match['client_order_id'])}; give one of them")
     if match.empty:
         known = orders["client_order_id"].tolist()
-        raise ValidationError(f"order {order_id!r} is not in run {run_id!r}; it has {len(known)} order(s)"
-                              f"{', e.g. ' + repr(known[0]) if known else ''}")
+        raise ValidationError(f"order {order_id!r} is not in run {run_id!r} (neither a client_order_id nor a "
+                              f"symbol); it has {len(known)} order(s){', e.g. ' + repr(known[0]) if known else ''}")
     order = match.iloc[0]
+    order_id = order["client_order_id"]
     own_events = events.loc[events["client_order_id"] == order_id].sort_values("seq", kind="stable")
     own_fills = fills.loc[fills["client_order_id"] == order_id]
     replayed = replay_order_events(own_events)
@@ -415,7 +545,8 @@ def batch(snapshots, params_file, portfolio_value, model_version, positions_file
 @click.option("--rerun", is_flag=True, help="Also re-execute the notebook against the database and compare outputs.")
 @click.option("--kernel", default=None, help="Kernel for --rerun (default: the artifact's).")
 @_db_option
-def verify_artifact_cmd(path, rerun, kernel, db):
+@_json_option
+def verify_artifact_cmd(path, rerun, kernel, db, as_json):
     """Check a saved notebook artifact against the database; exit 0 only when everything agrees.
 
     Checks: valid nbformat, every cell completed under papermill, no error outputs, the file's sha256 equals the
@@ -428,6 +559,10 @@ def verify_artifact_cmd(path, rerun, kernel, db):
     from .workflows.batch import verify_artifact
 
     problems = verify_artifact(path, db=db, rerun=rerun, kernel=kernel)
+    if as_json:
+        click.echo(json.dumps({"path": str(path), "ok": not problems, "rerun": bool(rerun), "problems": problems},
+                              sort_keys=True))
+        sys.exit(1 if problems else 0)
     if problems:
         click.echo(f"{path}: {len(problems)} difference(s)")
         for p in problems:

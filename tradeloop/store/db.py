@@ -318,6 +318,12 @@ class Store:
 
     # ------------------------------------------------------------------ orders and fills
     @_in_session
+    def run_list(self, limit: int | None = None) -> pd.DataFrame:
+        """``created_at, run_id, model_version, snapshot_id, orders, status, attempts, provider, dry_run, error,
+        finished_at`` per run, newest first (the ``limit`` newest)."""
+        return run_rows.run_list(self.con, limit)
+
+    @_in_session
     def insert_orders(self, orders: pd.DataFrame) -> int:
         """Insert orders as NEW; an order whose client_order_id exists is left exactly as it is."""
         return run_rows.insert_orders(self.con, orders)

@@ -109,6 +109,15 @@ def runs(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
                        "finished_at FROM trade_runs ORDER BY created_at, run_id").df()
 
 
+def run_list(con: duckdb.DuckDBPyConnection, limit: int | None = None) -> pd.DataFrame:
+    """Runs newest first, with their snapshot's model version and their order count."""
+    sql = ("SELECT r.created_at, r.run_id, s.model_version, r.snapshot_id, "
+           "(SELECT count(*) FROM trade_orders o WHERE o.run_id = r.run_id) AS orders, r.status, r.attempts, "
+           "r.provider, r.dry_run, r.error, r.finished_at FROM trade_runs r "
+           "LEFT JOIN decision_snapshots s USING (snapshot_id) ORDER BY r.created_at DESC, r.run_id DESC")
+    return con.execute(sql + (" LIMIT ?" if limit else ""), [int(limit)] if limit else []).df()
+
+
 # ---------------------------------------------------------------------- orders, fills, order events
 def _first_rows(con: duckdb.DuckDBPyConnection, table: str, rows: pd.DataFrame) -> bool:
     """True when no row of ``table`` belongs to the runs of ``rows`` yet (their first insert).
