@@ -3,11 +3,13 @@ one attribute away, its ``__repr__`` one short line; the figures aggregate inste
 
 from __future__ import annotations
 
+import nbformat
 import pytest
 
 import tradeloop as tl
 from tradeloop.reporting import plots
 from tradeloop.reporting.notebook import review
+from tradeloop.reporting.verdict import notebook_verdict
 from tradeloop.store.simulations import save_simulation
 
 LIMIT = 20_000
@@ -66,6 +68,11 @@ def test_batch_result_displays_compactly(big, tmp_path):
                           db=tmp_path / "batch.duckdb", progress=False)
     assert len(result.records) == 1
     _check(result, result.batch_id, "exit code", ".table()")
+    # the batch's artifact carries the verdict, naming the target database (not the worker's scratch copy)
+    verdict = notebook_verdict(nbformat.read(result.records[0].notebook_path, as_version=4))
+    assert verdict["database"] == str((tmp_path / "batch.duckdb").resolve())
+    assert verdict["verified_in"].endswith(f"merged into {(tmp_path / 'batch.duckdb').resolve()} afterwards)")
+    assert verdict["run_id"] == result.records[0].run_id and verdict["verification"].startswith("VERIFIED")
 
 
 def test_figures_aggregate_at_3000_orders(big):
