@@ -35,6 +35,23 @@ def _top_and_other(values: pd.Series, size: pd.Series, top: int) -> tuple[pd.Dat
     return shown, len(rest)
 
 
+def _other_off_scale(ax, positions, values, rest: int, label: str) -> None:
+    """Keep the ``top`` bars readable: when the summed ``other`` bar dwarfs them, clip the axis to the top bars and
+    write the other bar's value on it (it is still drawn, at its true height, past the clipped axis)."""
+    if not rest:
+        return
+    top = np.abs(np.asarray(values[:-1], dtype=float))
+    other = float(values[-1])
+    limit = float(top.max()) * 1.25 if len(top) and top.max() > 0 else abs(other)
+    if abs(other) <= limit:
+        return
+    low = min(0.0, float(np.min(values[:-1]))) * 1.25 if len(top) else 0.0
+    ax.set_ylim(low if other > 0 else -limit, limit if other > 0 else max(0.0, float(np.max(values[:-1]))) * 1.25)
+    y = limit * 0.92 if other > 0 else -limit * 0.92
+    ax.annotate(f"{label} (off scale)", (positions[-1], y), ha="right", va="center",
+                fontsize=8, rotation=0, bbox={"boxstyle": "round", "fc": "white", "alpha": 0.85})
+
+
 def plot_weights(report: RunReport, *, top: int = 25) -> Figure:
     """Weight before, target and achieved for the ``top`` symbols by largest weight (before, target or after: so
     liquidations show), the rest summed as one ``other`` bar; weights in % of the portfolio value."""
@@ -48,6 +65,10 @@ def plot_weights(report: RunReport, *, top: int = 25) -> Figure:
     ax.bar(x + 0.2, shown["achieved_weight"], width=0.4, label="achieved")
     ax.plot(x, shown["current_weight"], "k_", markersize=10, mew=2, label="before")
     ax.set_xticks(x, shown.index, rotation=90, fontsize=8)
+    _other_off_scale(ax, x, shown[["target_weight", "achieved_weight", "current_weight"]].abs().max(axis=1)
+                     .to_numpy() * np.sign(shown["target_weight"].to_numpy() + 1e-300), rest,
+                     f"other: target {shown['target_weight'].iloc[-1]:,.2f} %, achieved "
+                     f"{shown['achieved_weight'].iloc[-1]:,.2f} %, before {shown['current_weight'].iloc[-1]:,.2f} %")
     ax.set_ylabel("weight (% of portfolio value)")
     ax.set_title(f"{report.run_id} ({report.result.status}): {len(shown) - bool(rest)} largest of {len(w)} symbols"
                  + (f", other {rest} summed" if rest else ""))
@@ -109,6 +130,7 @@ def plot_fills(report: RunReport, *, top: int = 20) -> Figure:
     v = shown["notional"].to_numpy()
     left.bar(shown.index, v, color=np.where(v >= 0, "tab:green", "tab:red"))
     left.tick_params(axis="x", rotation=90, labelsize=8)
+    _other_off_scale(left, np.arange(len(v)), v, rest, f"other: net {v[-1]:,.0f}")
     left.set_ylabel("net filled notional (account currency)")
     left.set_title(f"{len(shown) - bool(rest)} largest of {len(net)} symbols" + (f", other {rest} summed" if rest
                                                                                  else ""))
