@@ -240,8 +240,8 @@ _ORDER_COLUMNS_SHOWN = ["client_order_id", "symbol", "side", "qty", "price", "no
 
 @cli.command(cls=_Command)
 @click.argument("run_id", required=False)
-@click.option("--order", "order_id", default=None, metavar="ORDER",
-              help="Show only this order (its client_order_id or its symbol) and its lifecycle.")
+@click.option("--order", "order_id", default=None, metavar="CLIENT_ORDER_ID",
+              help="Show only this order (a client_order_id, or a symbol) and its lifecycle.")
 @click.option("--orders", "all_orders", is_flag=True,
               help="List every order, fill and order lifecycle (default: a summary with the largest orders).")
 @click.option("--limit", type=click.IntRange(min=1), default=None,
@@ -314,7 +314,7 @@ def _show_summary(params, orders, fills, audit, events, limit: int, all_orders: 
                    f"{p.get('status')}, orders {p['counts']['orders_by_status']}, fills {p['counts']['fills']}"
                    f"{', error: ' + p['error'] if p.get('error') else ''}")
     paths = lifecycle_paths(events)
-    click.echo(f"\norder lifecycles ({len(paths)}; one order in detail: --order CLIENT_ORDER_ID or SYMBOL)")
+    click.echo(f"\norder lifecycles ({len(paths)}; one order in detail: --order CLIENT_ORDER_ID)")
     for p in paths.head(limit).itertuples():
         click.echo(f"  {p.client_order_id}  {p.path}")
     if len(paths) > limit:
