@@ -28,6 +28,7 @@ import pandas as pd
 
 from ..errors import ValidationError
 from .tolerance import LIMIT_RTOL, exceeds, floor_lots
+from .validate import check_quantities
 
 __all__ = [
     "build_book", "build_orders", "client_order_ids", "order_keys", "combine_keys", "format_client_order_ids",
@@ -152,6 +153,7 @@ def size_orders(
     group_pv: np.ndarray,
     group_cash: np.ndarray | None,
     cash_buffer: float,
+    label=None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The order-sizing kernel shared by :func:`build_book` and :func:`tradeloop.workflows.history.simulate`.
 
@@ -161,6 +163,10 @@ def size_orders(
     epsilon), sells first, then buys trimmed pro rata with a floor so they fit the cash after the buffer (both
     within :data:`~tradeloop.core.tolerance.LIMIT_RTOL`).
 
+    A target quantity that is not exact (not finite, or beyond 2**53 shares: a tiny price, a huge portfolio value or
+    lot size) and cash that overflows are refused with a :class:`ValidationError`; ``label(i)`` names row ``i`` in
+    it (default ``row i``).
+
     Returns ``(delta, untrimmed, group_cash, missing_price)``: the signed int64 trade per row after trimming, its
     size before trimming, the cash each group started with, and the rows without a price.
     """
@@ -169,9 +175,11 @@ def size_orders(
     pv = group_pv[0] if ngroups == 1 else group_pv[codes]
     missing_price = np.isnan(price)
     any_missing = missing_price.any()
-    with np.errstate(invalid="ignore", divide="ignore"):
+    label = label or (lambda i: f"row {i + 1}")
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         lots = floor_lots(np.abs(weight * pv) / price / lot)
-    target = np.sign(weight) * lots * lot
+        target = np.sign(weight) * lots * lot
+    check_quantities(target, label, "target quantity", skip=missing_price if any_missing else None)
     if any_missing:
         target = np.where(missing_price, 0, target).astype("int64")
         target = np.where(missing_price & (weight != 0), current, target)  # unknown size: leave as is, then reject
@@ -182,11 +190,13 @@ def size_orders(
 
     # Cash: sells first, then buys trimmed pro rata within each group so they fit the cash left after the buffer.
     px = np.where(missing_price, 0.0, price) if any_missing else price
-    if group_cash is None:
-        group_cash = group_pv - np.bincount(codes, weights=current * px, minlength=ngroups)
-    sells = np.bincount(codes, weights=np.where(delta < 0, -delta * px, 0.0), minlength=ngroups)
-    buys = np.bincount(codes, weights=np.where(delta > 0, delta * px, 0.0), minlength=ngroups)
-    available = group_cash + sells - cash_buffer * group_pv
+    with np.errstate(over="ignore", invalid="ignore"):
+        if group_cash is None:
+            group_cash = group_pv - np.bincount(codes, weights=current * px, minlength=ngroups)
+        sells = np.bincount(codes, weights=np.where(delta < 0, -delta * px, 0.0), minlength=ngroups)
+        buys = np.bincount(codes, weights=np.where(delta > 0, delta * px, 0.0), minlength=ngroups)
+        available = group_cash + sells - cash_buffer * group_pv
+    _check_finite_cash(group_cash, sells, buys, available)
     over = exceeds(buys, available)
     if over.any():
         factor = np.where(over, np.clip(available, 0.0, None) / np.where(buys > 0, buys, 1.0), 1.0)
@@ -197,6 +207,14 @@ def size_orders(
         trimmed_buy = np.floor(delta * row_factor / lot * (1.0 + LIMIT_RTOL)) * lot
         delta = np.where((delta > 0) & trim, trimmed_buy, delta).astype("int64")
     return delta, untrimmed, group_cash, missing_price
+
+
+def _check_finite_cash(*amounts: np.ndarray) -> None:
+    """Cash, sell proceeds and buy costs must be finite: holdings × price beyond float range are refused."""
+    for amount in amounts:
+        if not np.isfinite(amount).all():
+            raise ValidationError(f"the book's value overflows ({float(amount[~np.isfinite(amount)][0])!r}): "
+                                  "quantities × prices must stay within float range (check prices and positions)")
 
 
 def limit_prices(price: np.ndarray, buy: np.ndarray, limit_offset_bps: float) -> np.ndarray:
@@ -291,7 +309,8 @@ def build_book(
     weight = book["weight"].to_numpy(dtype="float64")
     current = book["current_qty"].to_numpy()
     delta, untrimmed, group_cash, missing_price = size_orders(
-        weight, price, book["lot_size"].to_numpy(), current, codes, group_pv, cash_now, cash_buffer
+        weight, price, book["lot_size"].to_numpy(), current, codes, group_pv, cash_now, cash_buffer,
+        label=lambda i: repr(book["symbol"].iloc[i]),
     )
 
     book["target_weight"] = weight

@@ -21,7 +21,7 @@ from ..errors import ValidationError
 __all__ = [
     "read_table", "validate_symbols", "validate_positions", "validate_prices", "numeric_column", "check_columns",
     "check_number", "check_whole", "check_model_version", "check_run_id", "check_simulation_id", "MAX_TABLE_BYTES",
-    "SYMBOL_PATTERN", "RUN_ID_PATTERN", "MAX_MODEL_VERSION",
+    "SYMBOL_PATTERN", "RUN_ID_PATTERN", "MAX_MODEL_VERSION", "MAX_TABLE_ROWS", "MAX_QTY", "check_quantities",
 ]
 
 #: A symbol is 1-32 characters of letters, digits and ``. _ - / :``, starting with a letter or digit. Quotes,
@@ -33,25 +33,47 @@ RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 MAX_MODEL_VERSION = 128
 #: Input files larger than this are refused before they are read (a single snapshot is thousands of rows, not GBs).
 MAX_TABLE_BYTES = 512 * 1024 * 1024
+#: Input tables with more rows than this are refused before they are read (Parquet: from the file's metadata, so a
+#: small, highly compressed file cannot expand to gigabytes first).
+MAX_TABLE_ROWS = 20_000_000
+#: Share counts (positions, lot sizes, order quantities) must be below 2**53 in absolute value: every integer below
+#: it is exact as a float64, so sizing, cash and fill arithmetic never round or wrap a quantity.
+MAX_QTY = 2**53
 
 
-def check_number(what: str, value, *, minimum: float = 0.0, inclusive: bool = True) -> float:
-    """A finite real number ``>= minimum`` (``> minimum`` when not ``inclusive``); returns it as a float.
+def check_number(what: str, value, *, minimum: float = 0.0, inclusive: bool = True,
+                 below: float | None = None) -> float:
+    """A finite real number ``>= minimum`` (``> minimum`` when not ``inclusive``) and ``< below`` if given; returns it
+    as a float.
 
     Booleans and text are refused (``"10"`` in a JSON file is a mistake, not a number); the message names the field.
     """
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValidationError(f"{what} is {value!r}; it must be a finite number")
-    if value < minimum or (not inclusive and value == minimum):
-        raise ValidationError(f"{what} is {value!r}; it must be {'>=' if inclusive else '>'} {minimum:g}")
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond float range, e.g. 10**400
+        number = math.inf
+    if not math.isfinite(number):
+        raise ValidationError(f"{what} is {value!r}; it must be a finite number")
+    low = number < minimum or (not inclusive and number == minimum)
+    if low or (below is not None and number >= below):
+        rule = f"{'>=' if inclusive else '>'} {minimum:g}" + (f" and < {below:g}" if below is not None else "")
+        raise ValidationError(f"{what} is {value!r}; it must be {rule}")
+    return number
 
 
 def check_whole(what: str, value, *, minimum: int = 1, maximum: int | None = None) -> int:
-    """A whole number (an integer, not a bool or a float) from ``minimum`` to ``maximum``; returns it as an int."""
+    """A whole number (an integer, not a bool or a float) from ``minimum`` to ``maximum``; returns it as an int.
+
+    Without ``maximum`` the value must still be below :data:`MAX_QTY` (beyond it a count is not exact as a float).
+    """
     ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
-    if ok and value >= minimum and (maximum is None or value <= maximum):
+    if ok and value >= minimum and (value <= maximum if maximum is not None else abs(value) < MAX_QTY):
         return int(value)
+    if maximum is None and ok and value >= minimum:
+        raise ValidationError(f"{what} is {value!r}; it must be a whole number below 2**53 = {MAX_QTY:,} (larger "
+                              "counts are not exact)")
     allowed = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
     raise ValidationError(f"{what} is {value!r}; it must be a whole number {allowed}")
 
@@ -100,13 +122,18 @@ def read_table(path: str | Path, what: str) -> pd.DataFrame:
     suffix = path.suffix.lower()
     try:
         if suffix in (".parquet", ".pq"):
+            _check_parquet_rows(path, what)
             return pd.read_parquet(path)
         if suffix in (".csv", ".txt", ""):
             # index_col=False: a first row with more fields than the header must not silently become an index.
             with warnings.catch_warnings():
                 warnings.simplefilter("error", pd.errors.ParserWarning)
-                return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8",
-                                   index_col=False)
+                table = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8",
+                                    index_col=False, nrows=MAX_TABLE_ROWS + 1)
+            if len(table) > MAX_TABLE_ROWS:
+                raise ValidationError(f"{what} file {str(path)!r} has more than {MAX_TABLE_ROWS:,} rows; the limit "
+                                      f"is {MAX_TABLE_ROWS:,} rows")
+            return table
     except pd.errors.ParserWarning:
         raise ValidationError(f"{what} file {str(path)!r} could not be parsed: a row has more fields than the header "
                               "row") from None
@@ -117,6 +144,15 @@ def read_table(path: str | Path, what: str) -> pd.DataFrame:
     except (pd.errors.ParserError, ValueError, OSError) as e:
         raise ValidationError(f"{what} file {str(path)!r} could not be parsed: {str(e).strip().splitlines()[0]}") from None
     raise ValidationError(f"{what} file {str(path)!r} has suffix {suffix!r}; use .csv or .parquet")
+
+
+def _check_parquet_rows(path: Path, what: str) -> None:
+    """Refuse a Parquet file whose metadata declares more than :data:`MAX_TABLE_ROWS` rows (nothing is decoded)."""
+    import pyarrow.parquet as pq
+
+    rows = pq.ParquetFile(path).metadata.num_rows
+    if rows > MAX_TABLE_ROWS:
+        raise ValidationError(f"{what} file {str(path)!r} has {rows:,} rows; the limit is {MAX_TABLE_ROWS:,} rows")
 
 
 def check_columns(df: pd.DataFrame, what: str, required: tuple[str, ...], optional: tuple[str, ...]) -> None:
@@ -209,7 +245,34 @@ def numeric_column(
         if mask is not None and mask.any():
             i = int(np.flatnonzero(mask)[0])
             raise ValidationError(f"{what}: {column} for {symbols.iloc[i]!r} is {float(values[i])!r}; {column} {rule}")
+    if integer:
+        # 2**53 + 1 parses to the float 2**53: refusing from 2**53 on also catches every value that was rounded.
+        huge = present & (np.abs(values) >= MAX_QTY)
+        if huge.any():
+            i = int(np.flatnonzero(huge)[0])
+            raise ValidationError(f"{what}: {column} for {symbols.iloc[i]!r} is {_raw(raw.iloc[i])}; {column} must be "
+                                  f"below 2**53 = {MAX_QTY:,} in absolute value (larger counts are not exact)")
     return values
+
+
+def _raw(value) -> str:
+    """A cell as the user wrote it: text as is, numbers without a float's rounding where they are integers."""
+    if isinstance(value, (str, numbers.Integral)):
+        return str(value)
+    return repr(float(value))
+
+
+def check_quantities(qty: np.ndarray, label, what: str = "order quantity", skip: np.ndarray | None = None) -> None:
+    """Refuse computed share counts that are not finite or not below :data:`MAX_QTY` (the float64 intermediate of a
+    sizing step, before it becomes an int64), except where ``skip`` is True; ``label(i)`` names row ``i``."""
+    with np.errstate(invalid="ignore"):
+        bad = ~(np.abs(qty) < MAX_QTY)
+    if skip is not None:
+        bad &= ~skip
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValidationError(f"{what} for {label(i)} is {float(qty[i]):.6g} shares; quantities must be below 2**53 = "
+                              f"{MAX_QTY:,} (check the price, portfolio value and lot size)")
 
 
 def validate_positions(df: pd.DataFrame, what: str = "positions") -> pd.DataFrame:

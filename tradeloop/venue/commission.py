@@ -17,6 +17,12 @@ from .registry import GROUPS, Registry, model_rule
 __all__ = ["CommissionModel", "NoCommission", "PerShareCommission", "BpsCommission", "COMMISSION_MODELS", "to_cents"]
 
 
+#: Bounds of :class:`PerShareCommission`: a fee per share below 1,000 and a minimum per fill below 1e9 (currency),
+#: so commissions stay finite and meaningful for any quantity below 2**53.
+MAX_RATE_PER_SHARE = 1_000.0
+MAX_MINIMUM = 1e9
+
+
 def to_cents(amount: np.ndarray) -> np.ndarray:
     """Round half-up to 2 decimals (money rounding, unlike numpy's half-to-even)."""
     return np.floor(np.asarray(amount, dtype="float64") * 100.0 + 0.5 + 1e-9) / 100.0
@@ -55,8 +61,8 @@ class PerShareCommission:
     minimum: float = 0.0
 
     def __post_init__(self):
-        check_number("params.commission.rate", self.rate)
-        check_number("params.commission.minimum", self.minimum)
+        check_number("params.commission.rate", self.rate, below=MAX_RATE_PER_SHARE)
+        check_number("params.commission.minimum", self.minimum, below=MAX_MINIMUM)
 
     def commissions(self, qty: np.ndarray, price: np.ndarray) -> np.ndarray:
         return to_cents(np.maximum(np.asarray(qty, dtype="float64") * self.rate, self.minimum))
@@ -69,7 +75,7 @@ class BpsCommission:
     bps: float = 0.0
 
     def __post_init__(self):
-        check_number("params.commission.bps", self.bps)
+        check_number("params.commission.bps", self.bps, below=10_000)  # a fee of the whole notional or more
 
     def commissions(self, qty: np.ndarray, price: np.ndarray) -> np.ndarray:
         return to_cents(np.asarray(qty, dtype="float64") * np.asarray(price, dtype="float64") * self.bps / 1e4)

@@ -52,7 +52,8 @@ class FixedBpsSlippage:
     bps: float = 0.0
 
     def __post_init__(self):
-        check_number("params.slippage.bps", self.bps)
+        # 10000 bps would fill a SELL at 0 (and beyond, below 0).
+        check_number("params.slippage.bps", self.bps, below=10_000)
 
     def fill_prices(self, side: np.ndarray, price: np.ndarray) -> np.ndarray:
         sign = np.where(np.asarray(side) == "BUY", 1.0, -1.0)

@@ -53,7 +53,7 @@ from ..core.engine import NEW, REJECTED, STATUS_NAMES, close_out, execute_step
 from ..core.risk import post_trade, risk_checks, sector_limits
 from ..core.sizing import limit_prices, size_orders
 from ..core.tolerance import exceeds
-from ..core.validate import SYMBOL_PATTERN, check_columns, check_model_version, check_simulation_id, numeric_column
+from ..core.validate import MAX_QTY, SYMBOL_PATTERN, check_columns, check_model_version, check_simulation_id, numeric_column
 from ..errors import ValidationError
 from ..venue.liquidity import NoLiquidityLimit
 from .params import RunParams
@@ -95,21 +95,41 @@ class _Rows:
 
 
 def _dates(col: pd.Series, what: str) -> np.ndarray:
+    """The date rules (see :func:`simulate`): naive UTC ``datetime64[ns]`` values, whole seconds, one per row."""
     if col.dtype == np.dtype("datetime64[ns]"):  # already naive datetimes: no parsing, no copy
         out = col.to_numpy()
-        if np.isnat(out).any():
-            raise ValidationError(f"{what}: date is missing in row {int(np.flatnonzero(np.isnat(out))[0]) + 1}")
-        return out
-    try:
-        values = pd.to_datetime(col, errors="raise")
-    except (ValueError, TypeError) as e:
-        raise ValidationError(f"{what}: column 'date' has a value that is not a date ({e})") from None
-    if getattr(values.dt, "tz", None) is not None:
-        values = values.dt.tz_convert("UTC").dt.tz_localize(None)
-    out = values.to_numpy(dtype="datetime64[ns]")
+    elif isinstance(col.dtype, pd.DatetimeTZDtype):
+        out = col.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
+    elif col.dtype.kind == "M":
+        out = col.to_numpy(dtype="datetime64[ns]")
+    elif col.dtype.kind in "iu":  # integer dates are YYYYMMDD (20240102), never nanoseconds since 1970
+        out = _parse_dates(col, col.astype(str), what, "%Y%m%d")
+    elif col.dtype.kind in "fcb":
+        raise ValidationError(f"{what}: column 'date' holds {col.dtype} values; dates are ISO 8601 text "
+                              "(2024-01-02, 2024-01-02T15:30:00+01:00), datetimes or YYYYMMDD integers")
+    else:
+        out = _parse_dates(col, col, what, "ISO8601")
     if np.isnat(out).any():
         raise ValidationError(f"{what}: date is missing in row {int(np.flatnonzero(np.isnat(out))[0]) + 1}")
+    fraction = out.astype(np.int64) % 1_000_000_000 != 0
+    if fraction.any():
+        i = int(np.flatnonzero(fraction)[0])
+        raise ValidationError(f"{what}: date {str(col.iloc[i])!r} in row {i + 1} has a fraction of a second; dates "
+                              "are whole seconds (two rebalances are at least a second apart)")
     return out
+
+
+def _parse_dates(col: pd.Series, text: pd.Series, what: str, fmt: str) -> np.ndarray:
+    """Parse date text; values with a UTC offset are converted to UTC, values without one are taken as UTC."""
+    try:
+        values = pd.to_datetime(text, errors="raise", format=fmt, utc=True)
+    except (ValueError, TypeError, OverflowError):
+        parsed = pd.to_datetime(text, errors="coerce", format=fmt, utc=True)
+        bad = (parsed.isna() & text.notna()).to_numpy()
+        i = int(np.flatnonzero(bad)[0]) if bad.any() else 0
+        allowed = "YYYYMMDD" if fmt == "%Y%m%d" else "ISO 8601, e.g. 2024-01-02 or 2024-01-02T15:30:00+01:00"
+        raise ValidationError(f"{what}: date {str(col.iloc[i])!r} in row {i + 1} is not a valid date ({allowed})") from None
+    return values.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
 
 
 def _date_codes(values: np.ndarray, index: pd.Index, is_sorted: bool) -> np.ndarray:
@@ -169,8 +189,8 @@ def _numeric(df: pd.DataFrame, column: str, what: str, rows, *, allow_missing=Fa
     raw = df[column]
     if raw.dtype.kind in "iu" and (positive or nonnegative):
         values = raw.to_numpy()
-        low = values.min(initial=1)
-        if (low > 0 if positive else low >= 0):
+        low, high = values.min(initial=1), values.max(initial=0)
+        if (low > 0 if positive else low >= 0) and (not integer or high < MAX_QTY):
             return values.astype(np.int64, copy=False) if integer else values.astype(np.float64)
     elif raw.dtype.kind == "f" and not integer:
         values = raw.to_numpy(dtype=np.float64)
@@ -535,7 +555,9 @@ def _orders_of_day(rules: _Rules, h: HistoryInputs, t: int, day: tuple, hold: np
     slots that trade, cash being each portfolio's cash the sizing started from."""
     weight, price, lot, sec = day
     limits, group = rules.params.risk, rules.group
-    delta, untrimmed, cash, missing = size_orders(weight, price, lot, hold, group, pv, cash, rules.params.cash_buffer)
+    delta, untrimmed, cash, missing = size_orders(
+        weight, price, lot, hold, group, pv, cash, rules.params.cash_buffer,
+        label=lambda i: f"{h.universe[i % h.S]!r} on {pd.Timestamp(h.dates[t]).date()}")
     unsized = missing & (weight != 0) & (delta == 0)
     is_order = (delta != 0) | unsized
     sell = (delta < 0) | (unsized & (weight < 0))
@@ -677,7 +699,9 @@ def simulate(
     ----------
     weights : DataFrame
         ``date``, ``symbol``, ``weight`` and optionally ``portfolio``: one row per (date, portfolio, symbol). Each
-        date is a rebalance; a held symbol without a row that date is sold down (weight 0).
+        date is a rebalance; a held symbol without a row that date is sold down (weight 0). Date rules (weights and
+        prices alike): ISO 8601 text, datetimes or YYYYMMDD integers; a value with a UTC offset or time zone is
+        converted to UTC, one without is UTC; whole seconds only; anything else is refused naming the row.
     prices : DataFrame
         ``date``, ``symbol``, ``price`` and optionally ``volume`` (shares per execution step, read by
         ``params.liquidity``; missing = unknown volume), ``sector``, ``lot_size`` (default ``params.lot_size``). A symbol without a price on a date cannot be sized: its order

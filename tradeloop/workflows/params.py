@@ -64,7 +64,9 @@ class RunParams:
         if self.order_type not in ("MARKET", "LIMIT"):
             raise ValidationError(f"params.order_type is {self.order_type!r}; allowed: 'MARKET', 'LIMIT'")
         if self.limit_offset_bps is not None:
-            check_number("params.limit_offset_bps", self.limit_offset_bps, minimum=-10_000)
+            # |bps| < 10000: a SELL limit (or a negative-offset BUY limit) at or below 0 is no price.
+            check_number("params.limit_offset_bps", self.limit_offset_bps, minimum=-10_000, inclusive=False,
+                         below=10_000)
         if self.order_type == "LIMIT" and self.limit_offset_bps is None:
             raise ValidationError("params.order_type is 'LIMIT' but params.limit_offset_bps is not set")
         if self.cash is not None:
@@ -129,6 +131,10 @@ def load_params(path: str | Path | None) -> RunParams:
         raise ValidationError(f"params file {str(path)!r} is not UTF-8 text") from None
     except json.JSONDecodeError as e:
         raise ValidationError(f"params file {str(path)!r} is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+    except RecursionError:
+        raise ValidationError(f"params file {str(path)!r} is nested too deeply; params are at most 3 levels deep") from None
+    except ValueError as e:  # e.g. an integer of more than 4300 digits
+        raise ValidationError(f"params file {str(path)!r} is not usable JSON: {str(e).splitlines()[0]}") from None
     try:
         return RunParams.from_dict(data)
     except ValidationError as e:
