@@ -1,11 +1,14 @@
 """The ``tradeloop`` command line. Library errors become one-line messages and documented exit codes:
 
 0 run done · 1 run failed (or another error) · 2 bad input or usage · 3 run blocked by risk ·
-4 database (or run) busy: another process held it beyond the lock timeout · 5 ``verify`` found differences.
+4 database (or run) busy: another process held it beyond the lock timeout · 5 ``verify`` found differences ·
+6 disk full (or file size limit) while writing the database: the step's transaction was rolled back ·
+141 the output pipe was closed by its reader (``tradeloop show … | head``): output stops quietly, like SIGPIPE.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
@@ -18,7 +21,7 @@ from .core.lifecycle import lifecycle_paths, replay_order_events
 from .core.snapshot import load_snapshot_file
 from .core.validate import read_table
 from .errors import RunNotFound, StoreBusy, TradeloopError, ValidationError
-from .settings import Settings
+from .settings import Settings, default_db_path
 from .store.db import Store
 from .venue.providers import provider_table
 from .workflows.faults import crash_hook
@@ -31,6 +34,9 @@ EXIT_CODES = {"done": 0, "failed": 1, "blocked": 3}
 EXIT_BAD_INPUT = 2
 EXIT_BUSY = 4
 EXIT_VERIFY_DIFFERENCES = 5
+EXIT_DISK_FULL = 6
+EXIT_PIPE_CLOSED = 141
+_DISK_FULL = {errno.ENOSPC: "No space left on device", errno.EFBIG: "File too large"}
 
 
 def data_dir() -> Path:
@@ -69,16 +75,86 @@ class _Command(click.Command):
         except TradeloopError as e:
             click.echo(f"error: {e}", err=True)
             ctx.exit(1)
+        except BrokenPipeError:
+            _quiet_pipe()
+            ctx.exit(EXIT_PIPE_CLOSED)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except Exception as e:  # an unexpected failure is still one line; TRADELOOP_DEBUG=1 shows the traceback
             if os.environ.get("TRADELOOP_DEBUG"):
                 raise
-            click.echo(f"error: unexpected {type(e).__name__}: {e}", err=True)
+            if _disk_full(e):
+                click.echo(f"error: disk full while writing {str(_db_of(ctx))!r}; nothing was committed for this step",
+                           err=True)
+                ctx.exit(EXIT_DISK_FULL)
+            click.echo(f"error: unexpected {type(e).__name__}: {_one_line(e)}", err=True)
             ctx.exit(1)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _one_line(e: BaseException) -> str:
+    lines = [line for line in str(e).splitlines() if line.strip()]
+    return lines[0] if lines else ""
+
+
+def _disk_full(e: BaseException) -> bool:
+    """An OSError ENOSPC/EFBIG, or a database error reporting one (DuckDB wraps it in its own exception types)."""
+    seen = 0
+    while e is not None and seen < 10:
+        if isinstance(e, OSError) and e.errno in _DISK_FULL:
+            return True
+        if any(text in str(e) for text in _DISK_FULL.values()):
+            return True
+        e, seen = e.__cause__ or e.__context__, seen + 1
+    return False
+
+
+def _db_of(ctx: click.Context) -> Path:
+    db = ctx.params.get("db")
+    return Path(db) if db else default_db_path()
+
+
+def _quiet_pipe() -> None:
+    """The reader closed our stdout: point it at /dev/null so the interpreter's final flush does not complain."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no real file descriptor (e.g. under a test runner)
+        pass
+
+
+class _Group(click.Group):
+    """Usage errors as one line ``error: …`` with exit code 2 (not click's usage block), and a closed output pipe
+    ending quietly with exit code 141."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError as e:
+            e.show()
+            sys.exit(e.exit_code)
+        except click.UsageError as e:
+            click.echo(f"error: {e.format_message()}", err=True)
+            sys.exit(EXIT_BAD_INPUT)
+        except click.ClickException as e:
+            click.echo(f"error: {e.format_message()}", err=True)
+            sys.exit(e.exit_code)
+        except click.Abort:
+            click.echo("error: aborted", err=True)
+            sys.exit(1)
+        except BrokenPipeError:
+            _quiet_pipe()
+            sys.exit(EXIT_PIPE_CLOSED)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def _dumps(obj, **kwargs) -> str:
+    """``--json`` output: strict JSON (a non-finite number is an error here, never ``Infinity`` in the output)."""
+    return json.dumps(obj, allow_nan=False, **kwargs)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="tradeloop")
 def cli():
     """tradeloop: target weights -> orders -> risk -> (mock) execution -> fills, audited in DuckDB.
@@ -97,7 +173,7 @@ _json_option = click.option("--json", "as_json", is_flag=True, help="Print one J
 def _print_result(result: RunResult, db: Path, as_json: bool, *, attempt: dict | None = None,
                   limit: int = 10) -> None:
     if as_json:
-        click.echo(json.dumps({**result.to_dict(), **(attempt or {}), "db": str(db)}, sort_keys=True))
+        click.echo(_dumps({**result.to_dict(), **(attempt or {}), "db": str(db)}, sort_keys=True))
         return
     orders = ", ".join(f"{k} {v}" for k, v in result.orders.items()) or "none"
     click.echo(f"run       {result.run_id}{'  (dry run)' if result.dry_run else ''}")
@@ -140,7 +216,11 @@ def _state(store: Store, run_id: str) -> tuple[str, int] | None:
     return r["status"], int(r["attempts"])
 
 
-def _exit_for(result: RunResult) -> None:
+def _exit_for(result: RunResult, db: Path) -> None:
+    if result.status == "failed" and result.error and _disk_full(Exception(result.error)):
+        click.echo(f"error: disk full while writing {str(db)!r}; nothing was committed for this step (the run is "
+                   "recorded as failed: rerun it when there is space)", err=True)
+        sys.exit(EXIT_DISK_FULL)
     sys.exit(EXIT_CODES.get(result.status, 1))
 
 
@@ -171,7 +251,7 @@ def demo(db, as_json):
         result = execute_run(store, run.run_id, **execution)
         attempt = _attempt(store, run.run_id, (run.status, int(run.attempts)))
     _print_result(result, db, as_json, attempt=attempt)
-    _exit_for(result)
+    _exit_for(result, db)
 
 
 @cli.command(cls=_Command)
@@ -209,7 +289,7 @@ def run(snapshot_file, positions_file, fallback_file, portfolio_value, model_ver
         result = execute_run(store, created.run_id, **execution)
         attempt = _attempt(store, created.run_id, before)
     _print_result(result, db, as_json, attempt=attempt)
-    _exit_for(result)
+    _exit_for(result, db)
 
 
 @cli.command(cls=_Command)
@@ -227,7 +307,7 @@ def rerun(run_id, db, as_json):
         result = execute_run(store, run_id, **_execution(settings))
         attempt = _attempt(store, run_id, before)
     _print_result(result, db, as_json, attempt=attempt)
-    _exit_for(result)
+    _exit_for(result, db)
 
 
 def _frame_records(df: pd.DataFrame) -> list[dict]:
@@ -273,7 +353,7 @@ def show(run_id, order_id, all_orders, limit, db, as_json):
         return
     params = json.loads(row["params"])
     if as_json:
-        click.echo(json.dumps({
+        click.echo(_dumps({
             **result.to_dict(), "params": params, "attempts": row["attempts"], "model_version": model_version,
             "order_rows": _frame_records(orders), "fill_rows": _frame_records(fills),
             "audit_events": [{**e, "payload": json.loads(e["payload"])} for e in _frame_records(audit)],
@@ -340,7 +420,7 @@ def _show_simulation(store: Store, simulation_id: str, as_json: bool) -> None:
         "created_at": str(sim["created_at"]),
     }
     if as_json:
-        click.echo(json.dumps(totals, sort_keys=True))
+        click.echo(_dumps(totals, sort_keys=True))
         return
     click.echo(f"simulation {simulation_id}  (model {totals['model_version']}, created {totals['created_at']})")
     click.echo(f"dates      {totals['dates']}  {totals['first_date']} .. {totals['last_date']}  symbols "
@@ -365,7 +445,7 @@ def runs(limit, db, as_json):
     with _store(db, settings, read_only=True) as store:
         table = store.run_list(limit)
     if as_json:
-        click.echo(json.dumps(_frame_records(table), default=str))
+        click.echo(_dumps(_frame_records(table), default=str))
     elif table.empty:
         click.echo(f"no runs in {db}")
     else:
@@ -391,7 +471,7 @@ def simulations(limit, db, as_json):
         table = store.simulations()
     table = table.iloc[::-1].head(limit or len(table)).reset_index(drop=True)
     if as_json:
-        click.echo(json.dumps(_frame_records(table), default=str))
+        click.echo(_dumps(_frame_records(table), default=str))
     elif table.empty:
         click.echo(f"no simulations in {db}")
     else:
@@ -424,7 +504,7 @@ def _show_order(run_id: str, order_id: str, orders: pd.DataFrame, fills: pd.Data
     replay_status = replayed["status"].iloc[0] if len(replayed) else "NEW"
     consistent = replay_status == order["status"]
     if as_json:
-        click.echo(json.dumps({
+        click.echo(_dumps({
             "run_id": run_id, "order": _frame_records(match)[0], "fills": _frame_records(own_fills),
             "events": _frame_records(own_events), "replayed_status": replay_status, "consistent": consistent,
         }, sort_keys=True, default=str))
@@ -455,7 +535,7 @@ def providers(as_json):
     """
     table = provider_table()
     if as_json:
-        click.echo(json.dumps(_frame_records(table)))
+        click.echo(_dumps(_frame_records(table)))
         return
     with pd.option_context("display.width", 200, "display.max_colwidth", 90):
         shown = table.assign(available=table["available"].map({True: "yes", False: "no"}))
@@ -483,7 +563,7 @@ def verify(run_id, all_runs, db, as_json):
     with _store(db, settings, read_only=True) as store:
         result = verify_store(store, None if not run_id else [run_id])
     if as_json:
-        click.echo(json.dumps({**result.to_dict(), "db": str(db)}, sort_keys=True))
+        click.echo(_dumps({**result.to_dict(), "db": str(db)}, sort_keys=True))
     else:
         for note in result.notes:
             click.echo(f"note: {note}")
@@ -534,7 +614,7 @@ def batch(snapshots, params_file, portfolio_value, model_version, positions_file
                        provider=provider, dry_run=dry_run, notebook=notebook, out=out, workers=workers,
                        db=db, kernel=kernel, progress=not no_progress and not as_json)
     if as_json:
-        click.echo(json.dumps(result.to_dict(), sort_keys=True))
+        click.echo(_dumps(result.to_dict(), sort_keys=True))
     else:
         click.echo(result.summary())
     sys.exit(result.exit_code)
@@ -560,7 +640,7 @@ def verify_artifact_cmd(path, rerun, kernel, db, as_json):
 
     problems = verify_artifact(path, db=db, rerun=rerun, kernel=kernel)
     if as_json:
-        click.echo(json.dumps({"path": str(path), "ok": not problems, "rerun": bool(rerun), "problems": problems},
+        click.echo(_dumps({"path": str(path), "ok": not problems, "rerun": bool(rerun), "problems": problems},
                               sort_keys=True))
         sys.exit(1 if problems else 0)
     if problems:
@@ -640,7 +720,7 @@ def simulate(weights_file, prices_file, portfolio_value, model_version, params_f
         saved = save_simulation(store, sim)
     info = {**sim.describe(), "new": saved["new"], "db": str(db)}
     if as_json:
-        click.echo(json.dumps(info, sort_keys=True))
+        click.echo(_dumps(info, sort_keys=True))
         return
     click.echo(f"simulation {info['simulation_id']}{'' if saved['new'] else '  (already stored)'}")
     click.echo(f"dates      {info['dates']}  {info['first_date']} .. {info['last_date']}  symbols {info['symbols']}")
