@@ -9,9 +9,14 @@ values a notebook's parameters cell would pass.
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 import pandas as pd
 import pytest
@@ -31,7 +36,7 @@ from tradeloop import (
     simulate,
 )
 from tradeloop.cli import cli as tradeloop_cli
-from tradeloop.core.validate import MAX_TABLE_BYTES
+from tradeloop.core.validate import MAX_TABLE_BYTES, MAX_TABLE_ROWS
 
 GOOD_SNAPSHOT = "symbol,weight,price,sector\nAAA,0.3,10,Tech\nBBB,0.2,20,Energy\n"
 
@@ -56,6 +61,42 @@ class Case:
 
 def _csv(header, *rows):
     return "\n".join([header, *rows]) + "\n"
+
+
+def _parquet(**columns) -> bytes:
+    """A Parquet file's bytes; numpy arrays keep their dtype (uint64 lot sizes, int64 dates)."""
+    buf = io.BytesIO()
+    pq.write_table(pa.table({k: pa.array(v) for k, v in columns.items()}), buf)
+    return buf.getvalue()
+
+
+@dataclass(frozen=True)
+class ManyRows:
+    """A Parquet file of ``rows`` identical rows: a few hundred kB on disk, gigabytes once read."""
+
+    rows: int
+
+    def write(self, path):
+        symbol = pa.DictionaryArray.from_arrays(pa.array(np.zeros(self.rows, dtype=np.int8)), pa.array(["AAA"]))
+        weight = pa.DictionaryArray.from_arrays(pa.array(np.zeros(self.rows, dtype=np.int8)), pa.array([0.1]))
+        pq.write_table(pa.table({"symbol": symbol, "weight": weight}), path)
+
+
+def _sim(*extra):
+    """``simulate`` on w.csv / p.csv (or the .parquet names given in ``extra``)."""
+    args = {"--weights": "w.csv", "--prices": "p.csv"}
+    rest = []
+    for a, b in zip(extra[::2], extra[1::2]):
+        if a in args:
+            args[a] = b
+        else:
+            rest += [a, b]
+    return ("simulate", *[x for kv in args.items() for x in kv], "--portfolio-value", "100000", "--model-version",
+            "m1", "--no-progress", *rest)
+
+
+SIM_W = _csv("date,symbol,weight", "2024-01-02,AAA,0.3", "2024-01-03,AAA,0.2")
+SIM_P = _csv("date,symbol,price", "2024-01-02,AAA,10", "2024-01-03,AAA,11")
 
 
 CASES = [
@@ -141,6 +182,82 @@ CASES = [
     Case("lease seconds zero", "TRADELOOP_LEASE_SECONDS is '0'", env={"TRADELOOP_LEASE_SECONDS": "0"}),
     Case("run id reused with other inputs", "run 'SEEDED' exists with different snapshot, params",
          {"params.json": '{"risk": {"max_order_notional": 5}}'}, args=("--run-id", "SEEDED")),
+    # --- numbers whose share count would not be exact (beyond 2**53, or not finite)
+    Case("portfolio value too large for exact quantities", "target quantity for 'AAA' is 3e+18 shares",
+         args=("--portfolio-value", "1e20")),
+    Case("portfolio value overflowing the share count", "target quantity for 'AAA' is inf shares",
+         {"snap.csv": _csv("symbol,weight,price", "AAA,0.9,1e-12")}, ("--portfolio-value", "1e300")),
+    Case("snapshot price tiny", "price for 'AAA' is 1e-300; price must be from 1e-12 to 1e+15",
+         {"snap.csv": _csv("symbol,weight,price", "AAA,0.3,1e-300")}),
+    Case("snapshot price subnormal", "price for 'AAA' is 5e-324; price must be from 1e-12 to 1e+15",
+         {"snap.csv": _csv("symbol,weight,price", "AAA,0.3,5e-324")}),
+    Case("fallback price tiny", "fallback prices: price for 'AAA' is 1e-300",
+         {"snap.csv": _csv("symbol,weight,price", "AAA,0.3,", "BBB,0.2,20"), "fb.csv": _csv("symbol,price", "AAA,1e-300")}),
+    Case("positions qty beyond 2**53", "qty for 'AAA' is 1e19", {"pos.csv": _csv("symbol,qty", "AAA,1e19")}),
+    Case("positions qty rounded as a float (2**53 + 1)", "qty for 'AAA' is 9007199254740993",
+         {"pos.csv": _csv("symbol,qty", "AAA,9007199254740993")}),
+    Case("snapshot price beyond 1e15", "price for 'AAA' is 1e+300; price must be from 1e-12 to 1e+15",
+         {"snap.csv": _csv("symbol,weight,price", "AAA,0.0,1e300"), "pos.csv": _csv("symbol,qty", "AAA,1000000000000000")}),
+    Case("lot size beyond 2**53 in CSV", "lot_size for 'AAA' is 1e19",
+         {"snap.csv": _csv("symbol,weight,price,lot_size", "AAA,0.1,10,1e19")}),
+    Case("lot size uint64 in Parquet", "lot_size for 'AAA' is 10000000000000000000",
+         {"snap.parquet": _parquet(symbol=["AAA"], weight=[0.1], price=[10.0],
+                                   lot_size=np.array([10**19], dtype=np.uint64))}, ("--snapshot", "snap.parquet")),
+    Case("params lot size 10**30", "params.lot_size is 1000000000000000000000000000000",
+         {"params.json": '{"lot_size": 1000000000000000000000000000000}'}),
+    # --- rates and basis points: bounded, so no price <= 0 and no infinite fee is ever stored
+    Case("params slippage of 200%", "params.slippage.bps is 20000; it must be >= 0 and < 10000",
+         {"params.json": '{"slippage": {"model": "FixedBpsSlippage", "bps": 20000}}'}),
+    Case("params limit offset 1e308", "params.limit_offset_bps is 1e+308; it must be > -10000 and < 10000",
+         {"params.json": '{"order_type": "LIMIT", "limit_offset_bps": 1e308}'}),
+    Case("params per-share commission 1e308", "params.commission.rate is 1e+308",
+         {"params.json": '{"commission": {"model": "PerShareCommission", "rate": 1e308}}'}),
+    Case("params commission minimum 1e300", "params.commission.minimum is 1e+300",
+         {"params.json": '{"commission": {"model": "PerShareCommission", "minimum": 1e300}}'}),
+    Case("params bps commission of 100%", "params.commission.bps is 10000",
+         {"params.json": '{"commission": {"model": "BpsCommission", "bps": 10000}}'}),
+    Case("params participation above 1", "params.liquidity.max_rate is 2",
+         {"params.json": '{"liquidity": {"model": "VolumeParticipation", "max_rate": 2}}'}),
+    Case("params integer of 5000 digits", "is not usable JSON", {"params.json": '{"lot_size": ' + "9" * 5000 + "}"}),
+    Case("params nested 100k deep", "is nested too deeply", {"params.json": "[" * 100_000 + "]" * 100_000}),
+    # --- tables that expand beyond the row limit
+    Case("Parquet expanding beyond the row limit", f"has {MAX_TABLE_ROWS + 1:,} rows; the limit is",
+         {"snap.parquet": ManyRows(MAX_TABLE_ROWS + 1)}, ("--snapshot", "snap.parquet")),
+    # --- settings, checked before anything is written
+    Case("lease seconds not a number", "TRADELOOP_LEASE_SECONDS is 'abc'", env={"TRADELOOP_LEASE_SECONDS": "abc"}),
+    Case("fill batch zero on a new run", "TRADELOOP_FILL_BATCH is '0'", env={"TRADELOOP_FILL_BATCH": "0"}),
+    # --- click usage errors: one line too
+    Case("portfolio value in hex", "Invalid value for '--portfolio-value': '0x10' is not a valid float",
+         args=("--portfolio-value", "0x10")),
+    Case("workers zero", "Invalid value for '--workers': 0 is not in the range x>=1",
+         command=("batch", "--snapshots", "snap.csv", "--portfolio-value", "1", "--model-version", "m",
+                  "--workers", "0")),
+    Case("unknown option", "No such option '--portfolio'", args=("--portfolio", "5")),
+    # --- simulate: the date rules and exact quantities
+    Case("simulate dates less than a second apart", "date '2024-01-02 00:00:00.5' in row 2 has a fraction of a second",
+         {"w.csv": _csv("date,symbol,weight", "2024-01-02 00:00:00,AAA,0.3", "2024-01-02 00:00:00.5,AAA,0.2"),
+          "p.csv": SIM_P}, command=_sim()),
+    Case("simulate impossible date", "prices: date '2024-02-30' in row 2 is not a valid date",
+         {"w.csv": SIM_W, "p.csv": _csv("date,symbol,price", "2024-01-02,AAA,10", "2024-02-30,AAA,11")},
+         command=_sim()),
+    Case("simulate float dates", "column 'date' holds float64 values",
+         {"w.parquet": _parquet(date=[20240102.0], symbol=["AAA"], weight=[0.3]), "p.csv": SIM_P},
+         command=_sim("--weights", "w.parquet")),
+    Case("simulate integer date that is not YYYYMMDD", "date '20241302' in row 2 is not a valid date (YYYYMMDD)",
+         {"w.csv": SIM_W, "p.parquet": _parquet(date=np.array([20240102, 20241302]), symbol=["AAA", "AAA"],
+                                                price=[10.0, 11.0])}, command=_sim("--prices", "p.parquet")),
+    Case("simulate price tiny", "price for 'AAA@2024-01-03' is 1e-300; price must be from 1e-12 to 1e+15",
+         {"w.csv": SIM_W, "p.csv": _csv("date,symbol,price", "2024-01-02,AAA,10", "2024-01-03,AAA,1e-300")},
+         command=_sim()),
+    Case("simulate position beyond 2**53", "qty for 'AAA' is 1e19",
+         {"w.csv": SIM_W, "p.csv": SIM_P, "pos.csv": _csv("symbol,qty", "AAA,1e19")},
+         command=_sim("--positions", "pos.csv")),
+    Case("simulate lot size uint64 in Parquet", "lot_size for 'AAA@2024-01-02' is 10000000000000000000",
+         {"w.csv": SIM_W, "p.parquet": _parquet(date=["2024-01-02"], symbol=["AAA"], price=[10.0],
+                                                lot_size=np.array([10**19], dtype=np.uint64))},
+         command=_sim("--prices", "p.parquet")),
+    Case("simulate portfolio value too large", "target quantity for 'AAA' on 2024-01-02 is 3e+18 shares",
+         {"w.csv": SIM_W, "p.csv": SIM_P}, command=_sim("--portfolio-value", "1e20")),
 ]
 
 
@@ -163,7 +280,9 @@ def _prepare(case: Case, tmp_path, seeded_db):
     files = {"snap.csv": GOOD_SNAPSHOT, **case.files}
     for name, content in files.items():
         path = tmp_path / name
-        if isinstance(content, Sparse):
+        if isinstance(content, ManyRows):
+            content.write(path)
+        elif isinstance(content, Sparse):
             with open(path, "wb") as f:
                 f.truncate(content.size)
         elif isinstance(content, bytes):
@@ -171,7 +290,7 @@ def _prepare(case: Case, tmp_path, seeded_db):
         else:
             path.write_text(content, encoding="utf-8")
     if case.command is not None:
-        args = list(case.command)
+        args = [str(tmp_path / a) if a in files else a for a in case.command]
     else:
         args = ["run", "--snapshot", str(tmp_path / "snap.csv"), "--portfolio-value", "100000", "--model-version", "m1"]
         for name, option in (("pos.csv", "--positions"), ("fb.csv", "--fallback-prices"), ("params.json", "--params")):
@@ -189,9 +308,9 @@ def _counts(db):
 def test_every_option_of_run_that_takes_a_value_has_a_bad_input_case():
     """Read from the real command: a new ``run`` option without a bad-input case here fails this test."""
     options = {p.opts[0] for p in tradeloop_cli.commands["run"].params if not getattr(p, "is_flag", False)}
-    by_file = {"snap.csv": "--snapshot", "snap.xlsx": "--snapshot", "pos.csv": "--positions",
-               "fb.csv": "--fallback-prices", "params.json": "--params"}
-    covered = {by_file[f] for c in CASES for f in c.files} | {a for c in CASES for a in c.args if a in options}
+    by_file = {"snap.csv": "--snapshot", "snap.xlsx": "--snapshot", "snap.parquet": "--snapshot",
+               "pos.csv": "--positions", "fb.csv": "--fallback-prices", "params.json": "--params"}
+    covered = {by_file[f] for c in CASES if c.command is None for f in c.files} | {a for c in CASES for a in c.args if a in options}
     covered |= {"--db"}  # bad database paths: the two tests after the table
     assert sorted(options - covered) == []
     kinds = [c.kind for c in CASES]
@@ -207,13 +326,14 @@ def test_bad_cli_input_is_refused_by_name_and_writes_nothing(case, tmp_path, see
     err = result.stderr
     assert case.phrase in err, err
     assert "Traceback" not in err
-    if case.command is None or case.command[0] != "run" or "Missing" not in case.phrase:
-        assert err.startswith("error: ") or err.startswith("Usage:"), err
+    assert err.startswith("error: ") and err.count("\n") == 1, err  # one line, usage errors included
     assert _counts(db) == before
 
 
 SUBPROCESS_SAMPLE = ["snapshot price NaN", "symbol with a semicolon and SQL", "params not JSON", "path-like run id",
-                     "unknown provider", "lock timeout not a number"]
+                     "unknown provider", "lock timeout not a number", "portfolio value too large for exact quantities",
+                     "snapshot price subnormal", "lot size uint64 in Parquet", "params nested 100k deep",
+                     "portfolio value in hex", "simulate integer date that is not YYYYMMDD"]
 
 
 @pytest.mark.parametrize("kind", SUBPROCESS_SAMPLE)
@@ -300,3 +420,83 @@ def test_a_model_version_of_128_characters_is_allowed_on_both_paths():
     assert freeze_snapshot(W, portfolio_value=1e6, model_version="m" * 128).model_version == "m" * 128
     assert simulate(day[["date", "symbol", "weight"]], day[["date", "symbol", "price"]], portfolio_value=1e6,
                     model_version="m" * 128).model_version == "m" * 128
+
+
+# --- the rest of the command line's promises: a closed pipe, a full disk, the date rules --------------------------
+def test_a_reader_closing_the_pipe_ends_output_quietly(seeded_db, tmp_path):
+    """``tradeloop show … | head``: the pipe is closed before the program writes; no error line, exit 141."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "tradeloop", "show", "SEEDED", "--db", str(seeded_db)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
+    proc.stdout.close()  # the reader is gone before the first line is written (the program is still importing)
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141, err
+    assert err == ""
+
+
+def _file_size_limit(limit: int):
+    """A subprocess pre-exec hook: writes beyond ``limit`` bytes fail with EFBIG (a full disk, without root)."""
+    import resource
+
+    return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+
+@pytest.mark.parametrize("limit", [8 * 1024, 60 * 1024], ids=["while creating the database", "while executing"])
+def test_a_full_disk_is_one_line_with_its_own_exit_code(limit, tmp_path):
+    import subprocess
+    import sys
+
+    db = tmp_path / "full.duckdb"
+    proc = subprocess.run([sys.executable, "-m", "tradeloop", "demo", "--db", str(db)], capture_output=True,
+                          text=True, preexec_fn=_file_size_limit(limit), cwd=tmp_path, timeout=120)
+    assert proc.returncode == 6, (proc.returncode, proc.stdout, proc.stderr)
+    assert proc.stderr.startswith(f"error: disk full while writing {str(db)!r}; nothing was committed for this step")
+    assert proc.stderr.count("\n") == 1, proc.stderr
+
+
+def test_a_full_tmpfs_is_reported_the_same_way(tmp_path):
+    """A real full file system (needs root to mount a 2 MB tmpfs; skipped where that is not allowed)."""
+    import subprocess
+    import sys
+
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], capture_output=True).returncode:
+        pytest.skip("mounting a tmpfs is not permitted here")
+    try:
+        db = mnt / "t.duckdb"
+        proc = subprocess.run([sys.executable, "-m", "tradeloop", "demo", "--db", str(db)], capture_output=True,
+                              text=True, cwd=tmp_path, timeout=120)
+        assert proc.returncode == 6, (proc.stdout, proc.stderr)
+        assert proc.stderr == f"error: disk full while writing {str(db)!r}; nothing was committed for this step\n"
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+
+
+DATE_RULES = [
+    ("YYYYMMDD integers (Parquet)", np.array([20240102, 20240103]), ["2024-01-02", "2024-01-03"]),
+    ("YYYYMMDD text", ["20240102", "20240103"], ["2024-01-02", "2024-01-03"]),
+    ("offsets converted to UTC", ["2024-01-02T09:00:00+01:00", "2024-01-02T08:00:00-05:00"],
+     ["2024-01-02 08:00:00", "2024-01-02 13:00:00"]),
+    ("naive values are UTC", ["2024-01-02 08:00:00", "2024-01-02T13:00:00Z"], ["2024-01-02 08:00:00", "2024-01-02 13:00:00"]),
+    ("a time zone aware column", pd.to_datetime(["2024-01-02 09:00", "2024-01-03 09:00"]).tz_localize("Europe/Paris"),
+     ["2024-01-02 08:00:00", "2024-01-03 08:00:00"]),
+]
+
+
+@pytest.mark.parametrize("kind,dates,expected", DATE_RULES, ids=[d[0] for d in DATE_RULES])
+def test_the_date_rules_accept(kind, dates, expected):
+    w = pd.DataFrame({"date": dates, "symbol": ["AAA", "AAA"], "weight": [0.3, 0.2]})
+    p = pd.DataFrame({"date": dates, "symbol": ["AAA", "AAA"], "price": [10.0, 11.0]})
+    sim = simulate(w, p, portfolio_value=1e5, model_version="m", progress=False)
+    assert [pd.Timestamp(d) for d in sim.dates] == [pd.Timestamp(e) for e in expected]
+
+
+def test_one_date_twice_in_two_time_zones_is_a_duplicate():
+    w = pd.DataFrame({"date": ["2024-01-02T00:00:00Z", "2024-01-02T01:00:00+01:00"], "symbol": ["AAA", "AAA"],
+                      "weight": [0.3, 0.2]})
+    p = pd.DataFrame({"date": ["2024-01-02"], "symbol": ["AAA"], "price": [10.0]})
+    with pytest.raises(ValidationError, match="duplicate row for AAA@2024-01-02"):
+        simulate(w, p, portfolio_value=1e5, model_version="m", progress=False)

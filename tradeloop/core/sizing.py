@@ -218,9 +218,13 @@ def _check_finite_cash(*amounts: np.ndarray) -> None:
 
 
 def limit_prices(price: np.ndarray, buy: np.ndarray, limit_offset_bps: float) -> np.ndarray:
-    """LIMIT order prices: BUY ``price × (1 + bps/1e4)``, SELL ``price × (1 − bps/1e4)``, rounded to 4 decimals."""
+    """LIMIT order prices: BUY ``price × (1 + bps/1e4)``, SELL ``price × (1 − bps/1e4)``, rounded to 4 decimals
+    (unrounded where rounding would give 0, so with ``|bps| < 10000`` a limit price is always > 0)."""
     sign = np.where(buy, 1.0, -1.0)
-    return np.round(price * (1.0 + sign * limit_offset_bps / 1e4), 4)
+    raw = price * (1.0 + sign * limit_offset_bps / 1e4)
+    with np.errstate(over="ignore", invalid="ignore"):  # beyond ~1e304 rounding overflows: keep those as they are
+        rounded = np.round(raw, 4)
+    return np.where((rounded > 0) & np.isfinite(rounded), rounded, raw)
 
 
 def _with_positions(targets: pd.DataFrame, positions: pd.DataFrame | None, group_by: list[str]) -> pd.DataFrame:

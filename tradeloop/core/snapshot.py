@@ -112,7 +112,7 @@ def freeze_snapshot(
     out = pd.DataFrame({"symbol": symbols.to_numpy(dtype=object)})
     out["weight"] = numeric_column(weights, "weight", what, symbols)
     out["price"] = (
-        numeric_column(weights, "price", what, symbols, allow_missing=True, positive=True)
+        numeric_column(weights, "price", what, symbols, allow_missing=True, positive=True, price=True)
         if "price" in weights
         else np.full(n, np.nan)
     )

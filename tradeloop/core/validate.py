@@ -21,7 +21,7 @@ from ..errors import ValidationError
 __all__ = [
     "read_table", "validate_symbols", "validate_positions", "validate_prices", "numeric_column", "check_columns",
     "check_number", "check_whole", "check_model_version", "check_run_id", "check_simulation_id", "MAX_TABLE_BYTES",
-    "SYMBOL_PATTERN", "RUN_ID_PATTERN", "MAX_MODEL_VERSION", "MAX_TABLE_ROWS", "MAX_QTY", "check_quantities",
+    "SYMBOL_PATTERN", "RUN_ID_PATTERN", "MAX_MODEL_VERSION", "MAX_TABLE_ROWS", "MAX_QTY", "MIN_PRICE", "MAX_PRICE", "check_quantities",
 ]
 
 #: A symbol is 1-32 characters of letters, digits and ``. _ - / :``, starting with a letter or digit. Quotes,
@@ -39,6 +39,11 @@ MAX_TABLE_ROWS = 20_000_000
 #: Share counts (positions, lot sizes, order quantities) must be below 2**53 in absolute value: every integer below
 #: it is exact as a float64, so sizing, cash and fill arithmetic never round or wrap a quantity.
 MAX_QTY = 2**53
+#: Prices (snapshot, fallback and history prices) are from MIN_PRICE to MAX_PRICE: below, a share count or a fill
+#: price after slippage (down to 1e-16 of the price) leaves float range or rounds to 0; above, a limit or fill price
+#: after slippage, or a notional, could overflow.
+MIN_PRICE = 1e-12
+MAX_PRICE = 1e15
 
 
 def check_number(what: str, value, *, minimum: float = 0.0, inclusive: bool = True,
@@ -209,6 +214,7 @@ def numeric_column(
     positive: bool = False,
     nonnegative: bool = False,
     integer: bool = False,
+    price: bool = False,
 ) -> np.ndarray:
     """Parse and check one numeric column; return float64 values (NaN only where missing is allowed).
 
@@ -240,6 +246,8 @@ def numeric_column(
         ((values <= 0) & present if positive else None, "must be > 0"),
         ((values < 0) & present if nonnegative else None, "must be >= 0"),
         ((values != np.round(values)) & present & np.isfinite(values) if integer else None, "must be a whole number"),
+        (((values < MIN_PRICE) | (values > MAX_PRICE)) & present if price else None,
+         f"must be from {MIN_PRICE:g} to {MAX_PRICE:g}"),
     ]
     for mask, rule in checks:
         if mask is not None and mask.any():
@@ -288,6 +296,6 @@ def validate_prices(df: pd.DataFrame, what: str = "fallback prices") -> pd.DataF
     """``symbol``, ``price`` (finite, > 0) -> a clean frame sorted by symbol."""
     check_columns(df, what, ("symbol", "price"), ())
     symbols = validate_symbols(df["symbol"], what)
-    price = numeric_column(df, "price", what, symbols, positive=True)
+    price = numeric_column(df, "price", what, symbols, positive=True, price=True)
     return pd.DataFrame({"symbol": symbols.to_numpy(dtype=object), "price": price}).sort_values(
         "symbol", kind="stable").reset_index(drop=True)

@@ -46,7 +46,8 @@ class NoSlippage:
 class FixedBpsSlippage:
     """Fill ``bps`` basis points against the order: BUY at ``price × (1 + bps/1e4)``, SELL at ``× (1 − bps/1e4)``.
 
-    Prices are rounded to 6 decimals so that 100 × 1.0005 is 100.05, not 100.05000000000001.
+    Prices are rounded to 6 decimals so that 100 × 1.0005 is 100.05, not 100.05000000000001; a price that would
+    round to 0 (below 5e-7) is kept unrounded, so a fill price is always > 0. ``0 <= bps < 10000``.
     """
 
     bps: float = 0.0
@@ -57,7 +58,10 @@ class FixedBpsSlippage:
 
     def fill_prices(self, side: np.ndarray, price: np.ndarray) -> np.ndarray:
         sign = np.where(np.asarray(side) == "BUY", 1.0, -1.0)
-        return np.round(np.asarray(price, dtype="float64") * (1.0 + sign * self.bps / 1e4), 6)
+        raw = np.asarray(price, dtype="float64") * (1.0 + sign * self.bps / 1e4)
+        with np.errstate(over="ignore", invalid="ignore"):  # beyond ~1e302 rounding overflows: keep those as they are
+            rounded = np.round(raw, 6)
+        return np.where((rounded > 0) & np.isfinite(rounded), rounded, raw)
 
 
 #: Slippage models by name: the built-ins and the ``tradeloop.slippage`` entry points (loaded and checked on use).

@@ -53,7 +53,16 @@ from ..core.engine import NEW, REJECTED, STATUS_NAMES, close_out, execute_step
 from ..core.risk import post_trade, risk_checks, sector_limits
 from ..core.sizing import limit_prices, size_orders
 from ..core.tolerance import exceeds
-from ..core.validate import MAX_QTY, SYMBOL_PATTERN, check_columns, check_model_version, check_simulation_id, numeric_column
+from ..core.validate import (
+    MAX_PRICE,
+    MAX_QTY,
+    MIN_PRICE,
+    SYMBOL_PATTERN,
+    check_columns,
+    check_model_version,
+    check_simulation_id,
+    numeric_column,
+)
 from ..errors import ValidationError
 from ..venue.liquidity import NoLiquidityLimit
 from .params import RunParams
@@ -183,7 +192,7 @@ def _is_dense(date_codes: np.ndarray, pos: np.ndarray, n_dates: int, width: int)
 
 
 def _numeric(df: pd.DataFrame, column: str, what: str, rows, *, allow_missing=False, positive=False,
-             nonnegative=False, integer=False) -> np.ndarray:
+             nonnegative=False, integer=False, price=False) -> np.ndarray:
     """:func:`tradeloop.core.validate.numeric_column` with a one-pass fast path for clean numeric columns (the common
     case at ten million rows); anything doubtful goes through the full check for its message."""
     raw = df[column]
@@ -195,10 +204,11 @@ def _numeric(df: pd.DataFrame, column: str, what: str, rows, *, allow_missing=Fa
     elif raw.dtype.kind == "f" and not integer:
         values = raw.to_numpy(dtype=np.float64)
         low, high = values.min(initial=np.inf), values.max(initial=-np.inf)
-        if np.isfinite(low) and np.isfinite(high) and (not positive or low > 0) and (not nonnegative or low >= 0):
+        if (np.isfinite(low) and np.isfinite(high) and (not positive or low > 0) and (not nonnegative or low >= 0)
+                and (not price or (low >= MIN_PRICE and high <= MAX_PRICE))):
             return values
     return numeric_column(df, column, what, rows, allow_missing=allow_missing, positive=positive,
-                          nonnegative=nonnegative, integer=integer)
+                          nonnegative=nonnegative, integer=integer, price=price)
 
 
 def _sorted_rows(date_codes: np.ndarray, pos: np.ndarray, width: int, what: str, keys) -> np.ndarray | None:
@@ -322,7 +332,7 @@ def _symbols(weights: pd.DataFrame, prices: pd.DataFrame, positions: pd.DataFram
 def _price_values(prices: pd.DataFrame, pdate: np.ndarray, params: RunParams) -> tuple:
     """Price, lot size and volume per price row (volume only under a liquidity model: None otherwise)."""
     prow = _Rows(prices["symbol"], pdate)
-    pprice = _numeric(prices, "price", "prices", prow, allow_missing=True, positive=True)
+    pprice = _numeric(prices, "price", "prices", prow, allow_missing=True, positive=True, price=True)
     if "lot_size" in prices:
         plot = _numeric(prices, "lot_size", "prices", prow, allow_missing=True, positive=True, integer=True)
         if plot.dtype.kind == "f":
