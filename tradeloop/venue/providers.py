@@ -94,8 +94,9 @@ def prepare_book(run: "TradeRun", snapshot: DecisionSnapshot) -> pd.DataFrame:
     if run.fallback_prices is not None:
         fb = run.fallback_prices.set_index("symbol")["price"]
         use = targets["price"].isna() & targets["symbol"].isin(fb.index)
-        targets.loc[use, "price"] = targets.loc[use, "symbol"].map(fb)
-        targets.loc[use, "price_source"] = "fallback"
+        if use.any():  # an empty str-dtype selection cannot be assigned into the float column (pandas 3)
+            targets.loc[use, "price"] = targets.loc[use, "symbol"].map(fb).to_numpy(dtype="float64")
+            targets.loc[use, "price_source"] = "fallback"
         if positions is not None:
             positions = positions.assign(price=positions["symbol"].map(fb))
     book = build_book(targets, snapshot.portfolio_value, cash_buffer=p.cash_buffer, lot_size=p.lot_size,
