@@ -241,28 +241,10 @@ class LeanExecutionProvider(BaseProvider):
     It builds and risk-checks orders like every provider, then fails in :meth:`execute`, so the run ends
     ``failed`` with a clear error and an audit event, and its orders stay NEW.
 
-    Specification for the later implementation (also data: :data:`LEAN_ORDER_STATUS`, :data:`LEAN_TO_TRADELOOP`,
-    :data:`FIX_ORD_STATUS`, :data:`FIX_TO_TRADELOOP`, :data:`LEAN_ORDER_FIELDS`):
-
-    ==========  ======================  =================================  ====================================
-    tradeloop   Lean ``OrderStatus``    FIX ``OrdStatus`` (39)             note
-    ==========  ======================  =================================  ====================================
-    NEW         New                     A Pending New                      stored, not yet sent
-    SUBMITTED   Submitted               0 New                              acknowledged, nothing filled
-    PARTIAL     PartiallyFilled         1 Partially filled                 one event per fill (LastQty/LastPx)
-    FILLED      Filled                  2 Filled                           CumQty == OrderQty
-    CANCELED    Canceled                4 Canceled, 3 Done for day,        end of day: ``unfilled_at_close``
-                                        C Expired
-    REJECTED    Invalid                 8 Rejected                         Text (58) -> ``reject_reason``
-    ==========  ======================  =================================  ====================================
-
-    Lean ``CancelPending`` / ``UpdateSubmitted`` and FIX 6 Pending Cancel / E Pending Replace are transient:
-    the order keeps its tradeloop status until the venue confirms. Orders go out with ``client_order_id`` as the
-    Lean order tag / FIX ClOrdID (11), so a resent order is recognized instead of duplicated; the signed Lean
-    quantity (or FIX Side 54 + OrderQty 38) comes from ``side`` and ``qty``; MARKET/LIMIT map to
-    ``MarketOrder``/``LimitOrder`` (FIX OrdType 40 = 1/2, Price 44 = ``limit_price``); each Lean ``OrderEvent``
-    with a fill (FIX ExecutionReport with LastQty 32 > 0) becomes one ``trade_fills`` row (``qty``, ``price``,
-    ``commission`` = OrderFee / Commission 12) and one order event. The provider must pass
+    The specification for the later implementation is the Lean/FIX mapping in ``docs/providers.md`` (statuses
+    both ways, fields), written there once; :data:`LEAN_ORDER_STATUS`, :data:`LEAN_TO_TRADELOOP`,
+    :data:`FIX_ORD_STATUS`, :data:`FIX_TO_TRADELOOP` and :data:`LEAN_ORDER_FIELDS` are the same tables as data
+    (``tests/test_docs.py`` fails when they differ). The provider must pass
     :func:`tradeloop.testing.assert_conformance` like the mock does.
     """
 
