@@ -18,6 +18,7 @@ from .errors import (
                      TradeloopError,
                      ValidationError,
 )
+from .resources import copy_notebooks, sample_file
 from .store.db import Store
 from .venue.commission import BpsCommission, NoCommission, PerShareCommission
 from .venue.providers import (
@@ -48,6 +49,7 @@ __all__ = [
     "build_orders", "client_order_ids", "RunParams", "load_params", "RiskLimits", "check_risk", "RunResult",
     "TradeRun", "create_run", "execute_run", "run_result", "run_snapshot", "FixedBpsSlippage", "NoSlippage",
     "DecisionSnapshot", "freeze_snapshot", "load_snapshot_file", "ORDER_TRANSITIONS", "RUN_TRANSITIONS", "Store",
+    "sample_file", "copy_notebooks",
 ]
 
 from .core.engine import FillResult, work_orders  # noqa: E402

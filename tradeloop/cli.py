@@ -21,6 +21,7 @@ from .core.lifecycle import lifecycle_paths, replay_order_events
 from .core.snapshot import load_snapshot_file
 from .core.validate import read_table
 from .errors import RunNotFound, StoreBusy, TradeloopError, ValidationError
+from .resources import copy_notebooks
 from .settings import Settings, default_db_path
 from .store.db import Store
 from .venue.providers import provider_table
@@ -40,7 +41,7 @@ _DISK_FULL = {errno.ENOSPC: "No space left on device", errno.EFBIG: "File too la
 
 
 def data_dir() -> Path:
-    """The bundled sample data: ``$TRADELOOP_DATA`` or the repository's ``data/`` folder."""
+    """The sample data ``tradeloop demo`` reads: ``$TRADELOOP_DATA``, else the data shipped with tradeloop."""
     return Settings.from_env().data_dir
 
 
@@ -239,7 +240,7 @@ def demo(db, as_json):
     settings, db = _settings(db)
     data = settings.data_dir
     if not (data / "sample_snapshot.csv").is_file():
-        raise ValidationError(f"bundled sample data not found in {str(data)!r}; set TRADELOOP_DATA to the data/ folder")
+        raise ValidationError(f"sample data not found in {str(data)!r}; unset TRADELOOP_DATA or point it at a data folder")
     snapshot = load_snapshot_file(data / "sample_snapshot.csv", portfolio_value=1_000_000, model_version="demo-v1")
     params = load_params(data / "params_pass.json")
     positions = read_table(data / "positions.csv", "positions")
@@ -592,7 +593,8 @@ def verify(run_id, all_runs, db, as_json):
               help="Directory for the executed notebooks, <out>/<run_id>.ipynb.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Notebooks executed in parallel (each in its own kernel and scratch database).")
-@click.option("--kernel", default="tradeloop", show_default=True, help="Jupyter kernel name.")
+@click.option("--kernel", default=None,
+              help="Jupyter kernel name (default: tradeloop, installed for this Python on first use).")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 @_db_option
 @_json_option
@@ -733,6 +735,23 @@ def simulate(weights_file, prices_file, portfolio_value, model_version, params_f
     click.echo(f"final      cash {', '.join(f'{c:,.2f}' for c in info['final_cash'])}  value "
                f"{', '.join(f'{v:,.2f}' for v in info['final_value'])}")
     click.echo(f"database   {db}")
+
+
+@cli.command(cls=_Command)
+@click.argument("dest", type=click.Path(path_type=Path))
+@click.option("--force", is_flag=True, help="Overwrite files DEST already has (default: keep them).")
+def notebooks(dest, force):
+    """Copy the notebooks, and the sample data into DEST/data, to open in JupyterLab.
+
+    Example: tradeloop notebooks my-notebooks && jupyter lab my-notebooks
+    """
+    if dest.exists() and not dest.is_dir():
+        raise ValidationError(f"notebooks destination {str(dest)!r} is a file; give a folder")
+    written = copy_notebooks(dest, overwrite=force)
+    for path in written:
+        click.echo(f"wrote     {path}")
+    kept = "" if force else " (existing files kept; --force overwrites them)"
+    click.echo(f"{len(written)} file(s) in {dest}{kept}; open them with: jupyter lab {dest}")
 
 
 def main() -> None:

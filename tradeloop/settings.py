@@ -12,7 +12,7 @@ variable                   meaning (default)
 ``TRADELOOP_LOCK_TIMEOUT`` seconds to wait for another process holding the database file (30)
 ``TRADELOOP_FILL_BATCH``   orders per fill transaction of a run (100000: one transaction)
 ``TRADELOOP_LEASE_SECONDS`` how long a running run's owner may go without a heartbeat before it counts as dead (600)
-``TRADELOOP_DATA``         the bundled sample data folder (the repository's ``data/``)
+``TRADELOOP_DATA``         the sample data folder ``tradeloop demo`` reads (the data shipped with tradeloop)
 ``TRADELOOP_CRASH_AT``     test-only: a crash point of :mod:`tradeloop.workflows.faults` (unset)
 =========================  ==================================================================================
 """
@@ -26,13 +26,14 @@ from pathlib import Path
 
 from .core.validate import check_number, check_whole
 from .errors import ValidationError
+from .resources import data_dir
 from .store.db import DEFAULT_DB, DEFAULT_LOCK_TIMEOUT
 from .workflows.faults import CRASH_ENV, CRASH_POINTS
 from .workflows.run import DEFAULT_FILL_BATCH, DEFAULT_LEASE_SECONDS
 
 __all__ = ["Settings", "default_db_path"]
 
-_DATA = Path(__file__).resolve().parents[1] / "data"
+_DATA = data_dir()
 
 
 def _float(environ: Mapping[str, str], name: str, default: float, *, inclusive: bool) -> float:

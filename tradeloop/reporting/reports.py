@@ -21,6 +21,7 @@ from ..display import facts_html, preview_html, short_repr
 from ..core.snapshot import load_snapshot_file
 from ..core.validate import read_table
 from ..errors import ValidationError
+from ..resources import shipped_path
 from ..settings import Settings, default_db_path
 from ..store.db import Store
 from ..venue.providers import prepare_book
@@ -36,7 +37,7 @@ from ..workflows.verify import audit_check
 
 __all__ = [
     "RunReport", "run_from_files", "load_report", "audit_check", "audit_line", "batch_table", "summary_text",
-    "parse_summary", "resolve_input", "project_root", "SUMMARY_TITLE",
+    "parse_summary", "resolve_input", "SUMMARY_TITLE",
 ]
 
 #: First line of the summary cell's output; :func:`parse_summary` finds the summary by it.
@@ -46,21 +47,16 @@ _ORDER_VIEW = ["symbol", "side", "qty", "order_type", "price", "price_source", "
                "current_qty", "target_qty", "status", "filled_qty", "avg_fill_price", "reject_reason"]
 
 
-def project_root() -> Path:
-    """The repository this tradeloop was installed from (holds ``data/`` and ``notebooks/``)."""
-    return Path(__file__).resolve().parents[2]
-
-
 def resolve_input(path: str | Path | None) -> Path | None:
-    """An input path as given if it exists (absolute or relative to the working directory), else relative to
-    the repository root, so the notebooks' defaults (``data/sample_snapshot.csv``) work from any directory."""
+    """An input path as given if it exists (absolute or relative to the working directory), else the shipped file
+    it names, so the notebooks' defaults (``data/sample_snapshot.csv``) work from any directory."""
     if path is None or str(path) == "":
         return None
     p = Path(path).expanduser()
     if p.is_absolute() or p.exists():
         return p
-    candidate = project_root() / p
-    return candidate if candidate.exists() else p
+    candidate = shipped_path(p)
+    return candidate if candidate is not None and candidate.exists() else p
 
 
 @dataclass(frozen=True, eq=False)

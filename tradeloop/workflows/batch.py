@@ -31,7 +31,8 @@ from ..core.snapshot import load_snapshot_file
 from ..core.validate import read_table
 from ..errors import RunNotFound, TradeloopError, ValidationError
 from ..display import facts_html, preview_html, short_repr
-from ..reporting.reports import SUMMARY_TITLE, parse_summary, project_root, resolve_input, summary_text
+from ..reporting.reports import SUMMARY_TITLE, parse_summary, resolve_input, summary_text
+from ..resources import notebook_file
 from ..store.artifacts import (
     SUMMARY_TAG,
     ArtifactRecord,
@@ -47,6 +48,7 @@ from ..store.artifacts import (
 from ..settings import default_db_path
 from ..store.db import Store
 from ..store.merge import merge_database, seed_database
+from .kernels import DEFAULT_KERNEL, kernel_manager_class, resolve_kernel
 from .params import load_params
 from .run import create_run, run_result
 
@@ -55,9 +57,7 @@ __all__ = [
     "verify_artifact", "notebook_summary", "DEFAULT_KERNEL", "TRADE_NOTEBOOK", "SNAPSHOT_SUFFIXES",
 ]
 
-#: The kernel ``README`` set-up installs (``python -m ipykernel install --sys-prefix --name tradeloop``).
-DEFAULT_KERNEL = "tradeloop"
-TRADE_NOTEBOOK = project_root() / "notebooks" / "trade_run.ipynb"
+TRADE_NOTEBOOK = notebook_file("trade_run.ipynb")
 SNAPSHOT_SUFFIXES = (".csv", ".parquet", ".pq")
 _EXIT = {"done": 0, "failed": 1, "blocked": 3}
 
@@ -99,7 +99,8 @@ def execute_notebook(notebook: str | Path, output: str | Path, parameters: dict,
 
     try:
         pm.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name=kernel,
-                            progress_bar=False, log_output=False, execution_timeout=timeout)
+                            progress_bar=False, log_output=False, execution_timeout=timeout,
+                            kernel_manager_class=kernel_manager_class())
     except pm.PapermillExecutionError as e:
         return "failed", f"{e.ename}: {e.evalue}"
     except Exception as e:  # kernel died, timeout, unreadable notebook: still one recorded error
@@ -117,6 +118,7 @@ class BatchResult:
     workers: int
     records: tuple[ArtifactRecord, ...]
     duplicates: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    kernel: str = ""
 
     @property
     def counts(self) -> dict[str, int]:
@@ -138,6 +140,7 @@ class BatchResult:
         counts = " · ".join(f"{k} {v}" for k, v in self.counts.items()) or "none"
         lines = [f"batch     {self.batch_id}: {len(self.records)} run(s), {self.workers} worker(s)",
                  f"status    {counts}",
+                 f"kernel    {self.kernel}",
                  f"artifacts {self.out} ({sum(Path(r.notebook_path).is_file() for r in self.records)} notebooks)",
                  f"database  {self.db}"]
         for r in self.records:
@@ -164,7 +167,7 @@ class BatchResult:
     def to_dict(self) -> dict:
         return {"batch_id": self.batch_id, "db": str(self.db), "out": str(self.out), "workers": self.workers,
                 "counts": self.counts, "exit_code": self.exit_code, "runs": [r.to_dict() for r in self.records],
-                "duplicates": [list(d) for d in self.duplicates]}
+                "duplicates": [list(d) for d in self.duplicates], "kernel": self.kernel}
 
 
 @dataclass
@@ -221,7 +224,7 @@ def run_batch(
     out: str | Path = "artifacts",
     workers: int = 1,
     db: str | Path | None = None,
-    kernel: str = DEFAULT_KERNEL,
+    kernel: str | None = None,
     progress: bool = True,
     timeout: float | None = None,
 ) -> BatchResult:
@@ -241,8 +244,9 @@ def run_batch(
         Notebooks executed at the same time (each in its own kernel and scratch database).
     db : path, optional
         The target database (default ``$TRADELOOP_DB``, else ``./tradeloop.duckdb``); held open by the batch.
-    kernel : str
-        Jupyter kernel name (``tradeloop`` unless you installed another).
+    kernel : str, optional
+        Jupyter kernel name; None: ``tradeloop``, installed for this Python on first use (the summary says which
+        kernel ran).
     progress : bool
         Show a progress bar on stderr.
     timeout : float, optional
@@ -258,7 +262,7 @@ def run_batch(
     notebook = Path(notebook) if notebook else TRADE_NOTEBOOK
     if not notebook.is_file():
         raise ValidationError(f"notebook {str(notebook)!r} does not exist")
-    check_kernel(kernel)
+    kernel, kernel_note = resolve_kernel(kernel)
     files = ([Path(f) for f in snapshots] if isinstance(snapshots, (list, tuple)) else find_snapshots(snapshots))
     db = Path(db) if db else default_db_path()
     out = Path(out)
@@ -274,7 +278,8 @@ def run_batch(
     records = _execute_all(tasks, db, notebook, batch_id, workers=int(workers), kernel=kernel, timeout=timeout,
                            progress=progress)
     return BatchResult(batch_id=batch_id, db=db, out=out, workers=int(workers),
-                       records=tuple(records[t.run_id] for t in tasks), duplicates=tuple(duplicates))
+                       records=tuple(records[t.run_id] for t in tasks), duplicates=tuple(duplicates),
+                       kernel=f"{kernel} ({kernel_note})")
 
 
 def _plan_all(files, common: dict, out: Path) -> tuple[list[_Task], list[tuple[str, str]]]:
