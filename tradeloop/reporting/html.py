@@ -13,11 +13,11 @@ from pathlib import Path
 import nbformat
 
 from ..errors import TradeloopError, ValidationError
-from .reports import project_root
+from ..resources import notebook_file
 
 __all__ = ["REVIEW_NOTEBOOK", "execute_review", "write_report", "self_contained"]
 
-REVIEW_NOTEBOOK = project_root() / "notebooks" / "review_run.ipynb"
+REVIEW_NOTEBOOK = notebook_file("review_run.ipynb")
 # Scripts the export template loads from a CDN (require.js, MathJax, mermaid): a review has no widgets, maths or
 # diagrams, and a self-contained page must not reach the network.
 _REMOTE_SCRIPT = re.compile(r"<script\b[^>]*>(?:(?!</script>).)*?https?://(?:(?!</script>).)*</script>\s*|"
@@ -33,10 +33,13 @@ def execute_review(db: str | Path, run_id: str, *, kernel: str = "tradeloop", ti
     """The review notebook executed with papermill for ``run_id`` in ``db``; returns the executed notebook."""
     import papermill as pm
 
+    from ..workflows.kernels import kernel_manager_class
+
     with tempfile.TemporaryDirectory(prefix="tradeloop-report-") as tmp:
         out = Path(tmp) / "review.ipynb"
         try:
             pm.execute_notebook(str(REVIEW_NOTEBOOK), str(out), kernel_name=kernel, progress_bar=False,
+                                kernel_manager_class=kernel_manager_class(),
                                 parameters={"db_path": str(Path(db).resolve()), "run_id": run_id},
                                 cwd=str(REVIEW_NOTEBOOK.parent), log_output=False, execution_timeout=timeout)
         except pm.PapermillExecutionError as e:

@@ -17,10 +17,11 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import ValidationError
+from ..resources import data_dir
 from ..settings import Settings
 from ..store.db import Store
 from . import tables
-from .reports import RunReport, load_report, project_root, resolve_input, run_from_files
+from .reports import RunReport, load_report, resolve_input, run_from_files
 from .verdict import Verdict, run_verdict
 
 __all__ = ["Review", "review", "trade_run", "lifecycle_check", "check_trade_params", "setup", "DEMO_INPUTS", "FILE_PARAMS"]
@@ -58,7 +59,7 @@ def _path_param(name: str, value) -> Path | None:
     path = resolve_input(value)
     if not path.is_file():
         raise ValidationError(f"{name} {str(value)!r} is not a file (looked in {str(Path.cwd())!r} and "
-                              f"{str(project_root())!r})")
+                              f"{str(data_dir())!r})")
     return path
 
 
