@@ -21,12 +21,16 @@ from ..errors import ValidationError
 __all__ = [
     "read_table", "validate_symbols", "validate_positions", "validate_prices", "numeric_column", "check_columns",
     "check_number", "check_whole", "check_model_version", "check_run_id", "check_simulation_id", "MAX_TABLE_BYTES",
-    "SYMBOL_PATTERN", "RUN_ID_PATTERN", "MAX_MODEL_VERSION", "MAX_TABLE_ROWS", "MAX_QTY", "MIN_PRICE", "MAX_PRICE", "check_quantities",
+    "SYMBOL_PATTERN", "SYMBOL_RULE", "RUN_ID_PATTERN", "MAX_MODEL_VERSION", "MAX_TABLE_ROWS", "MAX_QTY", "MIN_PRICE",
+    "MAX_PRICE", "check_quantities",
 ]
 
-#: A symbol is 1-32 characters of letters, digits and ``. _ - / :``, starting with a letter or digit. Quotes,
-#: semicolons, spaces and newlines are refused: a symbol ends up in ids, file names and printed reports.
-SYMBOL_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:\-]{0,31}$")
+#: A symbol is 1-32 characters of letters, digits and ``. _ -``, starting with a letter or digit. It starts every
+#: client order id (``{symbol}-B-…``), which is promised safe in file names and shells, so ``/`` (a path
+#: separator), ``:``, quotes, semicolons, spaces and newlines are refused: write ``BRK/B`` as ``BRK.B``.
+SYMBOL_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,31}$")
+#: How :data:`SYMBOL_PATTERN` is described in error messages.
+SYMBOL_RULE = "1-32 letters, digits and . _ - (starting with a letter or digit; no / : spaces, quotes or semicolons)"
 #: A run id is 1-64 letters, digits, ``.``, ``_`` or ``-``, starting with a letter or digit (it names files too).
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 #: Longest model version (it is part of every client_order_id hash and printed in reports).
@@ -109,7 +113,7 @@ def check_run_id(run_id) -> str:
 def check_simulation_id(simulation_id) -> str:
     """A simulation id: a symbol-like name (:data:`SYMBOL_PATTERN`), since it prefixes every run id it makes."""
     if not isinstance(simulation_id, str) or not SYMBOL_PATTERN.fullmatch(simulation_id):
-        raise ValidationError(f"simulation_id {simulation_id!r} is not allowed; use 1-32 letters, digits, . _ - / :")
+        raise ValidationError(f"simulation_id {simulation_id!r} is not allowed; use {SYMBOL_RULE}")
     return simulation_id
 
 
@@ -191,8 +195,7 @@ def validate_symbols(symbols: pd.Series, what: str, *, keys: pd.DataFrame | None
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         raise ValidationError(
-            f"{what}: symbol {out.iloc[row]!r} in row {row + 1} is not allowed; symbols are 1-32 characters of "
-            "letters, digits and . _ - / : (no spaces, quotes, semicolons or newlines)"
+            f"{what}: symbol {out.iloc[row]!r} in row {row + 1} is not allowed; symbols are {SYMBOL_RULE}"
         )
     frame = pd.DataFrame({"symbol": out.to_numpy()}) if keys is None else keys.reset_index(drop=True).assign(
         symbol=out.to_numpy()

@@ -58,6 +58,7 @@ from ..core.validate import (
     MAX_QTY,
     MIN_PRICE,
     SYMBOL_PATTERN,
+    SYMBOL_RULE,
     check_columns,
     check_model_version,
     check_simulation_id,
@@ -167,8 +168,7 @@ def _check_names(names, what: str, name: str) -> None:
     for s in names:
         if not SYMBOL_PATTERN.fullmatch(s):
             raise ValidationError(
-                f"{what}: {name} {s!r} is not allowed; use 1-32 letters, digits and . _ - / : (no spaces, quotes, "
-                "semicolons or newlines)"
+                f"{what}: {name} {s!r} is not allowed; use {SYMBOL_RULE}"
             )
 
 
