@@ -624,34 +624,40 @@ def batch(snapshots, params_file, portfolio_value, model_version, positions_file
 
 @cli.command("verify-artifact", cls=_Command)
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--rerun", is_flag=True, help="Also re-execute the notebook against the database and compare outputs.")
+@click.option("--rerun", is_flag=True,
+              help="Also re-execute the recorded source notebook with the recorded parameters on a copy of the "
+                   "database and compare outputs (the database itself is not written).")
 @click.option("--kernel", default=None, help="Kernel for --rerun (default: the artifact's).")
 @_db_option
 @_json_option
 def verify_artifact_cmd(path, rerun, kernel, db, as_json):
-    """Check a saved notebook artifact against the database; exit 0 only when everything agrees.
+    """Check a saved notebook artifact against its run; exit 0 only when everything agrees.
 
-    Checks: valid nbformat, every cell completed under papermill, no error outputs, the file's sha256 equals the
-    one in run_artifacts, and the summary cell agrees with the run in the database. --rerun re-executes the
-    notebook (to a temporary file) and requires the same checked outputs and no new orders or fills.
-    --db defaults to the database the artifact ran against.
+    Checks: valid nbformat, every cell completed under papermill, no error outputs, the file is named after its
+    run, its sha256 equals the one in run_artifacts, the row agrees with the artifact's event in the audit hash
+    chain, the chain is intact, and the summary cell agrees with the run in the database. --rerun re-executes the
+    recorded source notebook (refused when it changed since) with the recorded parameters against a copy of the
+    database and requires the same checked outputs and no new orders or fills; the artifact's own cells never run.
+    --db defaults to $TRADELOOP_DB or ./tradeloop.duckdb, never to the path written inside the artifact.
 
     Example: tradeloop verify-artifact artifacts/run-0123456789abcdef.ipynb --db research.duckdb --rerun
     """
     from .workflows.batch import verify_artifact
 
+    _, db = _settings(db)
     problems = verify_artifact(path, db=db, rerun=rerun, kernel=kernel)
     if as_json:
-        click.echo(_dumps({"path": str(path), "ok": not problems, "rerun": bool(rerun), "problems": problems},
+        click.echo(_dumps({"path": str(path), "db": str(db), "ok": not problems, "rerun": bool(rerun),
+                           "problems": problems},
                               sort_keys=True))
         sys.exit(1 if problems else 0)
     if problems:
-        click.echo(f"{path}: {len(problems)} difference(s)")
+        click.echo(f"{path}: {len(problems)} difference(s) against {db}")
         for p in problems:
             click.echo(f"  - {p}")
         sys.exit(1)
-    click.echo(f"{path}: OK (valid notebook, all cells completed, sha256 recorded, summary matches the database"
-               f"{', re-run identical' if rerun else ''})")
+    click.echo(f"{path}: OK against {db} (valid notebook, all cells completed, sha256 recorded and bound in the "
+               f"audit chain, summary matches the database{', re-run identical' if rerun else ''})")
 # --- review report (HTML / executed notebook)
 @cli.command(cls=_Command)
 @click.argument("run_id", required=False)

@@ -121,9 +121,15 @@ def test_batch_four_workers_records_every_run(batch):
         arts = s.con.execute("SELECT * FROM run_artifacts ORDER BY run_id").df()
         assert s.con.execute("SELECT count(*) - count(DISTINCT client_order_id) FROM trade_orders").fetchone()[0] == 0
         per_run = s.con.execute("SELECT run_id, count(*) AS n FROM trade_orders GROUP BY run_id").df()
-        events = s.con.execute("SELECT run_id, count(*) AS n FROM audit_events GROUP BY run_id").df()
+        events = s.con.execute("SELECT run_id, count(*) AS n FROM audit_events WHERE run_id IS NOT NULL "
+                               "GROUP BY run_id").df()
+        bound = s.con.execute("SELECT json_extract_string(payload, '$.run_id') AS run_id, "
+                              "json_extract_string(payload, '$.sha256') AS sha256 FROM audit_events "
+                              "WHERE event_type = 'run_artifact.recorded' AND run_id IS NULL").df()
     assert len(per_run) == N_VALID and (per_run["n"] > 0).all()
     assert (events["n"] == 1).all() and len(events) == N_VALID
+    # every artifact (the failed notebook's too) is bound in the chain by its sha256
+    assert bound.set_index("run_id")["sha256"].to_dict() == arts.set_index("run_id")["sha256"].to_dict()
     for row in arts.itertuples():
         path = out.resolve() / f"{row.run_id}.ipynb"
         assert row.notebook_path == str(path) and path.is_file()
@@ -169,7 +175,7 @@ def test_batch_overview_and_review_read_the_batch(batch):
 def test_verify_artifact_accepts_the_batch_artifacts(batch):
     runs = batch["result"]["runs"]
     for r in runs:
-        problems = tl.verify_artifact(r["notebook_path"])  # --db defaults to the database the artifact ran with
+        problems = tl.verify_artifact(r["notebook_path"], db=batch["db"])
         if r["papermill_status"] == "completed":
             assert problems == []
         else:
@@ -177,9 +183,9 @@ def test_verify_artifact_accepts_the_batch_artifacts(batch):
             assert any("never ran" in p for p in problems)
     good = next(r for r in runs if r["papermill_status"] == "completed")
     bad = next(r for r in runs if r["papermill_status"] == "failed")
-    proc = run_cli("verify-artifact", good["notebook_path"])
-    assert proc.returncode == 0 and ": OK" in proc.stdout
-    proc = run_cli("verify-artifact", bad["notebook_path"])
+    proc = run_cli("verify-artifact", good["notebook_path"], "--db", batch["db"])
+    assert proc.returncode == 0 and f": OK against {batch['db']}" in proc.stdout
+    proc = run_cli("verify-artifact", bad["notebook_path"], "--db", batch["db"])
     assert proc.returncode == 1 and "error output: ValidationError" in proc.stdout
 
 
@@ -190,7 +196,7 @@ def test_verify_artifact_accepts_the_batch_artifacts(batch):
 ])
 def test_verify_artifact_catches_tampering(batch, tmp_path, tamper, expected):
     run = next(r for r in batch["result"]["runs"] if r["papermill_status"] == "completed")
-    copy = tmp_path / "tampered.ipynb"
+    copy = tmp_path / Path(run["notebook_path"]).name  # same name: the edit, not the name, is what is caught
     original = open(run["notebook_path"], encoding="utf-8").read()
     changed = tamper(original)
     assert changed != original
@@ -224,6 +230,53 @@ def test_batch_bad_input(tmp_path):
     assert not (tmp_path / "x.duckdb").exists()  # nothing was written
 
 
+def _not_a_notebook(tmp_path):
+    path = tmp_path / "nb.ipynb"
+    path.write_text("print('hello')\n")
+    return ["--notebook", path]
+
+
+def _no_parameters_cell(tmp_path):
+    path = tmp_path / "plain.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(1)")]), path)
+    return ["--notebook", path]
+
+
+def _params_not_json(tmp_path):
+    path = tmp_path / "params.json"
+    path.write_text("{not json")
+    return ["--params", path]
+
+
+@pytest.mark.parametrize("make_args, message", [
+    (lambda tmp: ["--portfolio-value", "-5"], "portfolio_value is -5.0; it must be > 0"),
+    (lambda tmp: ["--portfolio-value", "nan"], "portfolio_value is nan; it must be a finite number"),
+    (lambda tmp: ["--model-version", ""], "model_version"),
+    (_params_not_json, "is not valid JSON"),
+    (lambda tmp: ["--positions", tmp / "missing.csv"], "positions file"),
+    (lambda tmp: ["--provider", "no-such-venue"], "no-such-venue"),
+    (_not_a_notebook, "is not a Jupyter notebook"),
+    (_no_parameters_cell, "has no cell tagged 'parameters'"),
+], ids=["negative value", "nan value", "empty model version", "params not JSON", "missing positions",
+        "unknown provider", "not a notebook", "no parameters cell"])
+def test_batch_refuses_bad_shared_inputs_before_any_kernel(tmp_path, make_args, message):
+    """Inputs every snapshot shares are checked once, up front: exit 2, one line, no database, no artifact."""
+    snaps = tmp_path / "snaps"
+    snaps.mkdir()
+    for name in ("a.csv", "b.csv"):
+        shutil.copy(DATA / "sample_snapshot.csv", snaps / name)
+    args = {"--portfolio-value": "1000000", "--model-version": "m1"}
+    extra = make_args(tmp_path)
+    for key, value in zip(extra[::2], extra[1::2]):
+        args[key] = value
+    flat = [x for kv in args.items() for x in kv]
+    db, out = tmp_path / "x.duckdb", tmp_path / "out"
+    proc = run_cli("batch", "--snapshots", snaps, *flat, "--db", db, "--out", out, "--kernel", "no-such-kernel-xyz")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.startswith("error: ") and message in proc.stderr and len(proc.stderr.splitlines()) == 1
+    assert proc.stdout == "" and not db.exists() and not out.exists()
+
+
 @pytest.mark.parametrize("command", ["batch", "verify-artifact"])
 def test_commands_have_help_with_example(command):
     proc = run_cli(command, "--help")
@@ -233,13 +286,14 @@ def test_commands_have_help_with_example(command):
 def test_verify_artifact_rerun_is_idempotent(batch):
     run = next(r for r in batch["result"]["runs"] if r["papermill_status"] == "completed")
     before, _ = _counts(batch["db"])
-    proc = run_cli("verify-artifact", run["notebook_path"], "--rerun", "--kernel", KERNEL, timeout=300)
+    proc = run_cli("verify-artifact", run["notebook_path"], "--db", batch["db"], "--rerun", "--kernel", KERNEL,
+                   timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "re-run identical" in proc.stdout
     after, chain = _counts(batch["db"])
     assert chain == []
     assert after["trade_orders"] == before["trade_orders"] and after["trade_fills"] == before["trade_fills"]
-    assert after["audit_events"] == before["audit_events"] + 1  # the re-run was audited, nothing duplicated
+    assert after == before  # the re-run executed against a copy: nothing written to the database it verifies
 
 
 def test_rerunning_the_batch_is_idempotent(batch):
@@ -255,11 +309,12 @@ def test_rerunning_the_batch_is_idempotent(batch):
     assert chain == []
     unchanged = {k: v for k, v in before.items() if k != "audit_events"}
     assert {k: after[k] for k in unchanged} == unchanged
-    assert after["audit_events"] == before["audit_events"] + N_VALID  # each run re-checked and audited once
+    # each run re-checked and audited once, and each replaced artifact (the failed one's too) bound again
+    assert after["audit_events"] == before["audit_events"] + N_VALID + (N_VALID + 1)
     assert result.exit_code == 1
     for r in result.records:
         if r.papermill_status == "completed":
-            assert tl.verify_artifact(r.notebook_path) == []  # the replaced artifacts and their rows agree
+            assert tl.verify_artifact(r.notebook_path, db=batch["db"]) == []  # the replaced artifacts agree
 
 
 def test_artifacts_module_only_records_reads_and_hashes():

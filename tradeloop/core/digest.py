@@ -44,8 +44,10 @@ def canonical_json(payload) -> str:
     return json.dumps(_plain(payload), sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 
-def event_hash(prev_hash: str, seq: int, event_id: str, run_id: str, event_type: str, payload_json: str) -> str:
-    text = "|".join((prev_hash, str(int(seq)), event_id, run_id or "", event_type, payload_json))
+def event_hash(prev_hash: str, seq: int, event_id: str, run_id: str | None, event_type: str, payload_json: str) -> str:
+    # An event of no run has run_id NULL, which a DataFrame read back holds as NaN: both hash as "".
+    text = "|".join((prev_hash, str(int(seq)), event_id, run_id if isinstance(run_id, str) else "", event_type,
+                     payload_json))
     return hashlib.sha256(text.encode()).hexdigest()
 
 

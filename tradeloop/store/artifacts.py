@@ -1,24 +1,38 @@
 """Executed-notebook artifacts: the ``run_artifacts`` table, and reading and hashing the saved notebooks.
 
 An artifact is the notebook papermill executed for one run, saved as ``<out>/<run_id>.ipynb``; its row in
-``run_artifacts`` holds the file's sha256, the parameters it ran with and papermill's status. This module only
-records, reads and hashes; checking an artifact against its run (and re-executing it) is
-:func:`tradeloop.workflows.batch.verify_artifact`, on the papermill side.
+``run_artifacts`` holds the file's sha256, the parameters it ran with and papermill's status. The row alone can be
+edited, so recording an artifact also appends an :data:`ARTIFACT_EVENT` to the audit hash chain (through the one
+chain writer, :func:`tradeloop.store.audit.append_audit`, in the same transaction) carrying the file's name and
+sha256, the run id, a digest of the parameters and the sha256 of the source notebook; :func:`binding_problems` checks
+a row against it. The event's ``run_id`` column is NULL (the run id is in the payload), so a run's own events,
+``show`` and the replay in ``verify`` are unchanged, and a notebook that failed before creating a run binds too.
+
+Artifact files are written by :func:`write_artifact`: a temporary file in the same directory, then ``os.replace``,
+so a reader never sees half a notebook and a symlink planted at the artifact's name is replaced, never followed.
+
+This module only records, reads, writes and hashes; checking an artifact against its run (and re-executing its
+source) is :func:`tradeloop.workflows.batch.verify_artifact`, on the papermill side.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..core.digest import canonical_json
 from ..errors import ValidationError
+from .audit import append_audit
 from .db import Store, utcnow
 
 __all__ = [
     "ArtifactRecord", "record_artifact", "artifacts", "recorded_sha256", "run_row_counts", "sha256_file",
     "read_artifact", "summary_output", "checked_outputs", "notebook_problems", "SUMMARY_TAG", "ARTIFACT_COLUMNS",
+    "ARTIFACT_EVENT", "write_artifact", "artifact_row", "artifact_event", "binding_problems", "parameters_digest",
 ]
 
 #: Cell tag of the notebooks' summary cell.
@@ -28,6 +42,8 @@ ARTIFACT_COLUMNS = ("run_id", "notebook_path", "source_notebook", "sha256", "par
                     "error", "batch_id", "snapshot_file", "created_at")
 _CHECK_MARK = "NBVAL_CHECK_OUTPUT"
 _CHECK_TAG = "nbval-check-output"  # nbval's cell tag for the same thing
+#: Audit event type binding an artifact file to its run (see the module docstring).
+ARTIFACT_EVENT = "run_artifact.recorded"
 
 
 @dataclass(frozen=True)
@@ -48,12 +64,13 @@ class ArtifactRecord:
     parameters: dict = field(default_factory=dict)
     batch_id: str | None = None
     source_notebook: str | None = None
+    source_sha256: str | None = None
 
     def to_dict(self) -> dict:
         return {"run_id": self.run_id, "snapshot_file": self.snapshot_file, "notebook_path": self.notebook_path,
                 "sha256": self.sha256, "papermill_status": self.papermill_status, "status": self.status,
                 "error": self.error, "batch_id": self.batch_id, "source_notebook": self.source_notebook,
-                "parameters": self.parameters}
+                "source_sha256": self.source_sha256, "parameters": self.parameters}
 
 
 def sha256_file(path: str | Path) -> str:
@@ -64,8 +81,41 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def parameters_digest(parameters: dict) -> str:
+    """sha256 of the parameters' canonical JSON (what the audit event records of them)."""
+    return hashlib.sha256(canonical_json(parameters).encode()).hexdigest()
+
+
+def write_artifact(data: bytes, target: str | Path) -> str:
+    """Write ``data`` to ``target`` atomically and return its sha256.
+
+    A new temporary file in ``target``'s directory (created exclusively, so nothing planted there is opened) is
+    written and synced, then renamed over ``target``: a symlink at ``target`` is replaced, its target untouched.
+    """
+    target = Path(target)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return hashlib.sha256(data).hexdigest()
+
+
+def _event_payload(record: ArtifactRecord) -> dict:
+    return {"run_id": record.run_id, "notebook": Path(record.notebook_path).name if record.notebook_path else "",
+            "sha256": record.sha256, "source_notebook": record.source_notebook,
+            "source_sha256": record.source_sha256, "parameters_sha256": parameters_digest(record.parameters),
+            "papermill_status": record.papermill_status, "batch_id": record.batch_id}
+
+
 def record_artifact(store: Store, record: ArtifactRecord) -> None:
-    """Insert or replace the artifact row of ``record.run_id`` (one current artifact per run)."""
+    """Insert or replace the artifact row of ``record.run_id`` (one current artifact per run) and bind it in the
+    audit chain with an :data:`ARTIFACT_EVENT`, in one transaction."""
     with store.transaction():
         store.con.execute(
             f"INSERT INTO run_artifacts ({', '.join(ARTIFACT_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
@@ -78,6 +128,40 @@ def record_artifact(store: Store, record: ArtifactRecord) -> None:
              record.error if record.papermill_status != "completed" else None, record.batch_id,
              record.snapshot_file, utcnow()],
         )
+        append_audit(store.con, None, ARTIFACT_EVENT, _event_payload(record))
+
+
+def artifact_row(store: Store, run_id: str) -> dict | None:
+    """The ``run_artifacts`` row of a run (``parameters`` parsed), or None."""
+    cur = store.con.execute(f"SELECT {', '.join(ARTIFACT_COLUMNS)} FROM run_artifacts WHERE run_id = ?", [run_id])
+    row = cur.fetchone()
+    if row is None:
+        return None
+    out = dict(zip(ARTIFACT_COLUMNS, row))
+    out["parameters"] = json.loads(out["parameters"])
+    return out
+
+
+def artifact_event(store: Store, run_id: str) -> dict | None:
+    """The payload of the latest :data:`ARTIFACT_EVENT` of a run in the chain, or None."""
+    row = store.con.execute(
+        "SELECT payload FROM audit_events WHERE event_type = ? AND run_id IS NULL "
+        "AND json_extract_string(payload, '$.run_id') = ? ORDER BY seq DESC LIMIT 1", [ARTIFACT_EVENT, run_id]
+    ).fetchone()
+    return None if row is None else json.loads(row[0])
+
+
+def binding_problems(row: dict, event: dict | None) -> list[str]:
+    """Where a ``run_artifacts`` row (see :func:`artifact_row`) disagrees with its run's latest artifact event."""
+    run_id = row["run_id"]
+    if event is None:
+        return [f"run {run_id}: no {ARTIFACT_EVENT} event in the audit chain binds its artifact "
+                "(recorded before artifacts were bound, or the row was inserted by hand; re-run the batch)"]
+    recorded = {"sha256": row["sha256"], "notebook": Path(row["notebook_path"]).name if row["notebook_path"] else "",
+                "source_notebook": row["source_notebook"], "parameters_sha256": parameters_digest(row["parameters"]),
+                "papermill_status": row["papermill_status"]}
+    return [f"run {run_id}: run_artifacts {key} is {str(value)[:80]!r}, the audit chain recorded "
+            f"{str(event.get(key))[:80]!r}" for key, value in recorded.items() if event.get(key) != value]
 
 
 def artifacts(store: Store, batch_id: str | None = None):

@@ -19,6 +19,8 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
+import os
+import shutil
 import tempfile
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -27,8 +29,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..core.digest import verify_chain
 from ..core.snapshot import load_snapshot_file
-from ..core.validate import read_table
+from ..core.validate import check_model_version, check_number, read_table
 from ..errors import RunNotFound, TradeloopError, ValidationError
 from ..display import facts_html, preview_html, short_repr
 from ..reporting.reports import SUMMARY_TITLE, parse_summary, resolve_input, summary_text
@@ -39,16 +42,20 @@ from ..store.artifacts import (
     checked_outputs,
     notebook_problems,
     read_artifact,
+    artifact_event,
+    artifact_row,
+    binding_problems,
     record_artifact,
-    recorded_sha256,
     run_row_counts,
     sha256_file,
     summary_output,
+    write_artifact,
 )
 from ..settings import default_db_path
 from ..store.db import Store
 from ..store.merge import merge_database, seed_database
 from .kernels import DEFAULT_KERNEL, kernel_manager_class, resolve_kernel
+from ..venue.providers import get_provider
 from .params import load_params
 from .run import create_run, run_result
 
@@ -178,6 +185,7 @@ class _Task:
     parameters: dict
     output: Path
     work_db: Path | None = None
+    draft: Path | None = None
     papermill_status: str = "pending"
     error: str | None = None
 
@@ -185,6 +193,9 @@ class _Task:
 def _plan(snapshot_file: Path, parameters: dict, out: Path) -> _Task:
     """Validate one snapshot as the notebook will and derive its run id (in memory: nothing is written)."""
     p = parameters
+    refused = _unusable_name(snapshot_file)
+    if refused is not None:
+        return refused
     try:
         params = load_params(p.get("params_file"))
         snapshot = load_snapshot_file(snapshot_file, portfolio_value=p["portfolio_value"],
@@ -198,11 +209,29 @@ def _plan(snapshot_file: Path, parameters: dict, out: Path) -> _Task:
     except TradeloopError:
         # No run can exist (the notebook will raise the same error, which is what gets recorded): name the
         # artifact after the inputs, so re-running the batch replaces it.
-        h = hashlib.sha256(snapshot_file.read_bytes() if snapshot_file.is_file() else str(snapshot_file).encode())
-        h.update(json.dumps(p, sort_keys=True).encode())
-        run_id, snapshot_id = f"invalid-{h.hexdigest()[:16]}", None
+        run_id, snapshot_id = _invalid_id(snapshot_file, p), None
     return _Task(snapshot_file, run_id, snapshot_id, {**p, "snapshot_file": str(snapshot_file)},
                  out / f"{run_id}.ipynb")
+
+
+def _invalid_id(snapshot_file: Path, parameters: dict) -> str:
+    h = hashlib.sha256(snapshot_file.read_bytes() if snapshot_file.is_file() else os.fsencode(snapshot_file))
+    h.update(json.dumps(parameters, sort_keys=True).encode())
+    return f"invalid-{h.hexdigest()[:16]}"
+
+
+def _unusable_name(snapshot_file: Path) -> _Task | None:
+    """A task refused up front when the file's name is not valid UTF-8 (it could not be passed to the notebook or
+    stored); the other snapshots of the batch still run. None when the name is fine."""
+    try:
+        str(snapshot_file).encode("utf-8")
+        return None
+    except UnicodeEncodeError:
+        pass
+    shown = os.fsencode(snapshot_file).decode("utf-8", "backslashreplace")
+    h = hashlib.sha256(os.fsencode(snapshot_file)).hexdigest()[:16]
+    return _Task(Path(shown), f"invalid-{h}", None, {}, Path(), papermill_status="not run",
+                 error=f"snapshot file name '{shown}' is not valid UTF-8; rename the file (it was not run)")
 
 
 def _abs(path) -> str | None:
@@ -243,7 +272,8 @@ def run_batch(
     workers : int
         Notebooks executed at the same time (each in its own kernel and scratch database).
     db : path, optional
-        The target database (default ``$TRADELOOP_DB``, else ``./tradeloop.duckdb``); held open by the batch.
+        The target database (default ``$TRADELOOP_DB``, else ``./tradeloop.duckdb``). The batch opens it only to
+        seed the scratch databases and to merge each finished notebook, so other processes get in between.
     kernel : str, optional
         Jupyter kernel name; None: ``tradeloop``, installed for this Python on first use (the summary says which
         kernel ran).
@@ -260,19 +290,20 @@ def run_batch(
     if int(workers) != workers or workers < 1:
         raise ValidationError(f"workers is {workers!r}; it must be a whole number >= 1")
     notebook = Path(notebook) if notebook else TRADE_NOTEBOOK
-    if not notebook.is_file():
-        raise ValidationError(f"notebook {str(notebook)!r} does not exist")
-    kernel, kernel_note = resolve_kernel(kernel)
     files = ([Path(f) for f in snapshots] if isinstance(snapshots, (list, tuple)) else find_snapshots(snapshots))
     db = Path(db) if db else default_db_path()
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     common = {
-        "db_path": str(db.resolve()), "portfolio_value": float(portfolio_value), "model_version": model_version,
-        "params_file": _abs(params_file), "positions_file": _abs(positions_file),
-        "fallback_prices_file": _abs(fallback_prices_file), "provider": provider, "dry_run": bool(dry_run),
+        "db_path": str(db.resolve()), "portfolio_value": check_number("portfolio_value", portfolio_value,
+                                                                      inclusive=False),
+        "model_version": check_model_version(model_version), "params_file": _abs(params_file),
+        "positions_file": _abs(positions_file), "fallback_prices_file": _abs(fallback_prices_file),
+        "provider": provider, "dry_run": bool(dry_run),
     }
+    check_shared_inputs(common, notebook)
+    kernel, kernel_note = resolve_kernel(kernel)
     tasks, duplicates = _plan_all(files, common, out.resolve())
+    out.mkdir(parents=True, exist_ok=True)
     batch_id = "batch-" + hashlib.sha256(
         "\n".join([notebook.name, *sorted(t.run_id for t in tasks)]).encode()).hexdigest()[:12]
     records = _execute_all(tasks, db, notebook, batch_id, workers=int(workers), kernel=kernel, timeout=timeout,
@@ -280,6 +311,35 @@ def run_batch(
     return BatchResult(batch_id=batch_id, db=db, out=out, workers=int(workers),
                        records=tuple(records[t.run_id] for t in tasks), duplicates=tuple(duplicates),
                        kernel=f"{kernel} ({kernel_note})")
+
+
+def check_shared_inputs(common: dict, notebook: Path) -> None:
+    """Refuse, before any kernel starts or anything is written, the inputs every snapshot of a batch shares: the
+    params file, positions, fallback prices, provider and the notebook (one :class:`ValidationError` each)."""
+    load_params(common["params_file"])
+    for key, what in (("positions_file", "positions"), ("fallback_prices_file", "fallback prices")):
+        if common[key]:
+            read_table(common[key], what)
+    get_provider(common["provider"])
+    check_notebook(notebook)
+
+
+def check_notebook(path: Path) -> None:
+    """A readable nbformat-4 notebook with a cell tagged ``parameters`` (where papermill puts the run inputs)."""
+    import nbformat
+
+    if not path.is_file():
+        raise ValidationError(f"notebook {str(path)!r} does not exist")
+    try:
+        nb = nbformat.read(path, as_version=4)
+        nbformat.validate(nb)
+    except Exception as e:  # nbformat raises several unrelated types for files that are not notebooks
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise ValidationError(f"notebook {str(path)!r} is not a Jupyter notebook: {type(e).__name__}: {first}") \
+            from None
+    if not any("parameters" in c.get("metadata", {}).get("tags", []) for c in nb.cells):
+        raise ValidationError(f"notebook {str(path)!r} has no cell tagged 'parameters'; the batch's inputs "
+                              "(db_path, snapshot_file, ...) are injected after it")
 
 
 def _plan_all(files, common: dict, out: Path) -> tuple[list[_Task], list[tuple[str, str]]]:
@@ -300,20 +360,32 @@ def _plan_all(files, common: dict, out: Path) -> tuple[list[_Task], list[tuple[s
 def _execute_all(tasks: list[_Task], db: Path, notebook: Path, batch_id: str, *, workers: int, kernel: str,
                  timeout, progress: bool) -> dict[str, ArtifactRecord]:
     """Seed a scratch database per task, execute the notebooks ``workers`` at a time, and fold each result back
-    into ``db`` (one transaction per task) as soon as its notebook finishes."""
+    into ``db`` as soon as its notebook finishes.
+
+    The target file is opened only to seed the scratch databases and then once per finished notebook (merge and
+    artifact row in one transaction), so other readers and writers get in between. Every task executes the same
+    bytes of ``notebook``, copied once; their sha256 is recorded with each artifact.
+    """
     from tqdm import tqdm  # plain text bar: also readable inside a notebook's saved output
 
     records: dict[str, ArtifactRecord] = {}
-    with Store(db) as target, tempfile.TemporaryDirectory(prefix="tradeloop-batch-") as tmp:
-        for i, task in enumerate(tasks):
-            task.work_db = Path(tmp) / f"worker-{i:05d}.duckdb"
-            seed_database(target, task.work_db, run_id=task.run_id, snapshot_id=task.snapshot_id)
-        bar = tqdm(total=len(tasks), desc=f"batch {batch_id}", unit="run", disable=not progress)
+    target = Store(db)
+    with tempfile.TemporaryDirectory(prefix="tradeloop-batch-") as tmp:
+        source = _Source(notebook, Path(tmp) / f"source{notebook.suffix}")
+        runnable = [t for t in tasks if t.papermill_status == "pending"]
+        with target.session():
+            for i, task in enumerate(runnable):
+                task.work_db, task.draft = Path(tmp) / f"worker-{i:05d}.duckdb", Path(tmp) / f"draft-{i:05d}.ipynb"
+                seed_database(target, task.work_db, run_id=task.run_id, snapshot_id=task.snapshot_id)
+        for task in tasks:
+            if task.papermill_status != "pending":
+                records[task.run_id] = _finish(target, task, source, batch_id)
+        bar = tqdm(total=len(runnable), desc=f"batch {batch_id}", unit="run", disable=not progress)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tradeloop-nb") as pool:
-            futures = {pool.submit(_execute, task, notebook, kernel, timeout): task for task in tasks}
+            futures = {pool.submit(_execute, task, source.copy, kernel, timeout): task for task in runnable}
             for future in as_completed(futures):
                 task = future.result()
-                records[task.run_id] = _finish(target, task, notebook, batch_id)
+                records[task.run_id] = _finish(target, task, source, batch_id)
                 task.work_db.unlink(missing_ok=True)
                 bar.set_postfix_str(f"{records[task.run_id].status}: {task.snapshot_file.name}", refresh=False)
                 bar.update(1)
@@ -321,20 +393,44 @@ def _execute_all(tasks: list[_Task], db: Path, notebook: Path, batch_id: str, *,
     return records
 
 
+class _Source:
+    """The notebook a batch executes: its path as given, and a private copy of its bytes with their sha256."""
+
+    def __init__(self, notebook: Path, copy: Path):
+        data = notebook.read_bytes()
+        copy.write_bytes(data)
+        self.path, self.copy, self.sha256 = notebook.resolve(), copy, hashlib.sha256(data).hexdigest()
+
+
 def _execute(task: _Task, notebook: Path, kernel: str, timeout) -> _Task:
-    """Worker thread: papermill runs the notebook in its own kernel against the task's scratch database."""
+    """Worker thread: papermill runs the notebook in its own kernel against the task's scratch database, into a
+    draft file in the scratch directory (published to ``<out>`` by :func:`_finish`)."""
     task.papermill_status, task.error = execute_notebook(
-        notebook, task.output, {**task.parameters, "work_db": str(task.work_db)}, kernel=kernel, timeout=timeout)
+        notebook, task.draft, {**task.parameters, "work_db": str(task.work_db)}, kernel=kernel, timeout=timeout)
     if task.papermill_status == "completed":
-        reported = notebook_summary(read_artifact(task.output)).get("run_id")
+        reported = notebook_summary(read_artifact(task.draft)).get("run_id")
         if reported != task.run_id:
             task.papermill_status = "failed"
             task.error = f"the notebook reported run {reported!r}, expected {task.run_id!r} (no summary cell?)"
     return task
 
 
-def _finish(target: Store, task: _Task, notebook: Path, batch_id: str) -> ArtifactRecord:
-    """Main thread: merge the task's database and record its artifact, in one transaction."""
+def _publish(task: _Task) -> str:
+    """Write the task's executed notebook to ``<out>/<run_id>.ipynb`` atomically; its sha256 ('' when none)."""
+    if task.draft is None or not task.draft.is_file():
+        return ""
+    try:
+        return write_artifact(task.draft.read_bytes(), task.output)
+    except OSError as e:
+        task.papermill_status = "failed"
+        task.error = f"cannot write artifact {str(task.output)!r}: {e.strerror or e}"
+        return ""
+
+
+def _finish(target: Store, task: _Task, source: _Source, batch_id: str) -> ArtifactRecord:
+    """Main thread: publish the notebook, then merge the task's database and record its artifact (row and audit
+    event) in one transaction, holding the target file only for that."""
+    sha = _publish(task)
     record = {}
 
     def record_row(store: Store) -> None:
@@ -346,18 +442,19 @@ def _finish(target: Store, task: _Task, notebook: Path, batch_id: str) -> Artifa
         status = "failed" if failed_nb or run is None else run["status"]
         error = task.error if failed_nb else (run["error"] if run else None)
         rec = ArtifactRecord(
-            run_id=task.run_id, snapshot_file=str(task.snapshot_file), notebook_path=str(task.output),
-            sha256=sha256_file(task.output) if task.output.is_file() else "",
-            papermill_status=task.papermill_status, status=status, error=error, parameters=task.parameters,
-            batch_id=batch_id, source_notebook=str(notebook.resolve()))
+            run_id=task.run_id, snapshot_file=str(task.snapshot_file), notebook_path=str(task.output) if sha else "",
+            sha256=sha, papermill_status=task.papermill_status, status=status, error=error,
+            parameters=task.parameters, batch_id=batch_id, source_notebook=str(source.path),
+            source_sha256=source.sha256)
         record_artifact(store, rec)
         record["rec"] = rec
 
-    if task.work_db is not None and task.work_db.is_file():
-        merge_database(target, task.work_db, after=record_row)
-    else:
-        with target.transaction():
-            record_row(target)
+    with target.session():
+        if task.work_db is not None and task.work_db.is_file():
+            merge_database(target, task.work_db, after=record_row)
+        else:
+            with target.transaction():
+                record_row(target)
     return record["rec"]
 
 
@@ -385,23 +482,27 @@ def notebook_summary(nb) -> dict[str, str]:
 
 def verify_artifact(path: str | Path, *, db: str | Path | None = None, rerun: bool = False,
                     kernel: str | None = None) -> list[str]:
-    """Check a saved artifact without re-running it (and, with ``rerun``, by re-running it).
+    """Check a saved artifact against its run, trusting nothing the artifact says about itself.
 
     A reviewer can trust an artifact when this finds nothing: the file is valid nbformat, every cell completed
-    without an error output, the file is byte-for-byte the one recorded in ``run_artifacts``, and its summary cell
-    states what the database holds.
+    without an error output, it is named after the run its summary reports, it is byte-for-byte the file recorded
+    in ``run_artifacts`` under that name, the row agrees with the artifact event in the audit hash chain (file name,
+    sha256, parameters, source notebook), the chain is intact, and the summary cell states what the database holds.
 
     Parameters
     ----------
     path : path
         The executed notebook, e.g. ``artifacts/run-0123456789abcdef.ipynb``.
     db : path, optional
-        The database; default: the ``db_path`` the artifact ran with, else ``$TRADELOOP_DB``/``./tradeloop.duckdb``.
+        The database; default ``$TRADELOOP_DB``, else ``./tradeloop.duckdb`` (never the path written inside the
+        artifact, which anyone who edits the file controls).
     rerun : bool
-        Also execute the artifact again with papermill against ``db`` (to a temporary file; the artifact is not
-        touched) and require the same checked outputs and no new orders, fills or order events for the run.
+        Also re-execute the run: the RECORDED source notebook (refused unless its sha256 is the one bound in the
+        chain) with the RECORDED parameters (the ``run_artifacts`` row, not the artifact's metadata), against a
+        copy of ``db`` (``db`` itself is never written), and require the same checked outputs and no new orders,
+        fills or order events for the run. The artifact's own cells are never executed.
     kernel : str, optional
-        Kernel for the re-run (default: the one the artifact ran with).
+        Kernel for the re-run (default: the one named in the artifact, else ``tradeloop``).
 
     Returns
     -------
@@ -415,51 +516,82 @@ def verify_artifact(path: str | Path, *, db: str | Path | None = None, rerun: bo
     """
     path = Path(path)
     nb = read_artifact(path)
+    db_path = Path(db) if db else default_db_path()
     problems = notebook_problems(nb, path.name)
     summary = notebook_summary(nb)
     if not summary:
         problems.append(f"{path.name} has no summary cell output (tag {SUMMARY_TAG!r}, first line {SUMMARY_TITLE!r})")
-    run_id = summary.get("run_id") or path.stem
-    params = dict(nb.metadata.get("papermill", {}).get("parameters") or {})
-    db_path = Path(db) if db else Path(params["db_path"]) if params.get("db_path") else default_db_path()
+    run_id = path.stem
+    if summary.get("run_id", run_id) != run_id:
+        problems.append(f"{path.name} is named after run {run_id} but its summary is of run {summary['run_id']}")
     if not db_path.is_file():
         return problems + [f"database {str(db_path)!r} does not exist"]
-    with Store(db_path, read_only=True) as store:
-        problems += _recorded_problems(store, path, run_id)
+    with Store(db_path, read_only=True) as store, store.session():
+        row = artifact_row(store, run_id) if _has_artifacts(store) else None
+        if row is None:
+            return problems + [f"run_artifacts has no row for run {run_id} in {str(db_path)!r}"]
+        bound = _bound_problems(store, path, row)
+        problems += bound
         try:
             expected = parse_summary(summary_text(run_result(store, run_id)))
         except RunNotFound:
             return problems + [f"run {run_id} is not in {str(db_path)!r}"]
         counts_before = run_row_counts(store, run_id)
+        event = artifact_event(store, run_id)
     if summary:
         problems += [f"summary {key}: artifact says {summary.get(key)!r}, database has {expected[key]!r}"
                      for key in expected if summary.get(key) != expected[key]]
     if rerun:
-        problems += _rerun(path, nb, params, db_path, kernel, run_id, counts_before)
+        if bound:
+            return problems + ["re-run refused: the artifact is not bound to its run (see above)"]
+        problems += _rerun(nb, row, event, db_path, kernel, counts_before)
     return problems
 
 
-def _recorded_problems(store: Store, path: Path, run_id: str) -> list[str]:
-    recorded, actual = recorded_sha256(store, run_id), sha256_file(path)
-    if recorded is None:
-        return [f"run_artifacts has no row for run {run_id} in {str(store.path)!r}"]
-    if recorded != actual:
-        return [f"{path.name}: sha256 {actual[:16]}… differs from run_artifacts ({recorded[:16]}…): "
-                "the file was changed after it was recorded"]
-    return []
+def _has_artifacts(store: Store) -> bool:
+    return bool(store.con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'run_artifacts'").fetchone()[0])
 
 
-def _rerun(path: Path, nb, params: dict, db_path: Path, kernel: str | None, run_id: str,
-           counts_before: dict[str, int]) -> list[str]:
-    """Execute the artifact again against ``db_path`` (into a temporary file) and compare the checked outputs."""
-    kernel = kernel or nb.metadata.get("kernelspec", {}).get("name")
-    params = {k: v for k, v in params.items() if k != "work_db"}
-    params["db_path"] = str(Path(db_path).resolve())
+def _bound_problems(store: Store, path: Path, row: dict) -> list[str]:
+    """The file against its row (name, sha256), the row against the chain's artifact event, and the chain."""
+    problems = []
+    recorded_name = Path(row["notebook_path"]).name if row["notebook_path"] else ""
+    if recorded_name != path.name:
+        problems.append(f"run_artifacts records {recorded_name or 'no file'!r} for run {row['run_id']}, "
+                        f"not {path.name!r}")
+    actual = sha256_file(path)
+    if row["sha256"] != actual:
+        problems.append(f"{path.name}: sha256 {actual[:16]}… differs from run_artifacts ({row['sha256'][:16]}…): "
+                        "the file was changed after it was recorded")
+    problems += binding_problems(row, artifact_event(store, row["run_id"]))
+    problems += [f"audit chain: {p}" for p in verify_chain(store.audit_events())]
+    return problems
+
+
+def _rerun(nb, row: dict, event: dict, db_path: Path, kernel: str | None, counts_before: dict[str, int]) -> list[str]:
+    """Execute the recorded source notebook with the recorded parameters against a copy of ``db_path`` and
+    compare the checked outputs and the run's row counts."""
+    run_id = row["run_id"]
+    source = Path(row["source_notebook"] or "")
+    if not source.is_file():
+        return [f"re-run refused: the recorded source notebook {str(source)!r} does not exist"]
+    data = source.read_bytes()
+    if hashlib.sha256(data).hexdigest() != event.get("source_sha256"):
+        return [f"re-run refused: the source notebook {str(source)!r} has changed since run {run_id} was "
+                "recorded (its sha256 differs from the one in the audit chain)"]
+    kernel = kernel or nb.metadata.get("kernelspec", {}).get("name") or DEFAULT_KERNEL
+    kernel, kernel_note = resolve_kernel(kernel)
     with tempfile.TemporaryDirectory(prefix="tradeloop-verify-") as tmp:
-        out = Path(tmp) / path.name
-        status, error = execute_notebook(path, out, params, kernel=kernel)
+        copy, notebook, out = Path(tmp) / "copy.duckdb", Path(tmp) / "source.ipynb", Path(tmp) / "rerun.ipynb"
+        notebook.write_bytes(data)  # exactly the bytes checked above
+        _copy_database(db_path, copy)
+        params = {**row["parameters"], "db_path": str(copy), "work_db": str(copy)}
+        status, error = execute_notebook(notebook, out, params, kernel=kernel)
         problems = [] if status == "completed" else [f"re-run failed: {error}"]
         again = read_artifact(out) if out.is_file() else None
+        with Store(copy, read_only=True) as scratch:
+            counts_after = run_row_counts(scratch, run_id)
     if again is not None:
         old, new = checked_outputs(nb), checked_outputs(again)
         if len(old) != len(new):
@@ -468,8 +600,15 @@ def _rerun(path: Path, nb, params: dict, db_path: Path, kernel: str | None, run_
             if a != b:
                 problems.append(f"re-run checked output {i} differs: artifact {a.strip()[:200]!r}, "
                                 f"re-run {b.strip()[:200]!r}")
-    with Store(db_path, read_only=True) as store:
-        counts_after = run_row_counts(store, run_id)
     problems += [f"re-run changed {table} for run {run_id}: {before} -> {counts_after[table]} rows"
                  for table, before in counts_before.items() if counts_after[table] != before]
     return problems
+
+
+def _copy_database(db_path: Path, copy: Path) -> None:
+    """Copy a database file (and its WAL) while holding it read-only, so no writer changes it mid-copy."""
+    with Store(db_path, read_only=True).session():
+        shutil.copyfile(db_path, copy)
+        wal = db_path.with_name(db_path.name + ".wal")
+        if wal.is_file():
+            shutil.copyfile(wal, copy.with_name(copy.name + ".wal"))
