@@ -101,7 +101,7 @@ def _edit_image(c, made, tmp_path) -> dict:
     png["data"]["image/png"] = png["data"]["image/png"][::-1]
     nbformat.write(nb, c["a"])
     _set_row_sha(c["db"], c["a"].stem, c["a"])
-    return {"args": [c["a"], "--db", c["db"]], "expect": "run_artifacts sha256 is"}
+    return {"args": [c["a"], "--db", c["db"]], "expect": "run_artifacts sha256 is", "verify": True}
 
 
 def _forged_database(c, made, tmp_path) -> dict:
@@ -127,7 +127,7 @@ def _row_parameters(c, made, tmp_path) -> dict:
     with duckdb.connect(str(c["db"])) as con:
         con.execute("UPDATE run_artifacts SET parameters = json_object('snapshot_file', '/tmp/x.csv') "
                     "WHERE run_id = ?", [c["a"].stem])
-    return {"args": [c["a"], "--db", c["db"]], "expect": "run_artifacts parameters_sha256 is"}
+    return {"args": [c["a"], "--db", c["db"]], "expect": "run_artifacts parameters_sha256 is", "verify": True}
 
 
 def _edited_cells_rerun(c, made, tmp_path) -> dict:
@@ -180,6 +180,9 @@ def test_artifact_attack_is_reported_and_writes_nothing(made, copy, tmp_path, at
         assert s.table_counts() == before  # the database verified is never written
     if "marker" in case:
         assert not case["marker"].exists()  # the artifact's own code never ran
+    if case.get("verify"):  # a database-side edit: `tradeloop verify` reports it too
+        proc = run_cli("verify", "--db", copy["db"])
+        assert proc.returncode != 0 and f"artifact: run {copy['a'].stem}: run_artifacts" in proc.stdout, proc.stdout
 
 
 def test_untouched_artifacts_verify_against_the_default_database(made, copy):
@@ -188,6 +191,8 @@ def test_untouched_artifacts_verify_against_the_default_database(made, copy):
     assert proc.returncode == 0 and f"OK against {copy['db']}" in proc.stdout, proc.stdout
     proc = run_cli("verify-artifact", copy["b"], "--db", copy["db"], "--rerun", "--kernel", KERNEL)
     assert proc.returncode == 0 and "re-run identical" in proc.stdout, proc.stdout
+    proc = run_cli("verify", "--db", copy["db"])
+    assert proc.returncode == 0 and "all agree" in proc.stdout and "not bound" not in proc.stdout, proc.stdout
 
 
 def test_non_utf8_snapshot_name_is_refused_alone(made):

@@ -33,6 +33,7 @@ __all__ = [
     "ArtifactRecord", "record_artifact", "artifacts", "recorded_sha256", "run_row_counts", "sha256_file",
     "read_artifact", "summary_output", "checked_outputs", "notebook_problems", "SUMMARY_TAG", "ARTIFACT_COLUMNS",
     "ARTIFACT_EVENT", "write_artifact", "artifact_row", "artifact_event", "binding_problems", "parameters_digest",
+    "artifact_problems",
 ]
 
 #: Cell tag of the notebooks' summary cell.
@@ -262,3 +263,26 @@ def run_row_counts(store: Store, run_id: str) -> dict[str, int]:
     """Rows of the run in ``trade_orders``, ``trade_fills`` and ``order_events``."""
     return {t: int(store.con.execute(f"SELECT count(*) FROM {t} WHERE run_id = ?", [run_id]).fetchone()[0])
             for t in ("trade_orders", "trade_fills", "order_events")}
+
+
+def artifact_problems(store: Store) -> tuple[list[str], list[str]]:
+    """Every ``run_artifacts`` row against its artifact event (what ``tradeloop verify`` checks of artifacts).
+
+    Returns ``(differences, notes)``: a row that disagrees with its event is a difference; a row without any event
+    is a note (recorded by a tradeloop that did not bind artifacts yet; ``verify-artifact`` refuses it).
+    """
+    has_table = store.con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'run_artifacts'").fetchone()[0]
+    run_ids = [r[0] for r in store.con.execute("SELECT run_id FROM run_artifacts ORDER BY run_id").fetchall()] \
+        if has_table else []
+    diffs, unbound = [], []
+    for run_id in run_ids:  # one row per run with a notebook: a batch's worth, not millions
+        event = artifact_event(store, run_id)
+        if event is None:
+            unbound.append(run_id)
+        else:
+            diffs += [f"artifact: {p}" for p in binding_problems(artifact_row(store, run_id), event)]
+    notes = [f"{len(unbound)} artifact row(s) not bound in the audit chain (recorded before artifacts were bound; "
+             f"verify-artifact refuses them until their batch is re-run): {', '.join(unbound[:5])}"
+             f"{' …' if len(unbound) > 5 else ''}"] if unbound else []
+    return diffs, notes

@@ -35,6 +35,7 @@ import pandas as pd
 
 from ..core.digest import DIGEST_PREFIX, EXECUTE_EVENT, FILL_DIGEST_COLUMNS, frame_digest, verify_chain
 from ..errors import TradeloopError
+from ..store.artifacts import artifact_problems
 from ..store.db import ORDER_IDENTITY, ORDER_STATE, Store
 from ..store.simulations import DIGESTS, SIM_EVENT, legacy_orders_digest, simulation_digests
 from ..venue.providers import get_provider, orders_of, risk_rejections, with_market_data
@@ -386,4 +387,7 @@ def verify_store(store: Store, run_ids=None) -> Verification:
             d, n = verify_simulation(store, sid, events)
             diffs += d
             notes += n
+        d, n = artifact_problems(store)  # each run_artifacts row against its binding audit event
+        diffs += d
+        notes += n
     return Verification(tuple(run_ids), len(events), tuple(diffs), tuple(notes), tuple(sims))
