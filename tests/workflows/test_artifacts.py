@@ -228,37 +228,71 @@ def test_symlink_at_artifact_name_is_replaced_not_followed(made, copy, tmp_path)
     assert not [p for p in copy["out"].iterdir() if p.name.startswith(".")]  # no temporary file left behind
 
 
-def test_reader_and_writer_get_in_while_a_batch_runs(tmp_path):
-    """The batch holds the database only to seed and to merge: while its notebook runs, `runs` reads the file and
-    `run` writes to it (each waiting at most 2 s for the lock)."""
+def _gated_batch(tmp_path, db, snapshot, model_version):
+    """`tradeloop batch` on one snapshot whose notebook waits, once its kernel runs, for a gate file to appear."""
     nb = nbformat.read(TRADE_NOTEBOOK, as_version=4)
     nb.cells.insert(2, nbformat.v4.new_code_cell(GATE_CELL))
     source = tmp_path / "gated.ipynb"
     nbformat.write(nb, source)
-    gate, db = tmp_path / "gate", tmp_path / "shared.duckdb"
     base = {k: v for k, v in os.environ.items() if k not in ("TRADELOOP_DEBUG", "TRADELOOP_DB")}
-    batch = subprocess.Popen(
-        [sys.executable, "-m", "tradeloop", "batch", "--snapshots", DATA / "sample_snapshot.csv", "--params",
-         DATA / "params_pass.json", "--portfolio-value", "1000000", "--model-version", "gate-v1", "--notebook", source,
-         "--out", tmp_path / "out", "--db", db, "--kernel", KERNEL, "--no-progress"],
-        env={**base, "TL_TEST_GATE": str(gate)}, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tradeloop", "batch", "--snapshots", snapshot, "--params", DATA / "params_pass.json",
+         "--portfolio-value", "1000000", "--model-version", model_version, "--notebook", source, "--out",
+         tmp_path / "out", "--db", db, "--kernel", KERNEL, "--no-progress", "--json"],
+        env={**base, "TL_TEST_GATE": str(tmp_path / "gate")}, cwd=ROOT, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300  # a safety limit for a stuck kernel, not a timing assertion
+    while not (tmp_path / "started").exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            (tmp_path / "gate").touch()
+            pytest.fail(f"the gated batch never started its notebook: {proc.communicate()}")
+        time.sleep(0.1)
+    return proc
+
+
+def test_reader_and_writers_get_in_while_a_batch_runs(tmp_path):
+    """The batch holds the database only to seed and to merge: while its notebook runs, `runs` reads the file and
+    `run` writes to it (each waiting at most 2 s for the lock). A `run` of the batch's own run meanwhile is not
+    merged over (two executions would interleave): the batch says so and the database still verifies."""
+    db, snapshot = tmp_path / "shared.duckdb", DATA / "sample_snapshot.csv"
+    batch = _gated_batch(tmp_path, db, snapshot, "gate-v1")
     try:
-        deadline = time.monotonic() + 300  # a safety limit for a stuck kernel, not a timing assertion
-        while not (tmp_path / "started").exists():
-            assert batch.poll() is None and time.monotonic() < deadline, batch.communicate()
-            time.sleep(0.1)
         lock = {"TRADELOOP_LOCK_TIMEOUT": "2"}
+        common = ["run", "--snapshot", snapshot, "--params", DATA / "params_pass.json", "--db", db, "--json"]
         reader = run_cli("runs", "--db", db, env=lock)
-        writer = run_cli("run", "--snapshot", DATA / "sample_snapshot.csv", "--portfolio-value", "500000",
-                         "--model-version", "other-v1", "--params", DATA / "params_pass.json", "--db", db, env=lock)
+        other = run_cli(*common, "--portfolio-value", "500000", "--model-version", "other-v1", env=lock)
+        same = run_cli(*common, "--portfolio-value", "1000000", "--model-version", "gate-v1", env=lock)
     finally:
-        gate.touch()
+        (tmp_path / "gate").touch()
         out, err = batch.communicate(timeout=300)
     assert reader.returncode == 0, reader.stderr
-    assert writer.returncode == 0, writer.stdout + writer.stderr
+    assert other.returncode == 0 and same.returncode == 0, other.stderr + same.stderr
+    (record,) = json.loads(out)["runs"]
+    assert record["run_id"] == json.loads(same.stdout)["run_id"]
+    assert batch.returncode == 1 and record["papermill_status"] == "not merged", out + err
+    assert "was worked by another process while its notebook ran" in record["error"]
+    with tl.Store(db, read_only=True) as s:
+        assert len(s.runs()) == 2 and s.con.execute("SELECT count(*) FROM run_artifacts").fetchone()[0] == 0
+    proc = run_cli("verify", "--db", db)
+    assert proc.returncode == 0 and "all agree" in proc.stdout, proc.stdout
+
+
+def test_batch_merges_runs_written_by_others_meanwhile(tmp_path):
+    """The control: another process's run (a different run) written while the notebook runs; the batch merges."""
+    db = tmp_path / "shared.duckdb"
+    batch = _gated_batch(tmp_path, db, DATA / "sample_snapshot.csv", "gate-v1")
+    try:
+        other = run_cli("run", "--snapshot", DATA / "sample_snapshot.csv", "--params", DATA / "params_pass.json",
+                        "--portfolio-value", "500000", "--model-version", "other-v1", "--db", db,
+                        env={"TRADELOOP_LOCK_TIMEOUT": "2"})
+    finally:
+        (tmp_path / "gate").touch()
+        out, err = batch.communicate(timeout=300)
+    assert other.returncode == 0, other.stderr
     assert batch.returncode == 0, out + err
     with tl.Store(db, read_only=True) as s:
         assert len(s.runs()) == 2 and s.con.execute("SELECT count(*) FROM run_artifacts").fetchone()[0] == 1
+    assert run_cli("verify", "--db", db).returncode == 0
 
 
 @pytest.mark.parametrize("symbol", ["A/../../etc/x", "BRK/B", "ES:CME", "..x"])

@@ -188,6 +188,7 @@ class _Task:
     draft: Path | None = None
     papermill_status: str = "pending"
     error: str | None = None
+    seen: tuple | None = None
 
 
 def _plan(snapshot_file: Path, parameters: dict, out: Path) -> _Task:
@@ -377,6 +378,7 @@ def _execute_all(tasks: list[_Task], db: Path, notebook: Path, batch_id: str, *,
             for i, task in enumerate(runnable):
                 task.work_db, task.draft = Path(tmp) / f"worker-{i:05d}.duckdb", Path(tmp) / f"draft-{i:05d}.ipynb"
                 seed_database(target, task.work_db, run_id=task.run_id, snapshot_id=task.snapshot_id)
+                task.seen = _run_stamp(target, task.run_id)
         for task in tasks:
             if task.papermill_status != "pending":
                 records[task.run_id] = _finish(target, task, source, batch_id)
@@ -427,9 +429,34 @@ def _publish(task: _Task) -> str:
         return ""
 
 
+def _run_stamp(store: Store, run_id: str) -> tuple | None:
+    """What changes whenever a process works a run: its status, attempts and last update (None: no such run)."""
+    try:
+        run = store.get_run(run_id)
+    except RunNotFound:
+        return None
+    return run["status"], run["attempts"], run["updated_at"]
+
+
 def _finish(target: Store, task: _Task, source: _Source, batch_id: str) -> ArtifactRecord:
     """Main thread: publish the notebook, then merge the task's database and record its artifact (row and audit
-    event) in one transaction, holding the target file only for that."""
+    event) in one transaction, holding the target file only for that.
+
+    The target is not held while notebooks run, so another process may have worked the same run meanwhile; then
+    the task's result is not merged (two executions of one run would interleave their events) and its row says so.
+    """
+    with target.session():
+        return _finish_held(target, task, source, batch_id)
+
+
+def _finish_held(target: Store, task: _Task, source: _Source, batch_id: str) -> ArtifactRecord:
+    merge = task.work_db is not None and task.work_db.is_file()
+    if merge and _run_stamp(target, task.run_id) != task.seen:  # nothing recorded: the run's own row stays
+        return ArtifactRecord(
+            run_id=task.run_id, snapshot_file=str(task.snapshot_file), notebook_path="", sha256="",
+            papermill_status="not merged", status="failed", parameters=task.parameters, batch_id=batch_id,
+            error=f"run {task.run_id} was worked by another process while its notebook ran; nothing was merged "
+                  "or recorded (re-run the batch to check it)")
     sha = _publish(task)
     record = {}
 
@@ -449,12 +476,11 @@ def _finish(target: Store, task: _Task, source: _Source, batch_id: str) -> Artif
         record_artifact(store, rec)
         record["rec"] = rec
 
-    with target.session():
-        if task.work_db is not None and task.work_db.is_file():
-            merge_database(target, task.work_db, after=record_row)
-        else:
-            with target.transaction():
-                record_row(target)
+    if merge:
+        merge_database(target, task.work_db, after=record_row)
+    else:
+        with target.transaction():
+            record_row(target)
     return record["rec"]
 
 
