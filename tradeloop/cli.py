@@ -648,7 +648,7 @@ def verify_artifact_cmd(path, rerun, kernel, db, as_json):
     problems = verify_artifact(path, db=db, rerun=rerun, kernel=kernel)
     if as_json:
         click.echo(_dumps({"path": str(path), "ok": not problems, "rerun": bool(rerun), "problems": problems},
-                              sort_keys=True))
+                          sort_keys=True))
         sys.exit(1 if problems else 0)
     if problems:
         click.echo(f"{path}: {len(problems)} difference(s) against {db}")
