@@ -356,7 +356,7 @@ def test_a_file_that_is_not_a_database_is_left_alone(tmp_path):
     bogus = tmp_path / "notes.duckdb"
     bogus.write_text("my notes, not a database\n")
     proc = CliRunner().invoke(tradeloop_cli, ["demo", "--db", str(bogus)])
-    assert proc.exit_code == 1 and f"cannot open database {str(bogus)!r}" in proc.stderr
+    assert proc.exit_code == 2 and f"{str(bogus)!r} is not a tradeloop database" in proc.stderr
     assert bogus.read_text() == "my notes, not a database\n"
 
 

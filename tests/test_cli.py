@@ -84,6 +84,9 @@ def test_bad_input_exits_2_with_a_clear_message_and_writes_nothing(cli, db_path,
 def test_usage_errors_exit_2(cli, db_path):
     assert cli("run", "--db", db_path).returncode == 2  # missing required options
     p = cli("rerun", "run-doesnotexist", "--db", db_path)
+    assert p.returncode == 2 and "does not exist" in p.stderr and not db_path.exists()  # rerun creates no file
+    Store(db_path).close()
+    p = cli("rerun", "run-doesnotexist", "--db", db_path)
     assert p.returncode == 2 and "run 'run-doesnotexist' is not in" in p.stderr
 
 

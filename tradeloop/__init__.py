@@ -10,6 +10,7 @@ from .core.sizing import build_book, build_orders, client_order_ids
 from .core.snapshot import DecisionSnapshot, freeze_snapshot, load_snapshot_file
 from .errors import (
                      IllegalTransition,
+                     NotATradeloopDatabase,
                      PluginError,
                      ProviderUnavailable,
                      RunConflict,
@@ -45,6 +46,7 @@ __version__ = "0.1.0"
 __all__ = [
     "BpsCommission", "NoCommission", "PerShareCommission", "IllegalTransition", "ProviderUnavailable", "PluginError",
     "RunConflict", "RunNotFound", "StoreBusy", "TradeloopError", "ValidationError", "BaseProvider", "ExecutionProvider",
+    "NotATradeloopDatabase",
     "LeanExecutionProvider", "MockExecutionProvider", "get_provider", "provider_names", "fill_orders", "build_book",
     "build_orders", "client_order_ids", "RunParams", "load_params", "RiskLimits", "check_risk", "RunResult",
     "TradeRun", "create_run", "execute_run", "run_result", "run_snapshot", "FixedBpsSlippage", "NoSlippage",

@@ -51,8 +51,8 @@ def _settings(db: Path | None) -> tuple[Settings, Path]:
     return settings, Path(db) if db else settings.db
 
 
-def _store(db: Path, settings: Settings, *, read_only: bool = False) -> Store:
-    return Store(db, timeout=settings.lock_timeout, read_only=read_only)
+def _store(db: Path, settings: Settings, *, read_only: bool = False, create: bool = True) -> Store:
+    return Store(db, timeout=settings.lock_timeout, read_only=read_only, create=create)
 
 
 def _execution(settings: Settings) -> dict:
@@ -303,7 +303,7 @@ def rerun(run_id, db, as_json):
     Example: tradeloop rerun run-0123456789abcdef --db my.duckdb
     """
     settings, db = _settings(db)
-    with _store(db, settings) as store:
+    with _store(db, settings, create=False) as store:  # a mistyped --db must not leave a new file
         before = _state(store, run_id)
         result = execute_run(store, run_id, **_execution(settings))
         attempt = _attempt(store, run_id, before)

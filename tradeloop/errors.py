@@ -9,6 +9,7 @@ __all__ = [
     "RunNotFound",
     "RunConflict",
     "StoreBusy",
+    "NotATradeloopDatabase",
 ]
 
 
@@ -43,3 +44,8 @@ class RunConflict(ValidationError):
 
 class StoreBusy(TradeloopError):
     """Another process holds the database and did not release it within the timeout."""
+
+
+class NotATradeloopDatabase(ValidationError):
+    """The database path names a file tradeloop did not create: not a DuckDB file, an empty DuckDB file, or another
+    application's database. Nothing is written to it. A ValidationError: the CLI exits 2."""

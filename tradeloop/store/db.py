@@ -69,27 +69,38 @@ class Store:
     Parameters
     ----------
     path : str or Path, optional
-        The DuckDB file (created if absent); default ``./tradeloop.duckdb``.
+        The DuckDB file (created if absent, unless ``read_only`` or not ``create``); default ``./tradeloop.duckdb``.
+        A file that exists must be a tradeloop database: a file that is not a DuckDB file, an empty DuckDB file or
+        another application's database raises :class:`~tradeloop.errors.NotATradeloopDatabase` and is not written
+        to (no migration is ever committed into it).
     timeout : float, optional
         Seconds to wait while another process holds the file before raising :class:`StoreBusy`; default 30
         (the command line passes ``$TRADELOOP_LOCK_TIMEOUT``, see :mod:`tradeloop.settings`).
     read_only : bool
         Open without write access (several readers may share a file no writer holds).
+    create : bool
+        Create the file when it does not exist (default); False raises :class:`~tradeloop.errors.ValidationError`
+        instead, for commands that only work on a stored run (a mistyped path must not leave a new file behind).
     """
 
-    def __init__(self, path: str | Path | None = None, *, timeout: float | None = None, read_only: bool = False):
+    def __init__(self, path: str | Path | None = None, *, timeout: float | None = None, read_only: bool = False,
+                 create: bool = True):
         self.path = Path(path if path is not None else DEFAULT_DB)
         if self.path.is_dir():
             raise ValidationError(f"database path {str(self.path)!r} is a directory; give a file name")
+        memory = str(path) == ":memory:"
+        if not memory and not self.path.exists() and (read_only or not create):
+            raise ValidationError(f"database {str(self.path)!r} does not exist")
+        if not memory and self.path.exists():
+            schema.check_file_header(self.path)
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        elif not self.path.exists():
-            raise ValidationError(f"database {str(self.path)!r} does not exist")
         self.timeout = DEFAULT_LOCK_TIMEOUT if timeout is None else _check_timeout(timeout, "timeout")
         self.read_only = read_only
         self._con: duckdb.DuckDBPyConnection | None = None
         self._in_tx = False
-        if str(path) == ":memory:":  # an in-memory database lives only as long as its connection: keep it open
+        self._checked = memory  # whether the file was found to be a tradeloop database (on the first open)
+        if memory:  # an in-memory database lives only as long as its connection: keep it open
             _ = self.con
         elif not read_only and not self.path.exists():
             self._create()
@@ -124,6 +135,18 @@ class Store:
         finally:
             for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
                 leftover.unlink(missing_ok=True)
+
+    def _open(self) -> duckdb.DuckDBPyConnection:
+        """Connect; the first time, check that the file is a tradeloop database before anything reads or writes it."""
+        con = self._connect(self.timeout, self.read_only)
+        if not self._checked:
+            try:
+                schema.check_ours(con, self.path)
+            except BaseException:
+                con.close()
+                raise
+            self._checked = True
+        return con
 
     def _connect(self, timeout: float, read_only: bool) -> duckdb.DuckDBPyConnection:
         deadline = time.monotonic() + timeout
@@ -168,7 +191,7 @@ class Store:
         if self._con is not None:
             yield self._con
             return
-        self._con = self._connect(self.timeout, self.read_only)
+        self._con = self._open()
         try:
             yield self._con
         finally:
@@ -181,7 +204,7 @@ class Store:
         """The open connection. Outside :meth:`session` this opens one and keeps it (and the file) until
         :meth:`close`: fine for a quick query, but prefer ``with store.session() as con``."""
         if self._con is None:
-            self._con = self._connect(self.timeout, self.read_only)
+            self._con = self._open()
         return self._con
 
     def close(self) -> None:

@@ -14,10 +14,11 @@ from __future__ import annotations
 import duckdb
 
 from ..core.codes import OUTCOME, RISK_PREFIX, RISK_RULE, code_of, rows
-from ..errors import TradeloopError
+from ..errors import NotATradeloopDatabase, TradeloopError
 from .sql import utcnow
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "TABLES", "ORDER_IDENTITY", "ORDER_STATE", "migrate",
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "TABLES", "ORDER_IDENTITY", "ORDER_STATE", "migrate", "check_ours",
+           "check_file_header",
            "simulation_views_sql", "status_case_sql", "reject_reason_case_sql", "risk_codes_sql"]
 
 SCHEMA_V1 = """
@@ -254,6 +255,67 @@ ORDER_STATE = ("status", "filled_qty", "avg_fill_price", "reject_reason")
 #: The tables of a run's record, in the order :meth:`tradeloop.store.db.Store.table_counts` lists them.
 TABLES = ("decision_snapshots", "snapshot_weights", "trade_runs", "run_positions", "run_fallback_prices",
           "trade_orders", "trade_fills", "order_events", "audit_events")
+
+
+#: Tables and columns every tradeloop database has had since schema version 1: another application's file does not
+#: have them all by chance (a ``trade_runs`` or ``schema_version`` table alone is a common name).
+_SIGNATURE = {
+    "schema_version": ("version", "applied_at"),
+    "decision_snapshots": ("snapshot_id", "content_hash", "model_version"),
+    "trade_runs": ("run_id", "snapshot_id", "provider", "status", "params", "attempts"),
+    "audit_events": ("event_id", "seq", "payload", "prev_hash", "event_hash"),
+}
+#: Bytes 8-11 of every DuckDB database file.
+_DUCKDB_MAGIC = b"DUCK"
+
+
+def check_file_header(path) -> None:
+    """Refuse a file that is not a DuckDB database at all, before DuckDB opens (and possibly writes) it.
+
+    Raises
+    ------
+    NotATradeloopDatabase
+        The file is empty (0 bytes) or does not start like a DuckDB file.
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+    except OSError as e:
+        raise TradeloopError(f"cannot open database {str(path)!r}: {e.strerror}") from None
+    if head[8:12] == _DUCKDB_MAGIC:
+        return
+    what = "it is an empty file (0 bytes)" if not head else "it is not a DuckDB file"
+    raise NotATradeloopDatabase(f"{str(path)!r} is not a tradeloop database: {what}; it was left as it is")
+
+
+def check_ours(con: duckdb.DuckDBPyConnection, path) -> None:
+    """Refuse an open DuckDB file that tradeloop did not create; reads the catalog only.
+
+    Tradeloop builds a new file whole (tables and all) before linking it into place (see
+    :meth:`tradeloop.store.db.Store._create`), so a DuckDB file without tables, or without tradeloop's tables, was
+    made by something else: migrating it would write tradeloop's tables into another application's database.
+
+    Raises
+    ------
+    NotATradeloopDatabase
+        The file has no tables, or lacks one of the tables and columns every tradeloop database has.
+    """
+    tables: dict[str, set[str]] = {}
+    for table, column in con.execute(
+            "SELECT table_name, column_name FROM duckdb_columns() WHERE database_name = current_database() "
+            "AND schema_name = 'main'").fetchall():
+        tables.setdefault(table, set()).add(column)
+    if not tables:
+        raise NotATradeloopDatabase(
+            f"{str(path)!r} is not a tradeloop database: it is a DuckDB file with no tables (tradeloop creates its "
+            "files whole, tables included); it was left as it is: remove it or give another path")
+    missing = [t for t, columns in _SIGNATURE.items() if not set(columns) <= tables.get(t, set())]
+    if missing:
+        names = sorted(tables)
+        shown = ", ".join(names[:5]) + (", …" if len(names) > 5 else "")
+        raise NotATradeloopDatabase(
+            f"{str(path)!r} is not a tradeloop database: it is another application's DuckDB file (tables {shown}; "
+            f"no tradeloop {', '.join(missing)}); it was left as it is")
 
 
 def migrate(con: duckdb.DuckDBPyConnection, path) -> None:
