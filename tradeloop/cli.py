@@ -545,26 +545,37 @@ def providers(as_json):
 @cli.command(cls=_Command)
 @click.argument("run_id", required=False)
 @click.option("--all", "all_runs", is_flag=True, help="Replay every run (the default when no RUN_ID is given).")
+@click.option("--anchor", "anchor_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="When everything agrees, write the chain's last event (seq, hash) to this file; keep it elsewhere.")
+@click.option("--expect-anchor", "expect_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Refuse (exit 5) a chain that no longer contains the event of this anchor file (tail truncated).")
 @_db_option
 @_json_option
-def verify(run_id, all_runs, db, as_json):
+def verify(run_id, all_runs, anchor_file, expect_file, db, as_json):
     """Check the audit hash chain and replay runs in memory against the stored orders, fills and events.
 
-    Exit 0 when everything agrees, 5 with one line per difference otherwise. Nothing is written.
+    Exit 0 when everything agrees, 5 with one line per difference otherwise. Nothing is written to the database.
+    --anchor FILE writes the chain head after a clean verification; --expect-anchor FILE checks that the chain still
+    extends one written earlier (events deleted from the end of the chain are invisible without it).
 
-    Example: tradeloop verify --all --db my.duckdb
+    Example: tradeloop verify --all --db my.duckdb --expect-anchor ~/anchors/my.json --anchor ~/anchors/my.json
     """
-    from .workflows.verify import verify_store
+    from .workflows.verify import read_anchor, verify_store, write_anchor
 
     if run_id and all_runs:
         raise ValidationError(f"give a RUN_ID ({run_id!r}) or --all, not both")
     settings, db = _settings(db)
     if not Path(db).is_file():
         raise ValidationError(f"database {str(db)!r} does not exist")
+    expected = None if expect_file is None else read_anchor(expect_file)
     with _store(db, settings, read_only=True) as store:
-        result = verify_store(store, None if not run_id else [run_id])
+        result = verify_store(store, None if not run_id else [run_id], expect_anchor=expected)
+    wrote = anchor_file is not None and result.ok and result.head is not None
+    if wrote:
+        write_anchor(anchor_file, result.head, db)
     if as_json:
-        click.echo(_dumps({**result.to_dict(), "db": str(db)}, sort_keys=True))
+        click.echo(_dumps({**result.to_dict(), "db": str(db), "head": result.head,
+                           "anchor_written": str(anchor_file) if wrote else None}, sort_keys=True))
     else:
         for note in result.notes:
             click.echo(f"note: {note}")
@@ -574,6 +585,11 @@ def verify(run_id, all_runs, db, as_json):
         sims = f", {len(result.simulations)} simulation(s)" if result.simulations else ""
         click.echo(f"verified {len(result.runs)} run(s){sims} and {result.audit_events} audit event(s) in {db}: "
                    f"{verdict}")
+        if wrote:
+            click.echo(f"anchor    seq {result.head['seq']} written to {anchor_file}")
+        elif anchor_file is not None:
+            click.echo(f"anchor    not written to {anchor_file}: "
+                       f"{'the chain is empty' if result.ok else 'the database has differences'}")
     sys.exit(0 if result.ok else EXIT_VERIFY_DIFFERENCES)
 # --- notebook batches and artifact verification
 @cli.command(cls=_Command)

@@ -72,6 +72,26 @@ def _forge_event(con):
                                                                                   "trade_run.execute", body)])
 
 
+def _patch_params(run_id: str, patch: str) -> str:
+    return f"UPDATE trade_runs SET params = json_merge_patch(params, '{patch}') WHERE run_id = '{run_id}'"
+
+
+def _reforge_snapshot(con):
+    """Change a snapshot value no run uses (a volume, with no liquidity model) and recompute its content hash."""
+    from tradeloop.core.snapshot import SNAPSHOT_COLUMNS, content_hash
+
+    sid, model, value = con.execute("SELECT snapshot_id, model_version, portfolio_value FROM decision_snapshots"
+                                    ).fetchone()
+    con.execute("UPDATE snapshot_weights SET volume = 123456 WHERE symbol = 'S000'")
+    weights = con.execute(f"SELECT {', '.join(SNAPSHOT_COLUMNS)} FROM snapshot_weights WHERE snapshot_id = ? "
+                          "ORDER BY symbol", [sid]).df()
+    weights["symbol"] = weights["symbol"].astype(object)
+    weights["sector"] = weights["sector"].astype(object).where(weights["sector"].notna(), None)
+    weights["lot_size"] = weights["lot_size"].astype("int64")
+    con.execute("UPDATE decision_snapshots SET content_hash = ? WHERE snapshot_id = ?",
+                [content_hash(weights, model, value), sid])
+
+
 FIRST_FILL = f"(SELECT min(fill_id) FROM trade_fills WHERE run_id = '{DONE}')"
 FIRST_ORDER = f"(SELECT min(client_order_id) FROM trade_orders WHERE run_id = '{DONE}')"
 
@@ -131,6 +151,32 @@ TAMPER = {
          "FROM audit_events WHERE seq = 1"], "evt-x (seq 99)"),
     "fill edited and the chain re-forged": (
         [f"UPDATE trade_fills SET price = price * 0.99 WHERE fill_id = {FIRST_FILL}", _forge_event], "price is"),
+    # --- edits that do not change the replay's result: caught by the execute event's record (payload version 2)
+    "order event step renumbered": ([f"UPDATE order_events SET step = step + 1 WHERE client_order_id = {FIRST_ORDER}"],
+                                    "step is [2, 2] in the database, the replay gives [1, 1]"),
+    "unused param max_leverage edited": ([_patch_params(DONE, '{"max_leverage": 3}')], "params_digest"),
+    "unused param steps edited": ([_patch_params(DONE, '{"steps": 2}')], "params_digest"),
+    "unused param limit_offset_bps edited on a MARKET run": ([_patch_params(DONE, '{"limit_offset_bps": 25}')],
+                                                            "params_digest"),
+    "run error edited": ([f"UPDATE trade_runs SET error = 'broker timeout' WHERE run_id = '{DONE}'"],
+                         "error: database has 'broker timeout'"),
+    "run attempts edited": ([f"UPDATE trade_runs SET attempts = attempts + 3 WHERE run_id = '{DONE}'"],
+                            "attempts: database has 5"),
+    "unused fallback price added": ([f"INSERT INTO run_fallback_prices VALUES ('{DONE}', 'ZZZ_UNUSED', 12.5)"],
+                                    "fallback_prices_digest"),
+    "zero position added": ([f"INSERT INTO run_positions VALUES ('{DONE}', 'ZZZ_ZERO', 0)"], "positions_digest"),
+    "snapshot edited with its content hash re-forged": ([_reforge_snapshot], "snapshot_hash"),
+    # --- rows no workflow leaves behind
+    "orphan snapshot weights": (["INSERT INTO snapshot_weights VALUES ('snap-ghost', 'ZZZ', 0.1, 10, NULL, 1, NULL)"],
+                                "snapshot_weights has 1 row(s) of snapshot snap-ghost"),
+    "unused snapshot row": ([f"INSERT INTO decision_snapshots VALUES ('snap-ghost', '{'0' * 64}', 'm', 1e6, 0, now())"],
+                            "snapshot snap-ghost is stored but no run uses it"),
+    "snapshot n_symbols edited": (["UPDATE decision_snapshots SET n_symbols = n_symbols + 1"], "n_symbols is"),
+    "orders of a run that does not exist": (
+        [f"INSERT INTO trade_orders SELECT 'GHOST-B-0000000000000', 'run-ghost', * EXCLUDE (client_order_id, run_id) "
+         f"FROM trade_orders WHERE client_order_id = {FIRST_ORDER}"], "trade_orders has 1 row(s) of run run-ghost"),
+    "fake live lease": ([f"INSERT INTO run_leases VALUES ('{DONE}', 1, 'elsewhere', now(), now(), "
+                         "now() + INTERVAL 1 DAY)"], f"run_leases has 1 lease(s) for run {DONE}, which is done"),
 }
 
 
@@ -340,3 +386,75 @@ def test_simulations_saved_by_older_tradeloop_still_verify(v6_db):
     with Store(tampered, read_only=True) as store:
         diffs = verify_store(store).differences
     assert any(d.startswith("simulation sim-v6-plain: simulation_orders does not match") for d in diffs), diffs
+
+
+def test_a_run_failed_by_the_machine_is_a_note_not_a_difference(tmp_path, sample_snapshot, fallback_prices, cli):
+    """Disk full half way (the first fill batch committed): recorded failed with environmental=true in its audit
+    event; verify says so, checks the committed part, exits 0; a re-run completes it and verifies clean."""
+    import errno
+
+    db = tmp_path / "full.duckdb"
+
+    def disk_full(point):
+        if point == "after_fill_batch":
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    with Store(db) as store:
+        run = create_run(store, sample_snapshot, fallback_prices=fallback_prices)
+        result = execute_run(store, run.run_id, fill_batch=2, faults=disk_full)
+        assert result.status == "failed" and "No space left on device" in result.error
+        assert 0 < len(store.fills(run.run_id))  # the first batch stayed committed
+        assert json.loads(store.audit_events(run.run_id)["payload"].iloc[-1])["environmental"] is True
+    proc = cli("verify", "--db", db)
+    assert proc.returncode == 0, proc.stdout
+    assert f"note: run {run.run_id} failed for an environmental reason" in proc.stdout
+    assert "tradeloop rerun" in proc.stdout and "DIFF" not in proc.stdout
+    with Store(db) as store:
+        assert execute_run(store, run.run_id).status == "done"
+        assert verify_store(store).ok
+
+
+def test_a_done_run_relabelled_as_a_disk_full_failure_is_still_a_difference(clean_db, tmp_path):
+    db = _tamper(clean_db, tmp_path, [f"UPDATE trade_runs SET status = 'failed', error = 'IOException: No space left "
+                                      f"on device' WHERE run_id = '{DONE}'"])
+    with Store(db, read_only=True) as s:
+        result = verify_store(s)
+    assert any("status is 'failed' in the database, the replay gives 'done'" in d for d in result.differences)
+    assert not any("environmental" in n for n in result.notes)
+
+
+def test_an_anchor_catches_the_tail_of_the_chain_cut_off(clean_db, tmp_path, cli):
+    """Deleting the last events of every run (and the attempts that name them) leaves a consistent shorter chain:
+    only an anchor kept outside the database shows it."""
+    db = tmp_path / "anchored.duckdb"
+    shutil.copy(clean_db, db)
+    anchor = tmp_path / "elsewhere" / "anchor.json"
+    anchor.parent.mkdir()
+    first = cli("verify", "--db", db, "--anchor", anchor)
+    assert first.returncode == 0 and "anchor    seq 5 written" in first.stdout, first.stdout
+    assert json.loads(anchor.read_text())["seq"] == 5
+    assert cli("verify", "--db", db, "--expect-anchor", anchor).returncode == 0
+    con = duckdb.connect(str(db))
+    con.execute("DELETE FROM audit_events WHERE seq = 5")  # the re-run's event of run-done: the tail
+    con.execute(f"UPDATE trade_runs SET attempts = 1 WHERE run_id = '{DONE}'")
+    con.close()
+    assert cli("verify", "--db", db).returncode == 0  # without the anchor the cut is invisible (documented)
+    cut = cli("verify", "--db", db, "--expect-anchor", anchor, "--anchor", anchor)
+    assert cut.returncode == EXIT_VERIFY_DIFFERENCES
+    assert "it ends at seq 4, before the anchor's event (seq 5" in cut.stdout
+    assert "anchor    not written" in cut.stdout and json.loads(anchor.read_text())["seq"] == 5  # kept
+    with Store(db) as store:  # new events re-grow the chain past seq 5: the hash at seq 5 differs now
+        execute_run(store, DONE)
+    regrown = cli("verify", "--db", db, "--expect-anchor", anchor)
+    assert regrown.returncode == EXIT_VERIFY_DIFFERENCES and "the anchor says" in regrown.stdout
+
+
+@pytest.mark.parametrize("content, phrase", [("not json", "is not an anchor written by tradeloop verify"),
+                                             ('{"seq": 0, "event_hash": "x"}', "has no valid seq"),
+                                             (None, "does not exist")])
+def test_a_bad_anchor_file_is_refused_in_one_line(content, phrase, clean_db, tmp_path, cli):
+    anchor = tmp_path / "anchor.json"
+    if content is not None:
+        anchor.write_text(content)
+    proc = cli("verify", "--db", clean_db, "--expect-anchor", anchor)
+    assert proc.returncode == 2 and phrase in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr

@@ -3,7 +3,11 @@
 Every audit event stores ``prev_hash`` (the previous event's hash, in ``seq`` order across the whole database) and
 ``event_hash = sha256(prev_hash | seq | event_id | run_id | event_type | payload)``. Editing, deleting or reordering
 an event breaks the chain; the ``trade_run.execute`` payload also carries digests of the run's orders and fills, so
-editing those rows is detected too.
+editing those rows is detected too. Since payload version 2 (:data:`EXECUTE_PAYLOAD_VERSION`) the event also
+records the run's whole stored input and history (:func:`record_digests`): its params as stored, its error and
+attempt, its snapshot's content hash, its positions and fallback prices and its order events (with their steps),
+so editing any of them is detected even where the replay's result would not change. Events written before that
+keep being checked in their recorded form.
 """
 
 from __future__ import annotations
@@ -18,12 +22,68 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 __all__ = ["canonical_json", "event_hash", "frame_digest", "table_digest", "verify_chain", "GENESIS_HASH",
-           "EXECUTE_EVENT", "DIGEST_PREFIX", "FILL_DIGEST_COLUMNS"]
+           "EXECUTE_EVENT", "DIGEST_PREFIX", "FILL_DIGEST_COLUMNS", "EVENT_DIGEST_COLUMNS", "EXECUTE_PAYLOAD_VERSION",
+           "RECORD_KEYS", "record_digests", "payload_version"]
 
 GENESIS_HASH = "0" * 64
 EXECUTE_EVENT = "trade_run.execute"
 #: Columns of a run's fills hashed into the ``fills_digest`` of its execute audit event (written and checked alike).
 FILL_DIGEST_COLUMNS = ("fill_id", "client_order_id", "seq", "qty", "price", "commission")
+#: Columns of a run's order events hashed into ``events_digest`` (every column but the time ``at``).
+EVENT_DIGEST_COLUMNS = ("client_order_id", "seq", "step", "from_status", "to_status", "qty", "price", "reason")
+#: Version of the ``trade_run.execute`` payload written now. Version 1 (no ``payload_version`` key) recorded the
+#: run's status, risk params and the digests of its orders and fills; version 2 adds :func:`record_digests` and
+#: ``environmental`` (whether a failure came from the machine: disk, memory, I/O, rather than the run's inputs).
+EXECUTE_PAYLOAD_VERSION = 2
+#: The keys :func:`record_digests` adds to a version 2 payload.
+RECORD_KEYS = ("params_digest", "run_error", "snapshot_hash", "positions_digest", "fallback_prices_digest",
+               "events_digest")
+
+
+def payload_version(payload: dict) -> int:
+    """The version of an execute event's payload (1 for events written before versions were recorded)."""
+    return int(payload.get("payload_version") or 1)
+
+
+def record_digests(run_row: dict, snapshot_hash: str | None, positions: pd.DataFrame | None,
+                   fallback_prices: pd.DataFrame | None, events: pd.DataFrame) -> dict:
+    """What an execute event (version 2) records of a run's stored input and history, beyond its orders and fills.
+
+    The writer calls it inside the transaction that appends the event, the checkers on the rows stored now; both
+    pass the rows as :class:`~tradeloop.store.db.Store` reads them.
+
+    Parameters
+    ----------
+    run_row : dict
+        The ``trade_runs`` row: its ``params`` (JSON text, hashed in canonical form) and ``error`` are recorded.
+    snapshot_hash : str or None
+        The ``content_hash`` of the run's ``decision_snapshots`` row (None when the row is missing).
+    positions, fallback_prices : DataFrame or None
+        ``run_positions`` (symbol, qty) and ``run_fallback_prices`` (symbol, price) rows: every row, zero
+        quantities and unused symbols included.
+    events : DataFrame
+        The run's ``order_events`` rows (:data:`EVENT_DIGEST_COLUMNS`; the time ``at`` is not recorded).
+
+    Returns
+    -------
+    dict
+        :data:`RECORD_KEYS` -> digest (``v2:`` form) or value.
+    """
+    try:
+        params = canonical_json(json.loads(run_row["params"]))
+    except (TypeError, ValueError):
+        params = str(run_row["params"])  # not JSON (edited): hashed as text, so it cannot match a recorded digest
+    empty = pd.DataFrame({"symbol": pd.Series(dtype=object), "qty": pd.Series(dtype="int64"),
+                          "price": pd.Series(dtype="float64")})
+    return {
+        "params_digest": DIGEST_PREFIX + hashlib.sha256(params.encode()).hexdigest(),
+        "run_error": run_row["error"],
+        "snapshot_hash": snapshot_hash,
+        "positions_digest": frame_digest(empty if positions is None else positions, ("symbol", "qty"), "symbol"),
+        "fallback_prices_digest": frame_digest(empty if fallback_prices is None else fallback_prices,
+                                               ("symbol", "price"), "symbol"),
+        "events_digest": frame_digest(events, EVENT_DIGEST_COLUMNS, ["client_order_id", "seq"]),
+    }
 
 
 def _plain(value):

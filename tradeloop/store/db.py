@@ -322,6 +322,22 @@ class Store:
         return run_rows.run_inputs(self.con, run_id)
 
     @_in_session
+    def run_record(self, run_id: str) -> dict:
+        """Everything stored about a run besides its orders and fills: ``row``, ``snapshot_hash``, ``positions``,
+        ``fallback_prices``, ``events`` (see :func:`tradeloop.store.runs.run_record`); :class:`RunNotFound` when
+        there is no such run."""
+        record = run_rows.run_record(self.con, run_id)
+        if record is None:
+            raise RunNotFound(f"run {run_id!r} is not in {str(self.path)!r}")
+        return record
+
+    @_in_session
+    def integrity(self) -> dict[str, list[tuple]]:
+        """Rows no tradeloop workflow leaves behind (orphans, stray leases, wrong counts); see
+        :func:`tradeloop.store.runs.integrity`."""
+        return run_rows.integrity(self.con)
+
+    @_in_session
     def update_run(self, run_id: str, **fields) -> None:
         run_rows.update_run(self.con, run_id, **fields)
 

@@ -21,6 +21,7 @@ __all__ = [
     "save_snapshot", "load_snapshot", "insert_run", "get_run", "run_inputs", "update_run", "runs", "latest_run_id",
     "insert_orders", "update_orders", "orders", "insert_fills", "fills", "insert_order_events",
     "order_events", "get_lease", "set_lease", "renew_lease", "release_lease", "batch_artifacts", "run_totals",
+    "run_record", "integrity",
 ]
 
 FILL_COLUMNS = ("fill_id", "run_id", "client_order_id", "seq", "qty", "price", "commission", "filled_at")
@@ -96,6 +97,58 @@ def run_inputs(con: duckdb.DuckDBPyConnection, run_id: str) -> tuple[pd.DataFram
     pos = con.execute("SELECT symbol, qty FROM run_positions WHERE run_id = ? ORDER BY symbol", [run_id]).df()
     fb = con.execute("SELECT symbol, price FROM run_fallback_prices WHERE run_id = ? ORDER BY symbol", [run_id]).df()
     return (pos if len(pos) else None), (fb if len(fb) else None)
+
+
+def run_record(con: duckdb.DuckDBPyConnection, run_id: str) -> dict | None:
+    """Everything stored about a run besides its orders and fills (what its execute audit event records): ``row``
+    (the ``trade_runs`` row), ``snapshot_hash`` (its snapshot's content hash, None when that row is missing),
+    ``positions`` and ``fallback_prices`` (as :func:`run_inputs`) and ``events`` (as :func:`order_events`).
+    None when there is no such run."""
+    row = get_run(con, run_id)
+    if row is None:
+        return None
+    head = con.execute("SELECT content_hash FROM decision_snapshots WHERE snapshot_id = ?",
+                       [row["snapshot_id"]]).fetchone()
+    positions, fallback = run_inputs(con, run_id)
+    return {"row": row, "snapshot_hash": None if head is None else head[0], "positions": positions,
+            "fallback_prices": fallback, "events": order_events(con, run_id)}
+
+
+#: Rows of a run's record that must belong to a stored run (table -> its run column).
+_RUN_ROWS = ("run_positions", "run_fallback_prices", "trade_orders", "trade_fills", "order_events")
+
+
+def integrity(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple]]:
+    """Rows that no tradeloop workflow leaves behind, by kind (each a list of tuples; empty lists when none):
+
+    ``weights_without_snapshot`` (snapshot_id, rows): ``snapshot_weights`` rows of no ``decision_snapshots`` row;
+    ``unused_snapshots`` (snapshot_id,): snapshots no run uses (a snapshot is stored only with its run);
+    ``n_symbols`` (snapshot_id, n_symbols, rows): snapshots whose ``n_symbols`` is not their number of weight rows;
+    ``rows_without_run`` (table, run_id, rows): per-run rows of a run not in ``trade_runs``;
+    ``stray_leases`` (run_id, status or None, leases): ``run_leases`` rows of a run that is not ``running`` (or not
+    stored), or several leases of one run (a lease exists only while its run is running, one per run).
+    """
+    out = {
+        "weights_without_snapshot": con.execute(
+            "SELECT snapshot_id, count(*) FROM snapshot_weights w WHERE NOT EXISTS (SELECT 1 FROM decision_snapshots "
+            "d WHERE d.snapshot_id = w.snapshot_id) GROUP BY 1 ORDER BY 1").fetchall(),
+        "unused_snapshots": con.execute(
+            "SELECT snapshot_id FROM decision_snapshots d WHERE NOT EXISTS (SELECT 1 FROM trade_runs r "
+            "WHERE r.snapshot_id = d.snapshot_id) ORDER BY 1").fetchall(),
+        "n_symbols": con.execute(
+            "SELECT d.snapshot_id, d.n_symbols, coalesce(w.n, 0) FROM decision_snapshots d LEFT JOIN "
+            "(SELECT snapshot_id, count(*) AS n FROM snapshot_weights GROUP BY 1) w USING (snapshot_id) "
+            "WHERE d.n_symbols IS DISTINCT FROM coalesce(w.n, 0) ORDER BY 1").fetchall(),
+        "rows_without_run": [],
+        "stray_leases": con.execute(
+            "SELECT l.run_id, r.status, count(*) FROM run_leases l LEFT JOIN trade_runs r USING (run_id) "
+            "GROUP BY 1, 2 HAVING r.status IS DISTINCT FROM 'running' OR count(*) > 1 ORDER BY 1").fetchall(),
+    }
+    for table in _RUN_ROWS:
+        out["rows_without_run"] += [(table, *r) for r in con.execute(
+            f"SELECT run_id, count(*) FROM {table} t WHERE NOT EXISTS (SELECT 1 FROM trade_runs r "
+            "WHERE r.run_id = t.run_id) GROUP BY 1 ORDER BY 1").fetchall()]
+    return out
 
 
 def update_run(con: duckdb.DuckDBPyConnection, run_id: str, **fields) -> None:

@@ -36,11 +36,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+import duckdb
 import numpy as np
 import pandas as pd
 
 from ..display import facts_html, short_repr
-from ..core.digest import EXECUTE_EVENT, FILL_DIGEST_COLUMNS, frame_digest
+from ..core.digest import EXECUTE_EVENT, EXECUTE_PAYLOAD_VERSION, FILL_DIGEST_COLUMNS, frame_digest, record_digests
 from ..core.engine import FillResult
 from ..core.fsm import (
     TERMINAL_ORDER_STATUSES,
@@ -307,12 +308,19 @@ def _summary(row: dict, orders: pd.DataFrame, fills: pd.DataFrame) -> RunResult:
 
 
 def _audit(store: Store, run: TradeRun, *, attempt: int, previous: str, status: str, outcome: dict | None,
-           error: str | None, new_orders: int, new_fills: int) -> RunResult:
+           error: str | None, new_orders: int, new_fills: int, environmental: bool = False) -> RunResult:
     """Append the ``trade_run.execute`` event (inside the caller's transaction) and return the run's summary, made
-    from the same rows the event's digests cover, so the caller need not read them again."""
+    from the same rows the event's digests cover, so the caller need not read them again.
+
+    The payload (version :data:`~tradeloop.core.digest.EXECUTE_PAYLOAD_VERSION`) records the run's state, counts,
+    the digests of its orders and fills and of its whole stored input and history
+    (:func:`~tradeloop.core.digest.record_digests`), and whether a failure was ``environmental``.
+    """
     orders = store.orders(run.run_id, fill_counts=False)
     fills = store.fills(run.run_id)
+    record = store.run_record(run.run_id)
     payload = {
+        "payload_version": EXECUTE_PAYLOAD_VERSION,
         "snapshot_id": run.snapshot_id,
         "provider": run.provider,
         "dry_run": run.dry_run,
@@ -332,11 +340,24 @@ def _audit(store: Store, run: TradeRun, *, attempt: int, previous: str, status: 
             "commission": round(float(fills["commission"].sum()), 2),
         },
         "error": error,
+        "environmental": bool(environmental),
         "orders_digest": frame_digest(orders, ORDER_IDENTITY + ORDER_STATE, "client_order_id"),
         "fills_digest": frame_digest(fills, FILL_DIGEST_COLUMNS, "fill_id"),
+        **record_digests(record["row"], record["snapshot_hash"], record["positions"], record["fallback_prices"],
+                         record["events"]),
     }
     store.append_audit(run.run_id, EXECUTE_EVENT, payload)
-    return _summary(store.get_run(run.run_id), orders, fills)
+    return _summary(record["row"], orders, fills)
+
+
+def is_environmental(exc: BaseException) -> bool:
+    """Did the machine, rather than the run's inputs, make an attempt fail (disk full, I/O error, out of memory)?
+
+    Recorded in the failed attempt's audit event, so ``verify`` reports such a run as re-runnable instead of as a
+    difference from its replay (which, on a healthy machine, does not fail).
+    """
+    machine = (OSError, MemoryError, duckdb.IOException, duckdb.OutOfMemoryException)
+    return isinstance(exc, machine) or "No space left on device" in str(exc)
 
 
 def _finish(store: Store, run: TradeRun, status: str, **fields) -> None:
@@ -540,16 +561,16 @@ def _fail(store: Store, attempt: _Attempt, provider: ExecutionProvider, progress
     error = str(exc) if isinstance(exc, TradeloopError) else f"{type(exc).__name__}: {exc}"
     with store.transaction():
         _finish(store, run, "failed", error=error, params=_params_with_outcome(run, progress.outcome))
-        summary = _audit_attempt(store, attempt, "failed", progress, error=error)
+        summary = _audit_attempt(store, attempt, "failed", progress, error=error, environmental=is_environmental(exc))
     provider.finalize(run, None)  # release the provider's resources on failure too (once per attempt)
     return summary
 
 
 def _audit_attempt(store: Store, attempt: _Attempt, status: str, progress: _Progress, *,
-                   error: str | None) -> RunResult:
+                   error: str | None, environmental: bool = False) -> RunResult:
     return _audit(store, attempt.run, attempt=attempt.number, previous=attempt.previous, status=status,
                   outcome=progress.outcome, error=error, new_orders=progress.new_orders,
-                  new_fills=progress.new_fills)
+                  new_fills=progress.new_fills, environmental=environmental)
 
 
 def _fill_batches(result: FillResult, size: int) -> list[tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]]:

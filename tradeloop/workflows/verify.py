@@ -27,27 +27,49 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ..core.digest import DIGEST_PREFIX, EXECUTE_EVENT, FILL_DIGEST_COLUMNS, frame_digest, verify_chain
-from ..errors import TradeloopError
+from ..core.digest import (
+    DIGEST_PREFIX,
+    EXECUTE_EVENT,
+    FILL_DIGEST_COLUMNS,
+    RECORD_KEYS,
+    frame_digest,
+    payload_version,
+    record_digests,
+    verify_chain,
+)
+from ..errors import TradeloopError, ValidationError
 from ..store.artifacts import artifact_problems
 from ..store.db import ORDER_IDENTITY, ORDER_STATE, Store
 from ..store.simulations import DIGESTS, SIM_EVENT, legacy_orders_digest, simulation_digests
 from ..venue.providers import get_provider, orders_of, risk_rejections, with_market_data
 
 __all__ = ["Replay", "Verification", "replay_run", "verify_run", "verify_simulation", "verify_store", "audit_check",
-           "execute_record_problems"]
+           "execute_record_problems", "integrity_problems", "chain_head", "anchor_problems", "read_anchor",
+           "write_anchor"]
 
 _FILL_COLUMNS = ("fill_id", "run_id", "client_order_id", "seq", "qty", "price", "commission")
 _EVENT_COLUMNS = ("from_status", "to_status", "qty", "price", "reason")
 _UNFINISHED = ("queued", "running")
 #: What an execute event records under ``counts`` (the rest of what is compared is at its top level).
 _COUNTED = ("orders", "orders_by_status", "fills", "filled_qty", "notional", "commission")
+#: Recorded errors (execute events before ``environmental`` was recorded) that came from the machine.
+_MACHINE_ERROR = re.compile(r"^(IOException|OSError|OutOfMemoryException|MemoryError)\b|No space left on device")
+#: What each recorded part of a version 2 execute event covers, for the difference's sentence.
+_RECORD_WHAT = {
+    "params_digest": "the stored params (trade_runs.params)",
+    "snapshot_hash": "the stored snapshot's content hash",
+    "positions_digest": "the stored positions (run_positions rows)",
+    "fallback_prices_digest": "the stored fallback prices (run_fallback_prices rows)",
+    "events_digest": "the stored order events (order_events rows)",
+}
 
 
 @dataclass(frozen=True)
@@ -78,6 +100,7 @@ class Verification:
     differences: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default_factory=tuple)
     simulations: tuple[str, ...] = ()
+    head: dict | None = None  #: the chain's last event (seq, event_hash): what ``--anchor`` writes
 
     @property
     def ok(self) -> bool:
@@ -125,7 +148,7 @@ def replay_run(store: Store, run_id: str) -> Replay:
         error = str(exc) if isinstance(exc, TradeloopError) else f"{type(exc).__name__}: {exc}"
         return Replay(run_id, "failed", orders, no_fills, no_events, outcome, error)
     return Replay(run_id, "done", result.orders, result.fills.loc[:, list(_FILL_COLUMNS)],
-                  result.events.loc[:, ["client_order_id", *_EVENT_COLUMNS]], outcome)
+                  result.events.loc[:, ["client_order_id", "step", *_EVENT_COLUMNS]], outcome)
 
 
 def _cell(value):
@@ -187,10 +210,16 @@ def verify_run(store: Store, run_id: str, events: pd.DataFrame | None = None) ->
     fills = store.fills(run_id)
     stored_events = store.order_events(run_id)
     diffs: list[str] = []
-    unfinished = status in _UNFINISHED or (
+    own = store.audit_events(run_id) if events is None else events.loc[events["run_id"] == run_id]
+    machine = status == "failed" and replay.status != "failed" and _environmental_failure(own)
+    unfinished = status in _UNFINISHED or machine or (
         status == "failed" and replay.status != "failed" and str(row["error"] or "").startswith("abandoned")
     )
-    if unfinished:
+    if machine:
+        notes.append(f"run {run_id} failed for an environmental reason ({row['error']}), not because of its inputs: "
+                     f"not a difference; its committed part is checked against the replay; re-run it with "
+                     f"`tradeloop rerun {run_id}`")
+    elif unfinished:
         notes.append(f"run {run_id} is {status} (not finished): its committed part is checked against the replay")
     elif status != replay.status:
         diffs.append(f"run {run_id}: status is {status!r} in the database, the replay gives {replay.status!r}")
@@ -233,8 +262,41 @@ def verify_run(store: Store, run_id: str, events: pd.DataFrame | None = None) ->
             diffs.append(f"run {run_id}: order events of {coid} are {[e[:2] for e in got]} in the database, the "
                          f"replay gives {[e[:2] for e in want]}" if [e[:2] for e in got] != [e[:2] for e in want]
                          else f"run {run_id}: order events of {coid} differ in qty/price/reason: {got} vs {want}")
-    diffs += _check_audit(store, row, orders, fills, events, unfinished)
+    diffs += _step_problems(run_id, stored_events, replay.events, unfinished)
+    diffs += _check_audit(store, row, orders, fills, own, unfinished)
     return diffs, notes
+
+
+def _environmental_failure(events: pd.DataFrame) -> bool:
+    """Did the run's last attempt fail because of the machine? Read from its last execute event (hash-chained),
+    never from ``trade_runs``; events written before the flag existed are judged by their recorded error."""
+    execute = events.loc[events["event_type"] == EXECUTE_EVENT]
+    if execute.empty:
+        return False
+    try:
+        last = json.loads(execute.sort_values("seq").iloc[-1]["payload"])
+    except (TypeError, ValueError):
+        return False
+    if last.get("status") != "failed":
+        return False
+    if "environmental" in last:
+        return bool(last["environmental"])
+    return bool(_MACHINE_ERROR.search(str(last.get("error") or "")))
+
+
+def _step_problems(run_id: str, stored: pd.DataFrame, replayed: pd.DataFrame, unfinished: bool) -> list[str]:
+    """The execution step of each order event must be the replay's (rows written before schema v5 have none)."""
+    if "step" not in stored or stored["step"].isna().all():
+        return []
+    want = replayed if "step" in replayed else replayed.assign(step=None)
+    got = {k: [_cell(v) for v in g["step"]] for k, g in stored.groupby("client_order_id", sort=True)}
+    exp = {k: [_cell(v) for v in g["step"]] for k, g in want.groupby("client_order_id", sort=True)}
+    out = []
+    for coid in sorted(set(got) & set(exp)):
+        if got[coid] != exp[coid] and len(got[coid]) == len(exp[coid]):
+            out.append(f"run {run_id}: order events of {coid}: step is {got[coid]} in the database, the replay gives "
+                       f"{exp[coid]}")
+    return out
 
 
 def _check_audit(store: Store, row: dict, orders: pd.DataFrame, fills: pd.DataFrame, events, unfinished) -> list[str]:
@@ -244,17 +306,21 @@ def _check_audit(store: Store, row: dict, orders: pd.DataFrame, fills: pd.DataFr
         return [] if row["status"] in _UNFINISHED else [f"run {run_id}: is {row['status']} but has no audit event"]
     if unfinished and row["status"] != "failed":
         return []  # a run that died after an earlier attempt: its rows moved on since that event
-    return [f"run {run_id}: {p}" for p in execute_record_problems(row, orders, fills, events, attempts=False)]
+    record = store.run_record(run_id)
+    return [f"run {run_id}: {p}" for p in execute_record_problems(row, orders, fills, events, attempts=False,
+                                                                   record=record)]
 
 
 def execute_record_problems(row: dict, orders: pd.DataFrame, fills: pd.DataFrame, events: pd.DataFrame, *,
-                            attempts: bool = True) -> list[str]:
+                            attempts: bool = True, record: dict | None = None) -> list[str]:
     """Compare a run's stored rows with its latest ``trade_run.execute`` audit event; one sentence per difference.
 
     Checks the snapshot, status, risk params, the number of orders and their statuses, fills, filled quantity,
     notional, commission and the digests of the order and fill rows, and (``attempts``) that every attempt was
     audited. ``orders`` and ``fills`` are the run's rows as :class:`~tradeloop.store.db.Store` reads them,
-    ``events`` its audit events.
+    ``events`` its audit events. An event of payload version 2 also records the run's provider, dry run flag,
+    attempt and error and the digests of its whole stored input and history, compared with ``record``
+    (:meth:`~tradeloop.store.db.Store.run_record`) when given.
     """
     run_id = row["run_id"]
     events = events.loc[events["event_type"] == EXECUTE_EVENT]
@@ -289,8 +355,34 @@ def execute_record_problems(row: dict, orders: pd.DataFrame, fills: pd.DataFrame
                             f"{what}")
         else:
             problems.append(f"{key}: database has {value!r}, audit record has {recorded[key]!r}")
+    for key in ("provider", "dry_run"):
+        if key in last and row[key] != last[key]:
+            problems.append(f"{key}: database has {row[key]!r}, audit record has {last[key]!r}")
+    if payload_version(last) >= 2:
+        problems += _record_problems(row, last, record)
     if attempts and int(row["attempts"]) != len(events):
         problems.append(f"attempts: run has {row['attempts']} attempt(s) but {len(events)} audit event(s)")
+    return problems
+
+
+def _record_problems(row: dict, last: dict, record: dict | None) -> list[str]:
+    """The parts of a version 2 execute event beyond orders and fills: attempt, error and the run's stored input."""
+    problems = []
+    if int(row["attempts"]) != last.get("attempt"):
+        problems.append(f"attempts: database has {row['attempts']!r}, its last audit event is attempt "
+                        f"{last.get('attempt')!r}")
+    if record is None:
+        return problems
+    now = record_digests(record["row"], record["snapshot_hash"], record["positions"], record["fallback_prices"],
+                         record["events"])
+    for key in RECORD_KEYS:
+        if now[key] == last.get(key):
+            continue
+        if key == "run_error":
+            problems.append(f"error: database has {now[key]!r}, audit record has {last.get(key)!r}")
+        else:
+            problems.append(f"{key}: its last audit event (attempt {last.get('attempt')}) does not match "
+                            f"{_RECORD_WHAT[key]}")
     return problems
 
 
@@ -303,12 +395,13 @@ def audit_check(db_path: str | Path | None, run_id: str) -> list[str]:
     """
     from ..settings import default_db_path  # the notebook's boundary ($TRADELOOP_DB); settings imports workflows
 
-    with Store(db_path or default_db_path(), read_only=True) as store:
+    with Store(db_path or default_db_path(), read_only=True) as store, store.session():
         row = store.get_run(run_id)
         orders = store.orders(run_id)
         fills = store.fills(run_id)
         events = store.audit_events(run_id)
-    return execute_record_problems(row, orders, fills, events)
+        record = store.run_record(run_id)
+    return execute_record_problems(row, orders, fills, events, record=record)
 
 
 def verify_simulation(store: Store, simulation_id: str, events: pd.DataFrame | None = None) -> tuple[list[str], list[str]]:
@@ -354,19 +447,29 @@ def verify_simulation(store: Store, simulation_id: str, events: pd.DataFrame | N
     return diffs, notes
 
 
-def verify_store(store: Store, run_ids=None) -> Verification:
+def verify_store(store: Store, run_ids=None, *, expect_anchor: dict | None = None) -> Verification:
     """Verify the whole audit chain, then replay ``run_ids`` (default: every run) and diff each against the store,
     and check every stored simulation (or those named in ``run_ids``) against its audit event.
+
+    Parameters
+    ----------
+    expect_anchor : dict, optional
+        A chain head written earlier (:func:`read_anchor`): the chain must still contain that event unchanged, so
+        events deleted from the end of the chain since then are found (:func:`anchor_problems`).
 
     Returns
     -------
     Verification
         ``differences``: one readable sentence per disagreement (chain breaks, missing/extra/changed orders, fills
-        and order events, status, risk outcome, audit digests, simulation rows); empty when everything agrees.
+        and order events, status, risk outcome, audit digests, simulation rows, rows no workflow leaves behind, an
+        anchor the chain no longer extends); empty when everything agrees. ``head``: the chain's last event.
     """
     with store.session():
         events = store.audit_events()
         diffs = [f"audit chain: {p}" for p in verify_chain(events)]
+        if expect_anchor is not None:
+            diffs += anchor_problems(events, expect_anchor)
+        diffs += integrity_problems(store.integrity())
         known = set(store.runs()["run_id"])
         sims = store.simulation_ids()
         diffs += [f"audit events name run {r}, which is not in trade_runs (nor in simulations)"
@@ -390,4 +493,75 @@ def verify_store(store: Store, run_ids=None) -> Verification:
         d, n = artifact_problems(store)  # each run_artifacts row against its binding audit event
         diffs += d
         notes += n
-    return Verification(tuple(run_ids), len(events), tuple(diffs), tuple(notes), tuple(sims))
+    return Verification(tuple(run_ids), len(events), tuple(diffs), tuple(notes), tuple(sims), chain_head(events))
+
+
+def integrity_problems(found: dict[str, list[tuple]]) -> list[str]:
+    """Sentences for :meth:`~tradeloop.store.db.Store.integrity`'s findings: rows no tradeloop workflow leaves."""
+    out = [f"snapshot_weights has {n} row(s) of snapshot {sid}, which is not in decision_snapshots"
+           for sid, n in found["weights_without_snapshot"]]
+    out += [f"snapshot {sid} is stored but no run uses it (a snapshot is stored only together with its run)"
+            for (sid,) in found["unused_snapshots"]]
+    out += [f"snapshot {sid}: n_symbols is {n!r} in decision_snapshots, it has {rows} weight row(s)"
+            for sid, n, rows in found["n_symbols"]]
+    out += [f"{table} has {n} row(s) of run {rid}, which is not in trade_runs"
+            for table, rid, n in found["rows_without_run"]]
+    out += [f"run_leases has {n} lease(s) for run {rid}, which is {status or 'not stored'}"
+            + (" (only a running run holds a lease, one at a time)" if status == "running" else
+               " (only a running run holds a lease)")
+            for rid, status, n in found["stray_leases"]]
+    return out
+
+
+def chain_head(events: pd.DataFrame) -> dict | None:
+    """The last event of the audit chain as an anchor: ``{"seq": …, "event_hash": …}`` (None for an empty chain)."""
+    if events.empty:
+        return None
+    last = events.sort_values("seq").iloc[-1]
+    return {"seq": int(last["seq"]), "event_hash": str(last["event_hash"])}
+
+
+def anchor_problems(events: pd.DataFrame, anchor: dict) -> list[str]:
+    """Does the chain still extend ``anchor`` (an earlier :func:`chain_head`)? One sentence when it does not.
+
+    The anchored event must still be in the chain with the same hash. An event hash covers its predecessor's, so
+    with the chain intact up to it (checked by :func:`verify_chain`) every event before it is pinned too; events
+    deleted from the end of the chain, or the chain rewritten from an earlier point, no longer contain it.
+    """
+    seq, want = int(anchor["seq"]), anchor["event_hash"]
+    match = events.loc[events["seq"] == seq, "event_hash"]
+    if match.empty:
+        last = int(events["seq"].max()) if len(events) else 0
+        return [f"audit chain: it ends at seq {last}, before the anchor's event (seq {seq}, hash {want[:12]}…): "
+                "events were deleted from its end"]
+    if match.iloc[0] != want:
+        return [f"audit chain: event seq {seq} has hash {str(match.iloc[0])[:12]}…, the anchor says {want[:12]}…: "
+                "the chain was rewritten or cut and re-grown since the anchor was written"]
+    return []
+
+
+def read_anchor(path) -> dict:
+    """Read an anchor file written by :func:`write_anchor`; :class:`ValidationError` naming it when malformed."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise ValidationError(f"anchor file {str(path)!r} does not exist") from None
+    except (OSError, ValueError) as e:
+        raise ValidationError(f"anchor file {str(path)!r} is not an anchor written by tradeloop verify: {e}") from None
+    seq, digest = (data.get("seq"), data.get("event_hash")) if isinstance(data, dict) else (None, None)
+    if not (isinstance(seq, int) and not isinstance(seq, bool) and seq >= 1 and isinstance(digest, str)
+            and re.fullmatch(r"[0-9a-f]{64}", digest)):
+        raise ValidationError(f"anchor file {str(path)!r} has no valid seq (a whole number >= 1) and event_hash "
+                              "(64 hex digits)")
+    return {"seq": seq, "event_hash": digest}
+
+
+def write_anchor(path, head: dict, db) -> None:
+    """Write the chain head to ``path`` atomically (a temporary file renamed into place), for ``--expect-anchor``."""
+    body = json.dumps({**head, "db": str(db), "written_at": pd.Timestamp.now("UTC").isoformat()}, sort_keys=True)
+    path = os.fspath(path)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(body + "\n")
+    os.replace(tmp, path)
