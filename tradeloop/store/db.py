@@ -10,6 +10,7 @@ reads and writes as methods; their SQL lives beside it in :mod:`~tradeloop.store
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import re
@@ -123,8 +124,11 @@ class Store:
                 con.execute("BEGIN TRANSACTION")
                 schema.migrate(con, self.path)
                 con.execute("COMMIT")
+                con.execute("CHECKPOINT")  # the tables into the file itself: only the file is linked, not its WAL
             finally:
                 con.close()
+            if tmp.with_name(tmp.name + ".wal").exists():  # a checkpoint that failed quietly (e.g. the disk filled)
+                raise OSError(errno.EIO, f"could not write the new database file {str(self.path)!r} completely")
             try:
                 os.link(tmp, self.path)
             except FileExistsError:
