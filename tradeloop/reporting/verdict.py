@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..store.artifacts import sha256_file as file_sha256
 from ..store.db import Store
 from ..workflows.verify import verify_store
 
@@ -36,15 +37,6 @@ VERDICT_FIELDS = ("verification", "run_id", "status", "database", "model_version
                   "snapshot_content_hash", "portfolio_value", "provider", "dry_run", "created_at", "started_at",
                   "finished_at", "attempts", "error")
 _LINE = re.compile(r"^([\w.\[\]'\-]+):\s?(.*)$")
-
-
-def file_sha256(path: str | Path) -> str:
-    """sha256 of a file's bytes, hex."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _frame_sha256(df: pd.DataFrame | None) -> str:
