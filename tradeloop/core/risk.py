@@ -92,12 +92,24 @@ def _group_sum(values: np.ndarray, codes: np.ndarray, ngroups: int) -> np.ndarra
 def post_trade(is_order, price, pv, current, signed):
     """Position after each order: ``(post_qty, post_weight, growing)``; ``growing`` marks priced orders that make
     the position larger in absolute size (the rules below only block those, except notional and no_short)."""
-    priced = ~np.isnan(price)
-    px = np.where(priced, price, 0.0)
+    px, priced = _priced(price)
     post = current + np.where(is_order, signed, 0)
-    post_w = post * px / pv
-    growing = is_order & priced & (np.abs(post) > np.abs(current))
+    post_w = post * px
+    post_w /= pv
+    growing = np.abs(post) > np.abs(current)
+    growing &= is_order
+    if priced is not None:
+        growing &= priced
     return post, post_w, growing
+
+
+def _priced(price: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(price with 0 where missing, mask of priced rows)``; the mask is None (and no copy is made) when every row
+    has a price, the common case."""
+    missing = np.isnan(price)
+    if not missing.any():
+        return price, None
+    return np.where(missing, 0.0, price), ~missing
 
 
 def sector_limits(limits: RiskLimits, per_sector: np.ndarray) -> np.ndarray:
@@ -115,20 +127,22 @@ def risk_checks(
 
     Plain numpy over aligned rows (``codes``: the row's book, ``sec_codes``: its (book, sector) bucket,
     ``name_cap`` / ``sector_lim``: per-row caps, NaN = none). Returns ``(code, blocked, observed, limit)`` per
-    enabled rule, in :data:`RISK_CODES` order.
+    enabled rule, in :data:`RISK_CODES` order; ``observed`` and ``limit`` are what a blocked order's sentence
+    quotes (``limit`` a scalar when the rule has one limit for every row).
     """
-    n = len(price)
-    priced = ~np.isnan(price)
-    px = np.where(priced, price, 0.0)
     apw = np.abs(post_w)
     checks: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = []  # code, blocked mask, observed, limit
     if limits.max_order_notional is not None:
+        px, priced = _priced(price)
         notional = qty * px
-        lim = np.broadcast_to(np.float64(limits.max_order_notional), (n,))
-        checks.append(("max_order_notional", is_order & priced & exceeds(notional, limits.max_order_notional), notional, lim))
+        blocked = exceeds(notional, limits.max_order_notional)
+        blocked &= is_order
+        if priced is not None:
+            blocked &= priced
+        checks.append(("max_order_notional", blocked, notional, limits.max_order_notional))
     if limits.max_position_ratio is not None:
-        lim = np.broadcast_to(np.float64(limits.max_position_ratio), (n,))
-        checks.append(("max_position_ratio", growing & exceeds(apw, limits.max_position_ratio), apw, lim))
+        checks.append(("max_position_ratio", growing & exceeds(apw, limits.max_position_ratio), apw,
+                       limits.max_position_ratio))
     if limits.single_name_caps:
         checks.append(("single_name_cap", growing & exceeds(apw, name_cap), apw, name_cap))
     if limits.uses_sectors:
@@ -136,11 +150,10 @@ def risk_checks(
         checks.append(("sector_cap", growing & exceeds(exposure, sector_lim), exposure, sector_lim))
     if limits.max_gross_exposure is not None:
         gross = _group_sum(apw, codes, ngroups)[codes]
-        lim = np.broadcast_to(np.float64(limits.max_gross_exposure), (n,))
-        checks.append(("max_gross_exposure", growing & exceeds(gross, limits.max_gross_exposure), gross, lim))
+        checks.append(("max_gross_exposure", growing & exceeds(gross, limits.max_gross_exposure), gross,
+                       limits.max_gross_exposure))
     if not limits.allow_short:
-        checks.append(("no_short", is_order & (signed < 0) & (post < 0), post.astype("float64"),
-                       np.broadcast_to(np.float64(0.0), (n,))))
+        checks.append(("no_short", is_order & (signed < 0) & (post < 0), post, 0.0))
     return checks
 
 
@@ -200,7 +213,7 @@ def check_risk(
         idx = out.index[mask]
         risk_codes.loc[idx] = np.where(risk_codes.loc[idx] == "", code, risk_codes.loc[idx] + ";" + code)
         if explain:
-            text = [_sentence(code, o, l) for o, l in zip(observed[mask], lim[mask])]
+            text = [_sentence(code, o, l) for o, l in zip(observed[mask], np.broadcast_to(lim, mask.shape)[mask])]
             reasons.loc[idx] = np.where(reasons.loc[idx] == "", text, reasons.loc[idx] + "; " + pd.Series(text, index=idx))
     out["post_qty"] = post
     out["post_weight"] = post_w

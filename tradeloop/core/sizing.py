@@ -27,8 +27,8 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ValidationError
-from .tolerance import LIMIT_RTOL, exceeds, floor_lots
-from .validate import check_quantities
+from .tolerance import FLOOR_ATOL, LIMIT_RTOL, exceeds
+from .validate import MAX_QTY, check_quantities
 
 __all__ = [
     "build_book", "build_orders", "client_order_ids", "order_keys", "combine_keys", "format_client_order_ids",
@@ -174,38 +174,60 @@ def size_orders(
     # One group: a scalar broadcasts to the same values as the gathered column (and skips the gather).
     pv = group_pv[0] if ngroups == 1 else group_pv[codes]
     missing_price = np.isnan(price)
-    any_missing = missing_price.any()
+    any_missing = bool(missing_price.any())
     label = label or (lambda i: f"row {i + 1}")
+    # One work array, in place: |weight × pv| / price / lot floored in lots (floor_lots), times the lot, with the
+    # weight's sign: the same operations in the same order as the module's formula, without a temporary per step.
+    target = np.multiply(weight, pv)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        lots = floor_lots(np.abs(weight * pv) / price / lot)
-        target = np.sign(weight) * lots * lot
-    check_quantities(target, label, "target quantity", skip=missing_price if any_missing else None)
+        np.abs(target, out=target)
+        np.divide(target, price, out=target)
+        np.divide(target, lot, out=target)
+        np.add(target, FLOOR_ATOL, out=target)
+        np.floor(target, out=target)
+        np.multiply(target, lot, out=target)
+    # Not finite or beyond 2**53: one reduction finds it (NaN propagates through max), the full check names the row.
+    # Rows without a price are NaN by design and skipped by it.
+    exact = not any_missing and (not len(target) or target.max() < MAX_QTY)
+    np.copysign(target, weight, out=target)
+    if not exact:
+        check_quantities(target, label, "target quantity", skip=missing_price if any_missing else None)
     if any_missing:
         target = np.where(missing_price, 0, target).astype("int64")
         target = np.where(missing_price & (weight != 0), current, target)  # unknown size: leave as is, then reject
     else:
         target = target.astype("int64")
-    delta = target - current
+    delta = np.subtract(target, current, out=target)
     untrimmed = np.abs(delta)
 
     # Cash: sells first, then buys trimmed pro rata within each group so they fit the cash left after the buffer.
+    # value < 0 is a sell's proceeds (negated), > 0 a buy's cost: two bincounts over one product.
     px = np.where(missing_price, 0.0, price) if any_missing else price
     with np.errstate(over="ignore", invalid="ignore"):
         if group_cash is None:
             group_cash = group_pv - np.bincount(codes, weights=current * px, minlength=ngroups)
-        sells = np.bincount(codes, weights=np.where(delta < 0, -delta * px, 0.0), minlength=ngroups)
-        buys = np.bincount(codes, weights=np.where(delta > 0, delta * px, 0.0), minlength=ngroups)
+        value = delta * px
+        sells = 0.0 - np.bincount(codes, weights=np.minimum(value, 0.0), minlength=ngroups)
+        buys = np.bincount(codes, weights=np.maximum(value, 0.0, out=value), minlength=ngroups)
         available = group_cash + sells - cash_buffer * group_pv
     _check_finite_cash(group_cash, sells, buys, available)
     over = exceeds(buys, available)
     if over.any():
         factor = np.where(over, np.clip(available, 0.0, None) / np.where(buys > 0, buys, 1.0), 1.0)
-        row_factor = factor[codes]
-        trim = over[codes]
+        trim = delta > 0
+        if ngroups == 1:
+            row_factor = factor[0]
+        else:
+            row_factor = factor[codes]
+            trim &= over[codes]
         # Floor in lots, letting a quotient within the tolerance below a whole lot count as that lot: trimmed buys
         # never exceed the cash by more than LIMIT_RTOL relative.
-        trimmed_buy = np.floor(delta * row_factor / lot * (1.0 + LIMIT_RTOL)) * lot
-        delta = np.where((delta > 0) & trim, trimmed_buy, delta).astype("int64")
+        trimmed_buy = np.multiply(delta, row_factor)
+        trimmed_buy /= lot
+        trimmed_buy *= 1.0 + LIMIT_RTOL
+        np.floor(trimmed_buy, out=trimmed_buy)
+        trimmed_buy *= lot
+        np.copyto(delta, trimmed_buy, casting="unsafe", where=trim)
     return delta, untrimmed, group_cash, missing_price
 
 

@@ -31,6 +31,9 @@ def exceeds(observed, limit):
 
     A NaN limit (no limit for that row) never is exceeded.
     """
+    if np.ndim(limit) == 0:  # one limit for every row: its threshold is one float, not a 0-d array operation
+        limit = float(limit)
+        return np.asarray(observed) > limit + LIMIT_RTOL * abs(limit)
     limit = np.asarray(limit, dtype="float64")
     return np.asarray(observed) > limit + LIMIT_RTOL * np.abs(limit)
 

@@ -45,7 +45,7 @@ from .registry import GROUPS, Registry
 
 __all__ = [
     "ExecutionProvider", "BaseProvider", "MockExecutionProvider", "LeanExecutionProvider", "RiskCheck",
-    "get_provider", "provider_names", "provider_table", "orders_of", "with_market_data", "risk_rejections", "prepare_book", "PROVIDERS",
+    "get_provider", "provider_names", "provider_table", "orders_of", "with_market_data", "risk_rejections", "prepare_book", "size_book", "PROVIDERS",
     "LEAN_ORDER_STATUS", "FIX_ORD_STATUS", "LEAN_TO_TRADELOOP", "FIX_TO_TRADELOOP", "LEAN_ORDER_FIELDS",
 ]
 
@@ -88,6 +88,17 @@ def prepare_book(run: "TradeRun", snapshot: DecisionSnapshot) -> pd.DataFrame:
     ``run_id``, ``order_type``, ``limit_price``) filled on order rows and empty on the others.
     """
     p = run.params
+    book = size_book(run, snapshot)
+    orders = build_orders(None, book=book, run_id=run.run_id, model_version=snapshot.model_version,
+                          order_type=p.order_type, limit_offset_bps=p.limit_offset_bps)
+    extra = orders.loc[:, ["symbol", "client_order_id", "run_id", "order_type", "limit_price"]]
+    return book.merge(extra, on="symbol", how="left", sort=False)
+
+
+def size_book(run: "TradeRun", snapshot: DecisionSnapshot) -> pd.DataFrame:
+    """The sizing half of :func:`prepare_book` (the :func:`tradeloop.core.sizing.build_book` frame, no order ids):
+    what a run's creation checks before its first write (sizing refuses quantities that are not exact)."""
+    p = run.params
     targets = snapshot.weights.loc[:, ["symbol", "weight", "price", "sector", "lot_size"]].copy()
     targets["price_source"] = np.where(targets["price"].notna(), "snapshot", None)
     positions = run.positions
@@ -102,10 +113,7 @@ def prepare_book(run: "TradeRun", snapshot: DecisionSnapshot) -> pd.DataFrame:
     book = build_book(targets, snapshot.portfolio_value, cash_buffer=p.cash_buffer, lot_size=p.lot_size,
                       positions=positions, cash=p.cash)
     book.loc[book["price_source"].eq("positions"), "price_source"] = "fallback"
-    orders = build_orders(None, book=book, run_id=run.run_id, model_version=snapshot.model_version,
-                          order_type=p.order_type, limit_offset_bps=p.limit_offset_bps)
-    extra = orders.loc[:, ["symbol", "client_order_id", "run_id", "order_type", "limit_price"]]
-    return book.merge(extra, on="symbol", how="left", sort=False)
+    return book
 
 
 def with_market_data(orders: pd.DataFrame, snapshot: DecisionSnapshot) -> pd.DataFrame:

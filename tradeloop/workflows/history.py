@@ -573,12 +573,14 @@ def _orders_of_day(rules: _Rules, h: HistoryInputs, t: int, day: tuple, hold: np
     delta, untrimmed, cash, missing = size_orders(
         weight, price, lot, hold, group, pv, cash, rules.params.cash_buffer,
         label=lambda i: f"{h.universe[i % h.S]!r} on {pd.Timestamp(h.dates[t]).date()}")
-    unsized = missing & (weight != 0) & (delta == 0)
-    is_order = (delta != 0) | unsized
-    sell = (delta < 0) | (unsized & (weight < 0))
+    is_order, sell = delta != 0, delta < 0
+    if missing.any():  # a weight without a price is an order of unknown size (rejected by execution)
+        unsized = missing & (weight != 0) & (delta == 0)
+        is_order |= unsized
+        sell |= unsized & (weight < 0)
     qty = np.abs(delta)
-    signed = np.where(sell, -qty, qty)
-    post, post_w, growing = post_trade(is_order, price, pv[group], hold, signed)
+    # delta is the signed order (0 where nothing trades, unsized orders included); one portfolio divides by a scalar
+    post, post_w, growing = post_trade(is_order, price, pv[0] if h.P == 1 else pv[group], hold, delta)
     sec_codes = sector_lim = None
     if limits.uses_sectors:
         unknown = (sec == len(h.sectors)) & (post != 0)
@@ -588,7 +590,7 @@ def _orders_of_day(rules: _Rules, h: HistoryInputs, t: int, day: tuple, hold: np
                                   "is set, so every held symbol needs a sector")
         sec_codes = group * (len(h.sectors) + 1) + sec
         sector_lim = rules.sector_limit[sec]
-    checks = risk_checks(limits, is_order=is_order, price=price, qty=qty, signed=signed, post=post, post_w=post_w,
+    checks = risk_checks(limits, is_order=is_order, price=price, qty=qty, signed=delta, post=post, post_w=post_w,
                          growing=growing, codes=group, ngroups=h.P, name_cap=rules.name_cap, sec_codes=sec_codes,
                          sector_lim=sector_lim)
     rows = np.flatnonzero(is_order)

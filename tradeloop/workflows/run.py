@@ -66,8 +66,8 @@ from ..venue.providers import (
     ExecutionProvider,
     get_provider,
     orders_of,
-    prepare_book,
     risk_rejections,
+    size_book,
     with_market_data,
 )
 from .faults import no_faults
@@ -199,7 +199,7 @@ def _store_run(store: Store, snapshot: DecisionSnapshot, *, params: RunParams | 
     given = TradeRun(run_id=run_id, snapshot_id=snapshot.snapshot_id, provider=provider, dry_run=bool(dry_run),
                      params=params, positions=positions, fallback_prices=fallback_prices)
     _refuse_conflict(store, given)  # before the first write
-    prepare_book(given, snapshot)  # sizing refuses quantities that are not exact: before the first write, too
+    size_book(given, snapshot)  # sizing refuses quantities that are not exact: before the first write, too
     row = {"run_id": run_id, "snapshot_id": snapshot.snapshot_id, "provider": provider, "dry_run": bool(dry_run),
            "params": json.dumps(params.to_dict(), sort_keys=True)}
     with store.transaction():
