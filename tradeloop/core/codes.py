@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "Code", "CODES", "RUN_STATUS", "ORDER_STATUS", "OUTCOME", "REJECT_REASON", "RISK_RULE", "names", "rows",
-    "code_of", "risk_rule_names", "risk_mask_names", "RISK_PREFIX",
+    "code_of", "risk_rule_names", "risk_mask_names", "RISK_PREFIX", "SHORTFALL_CAUSE", "shortfall_cause_names",
 ]
 
 RUN_STATUS = "run_status"
@@ -25,6 +25,9 @@ ORDER_STATUS = "order_status"
 OUTCOME = "outcome"
 REJECT_REASON = "reject_reason"
 RISK_RULE = "risk_rule"
+#: Why the implemented portfolio differs from the paper one (:mod:`tradeloop.core.shortfall`); the row ``risk``
+#: stands for one cause ``risk:<rule>`` per risk rule row, so a rule added later is a cause by name.
+SHORTFALL_CAUSE = "shortfall_cause"
 #: A risk rejection's reason text is ``risk:`` + its ``;``-joined rule names.
 RISK_PREFIX = "risk:"
 
@@ -76,6 +79,15 @@ CODES: tuple[Code, ...] = (
     Code(RISK_RULE, "sector_cap", 3, "sector gross weight", bit=3),
     Code(RISK_RULE, "max_gross_exposure", 4, "gross exposure", bit=4),
     Code(RISK_RULE, "no_short", 5, "short position", bit=5),
+
+    # in the order an order's quantity meets them; names are stored (simulation_shortfall), not these integers
+    Code(SHORTFALL_CAUSE, "rounding", 0, "paper quantity floored to whole lots"),
+    Code(SHORTFALL_CAUSE, "cash_trim", 1, "buys trimmed to the cash left after the buffer"),
+    Code(SHORTFALL_CAUSE, "risk", 2, "blocked or resized by a risk rule (one cause risk:<rule> per rule)"),
+    Code(SHORTFALL_CAUSE, "missing_price", 3, "no price: not sized, rejected"),
+    Code(SHORTFALL_CAUSE, "liquidity", 4, "unfilled at the close: volume cap, or filled in part"),
+    Code(SHORTFALL_CAUSE, "limit_not_crossed", 5, "unfilled at the close: the limit price was not reached"),
+    Code(SHORTFALL_CAUSE, "not_executed", 6, "never worked to its end (blocked run, dry run, failed run)"),
 )
 
 
@@ -106,3 +118,12 @@ def risk_mask_names() -> tuple[str, ...]:
     """``;``-joined rule names for every risk mask value (0 .. 2**rules - 1): the decode table of ``risk_mask``."""
     rules = rows(RISK_RULE)
     return tuple(";".join(c.name for c in rules if m >> c.bit & 1) for m in range(1 << len(rules)))
+
+
+def shortfall_cause_names() -> tuple[str, ...]:
+    """Shortfall causes in order: the ``shortfall_cause`` rows, the ``risk`` row expanded to ``risk:<rule>`` for
+    every risk rule in bit order."""
+    out: list[str] = []
+    for c in rows(SHORTFALL_CAUSE):
+        out += [RISK_PREFIX + r for r in risk_rule_names()] if c.name == "risk" else [c.name]
+    return tuple(out)

@@ -244,6 +244,17 @@ CREATE OR REPLACE VIEW simulation_fills AS
 
 #: v7: the simulation views decode statuses, reject reasons and risk rules from the table of codes.
 MIGRATIONS.append((7, simulation_views_sql()))
+
+#: v8: a simulation's implementation shortfall by cause, written with it (see
+#: :func:`tradeloop.workflows.shortfall.to_rows`): ``level`` 'date' rows per (date, portfolio, item), 'symbol' rows
+#: per (portfolio, symbol, item); items are the causes, the costs ``slippage`` / ``commission`` and the references
+#: ``paper`` / ``implemented``.
+MIGRATIONS.append((8, """
+CREATE TABLE IF NOT EXISTS simulation_shortfall (
+    simulation_id VARCHAR NOT NULL, level VARCHAR NOT NULL, date TIMESTAMP, portfolio VARCHAR NOT NULL,
+    symbol VARCHAR, sector VARCHAR, item VARCHAR NOT NULL, weight_gap DOUBLE, abs_weight_gap DOUBLE,
+    contribution DOUBLE, amount DOUBLE);
+"""))
 SCHEMA_VERSION = max(v for v, _ in MIGRATIONS)
 
 #: Order columns the loop writes once (identity) and the ones execution updates (state).

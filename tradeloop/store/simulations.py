@@ -25,7 +25,7 @@ from .sql import fetch_dict, insert_arrow, utcnow
 
 __all__ = ["save_simulation", "SIM_EVENT", "SIM_RUN_COLUMNS", "DIGESTS", "simulation_digests",
            "legacy_orders_digest", "simulation_tables", "get_simulation", "simulations", "simulation_ids",
-           "simulation_runs", "simulation_orders"]
+           "simulation_runs", "simulation_orders", "shortfall_rows", "LATER_DIGESTS"]
 
 SIM_EVENT = "simulation.save"
 
@@ -47,7 +47,12 @@ DIGESTS = {
     "simulation_order_fills": ("fills_digest", "order_fills", ("date", "portfolio", "order_key", "seq", "qty",
                                                                "commission"), ("date", "portfolio", "order_key",
                                                                                "seq")),
+    "simulation_shortfall": ("shortfall_digest", "shortfall_rows", (
+        "level", "date", "portfolio", "symbol", "sector", "item", "weight_gap", "abs_weight_gap", "contribution",
+        "amount"), ("level", "date", "portfolio", "symbol", "item")),
 }
+#: Digests a simulation saved before that table existed does not record (checked only when it has rows).
+LATER_DIGESTS = {"shortfall_digest": 8}
 
 
 def simulation_digests(tables: dict[str, pa.Table]) -> dict[str, str]:
@@ -138,7 +143,7 @@ def save_simulation(store, sim) -> dict:
         )
         store.append_audit(sid, SIM_EVENT, {
             **info, **digests, "inputs_digest": sim.inputs_digest, "runs": counts["simulation_runs"],
-            "order_fills": counts["simulation_order_fills"]})
+            "order_fills": counts["simulation_order_fills"], "shortfall_rows": counts["simulation_shortfall"]})
     return {"simulation_id": sid, "new": True, "orders": counts["simulation_orders"],
             "runs": counts["simulation_runs"]}
 
@@ -157,7 +162,17 @@ def _tables(sim) -> dict[str, pa.Table]:
                                if c in fills.column_names])
     return {"simulation_orders": sim.orders_arrow(),
             "simulation_runs": pa.Table.from_pandas(runs, preserve_index=False),
-            "simulation_order_fills": fills}
+            "simulation_order_fills": fills, "simulation_shortfall": sim.shortfall_arrow()}
+
+
+def shortfall_rows(con, simulation_id: str) -> pd.DataFrame:
+    """A simulation's ``simulation_shortfall`` rows (empty when it was saved before they were recorded)."""
+    exists = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'simulation_shortfall'").fetchone()[0]
+    if not exists:
+        return pd.DataFrame(columns=list(DIGESTS["simulation_shortfall"][2]))
+    cols = ", ".join(DIGESTS["simulation_shortfall"][2])
+    return con.execute(f"SELECT {cols} FROM simulation_shortfall WHERE simulation_id = ? ORDER BY level, date, "
+                       "portfolio, symbol, item", [simulation_id]).df()
 
 
 def get_simulation(con, simulation_id: str) -> dict | None:

@@ -51,6 +51,7 @@ import pandas as pd
 from ..core import codes
 from ..core.engine import NEW, REJECTED, STATUS_NAMES, close_out, execute_step
 from ..core.risk import post_trade, risk_checks, sector_limits
+from ..core.shortfall import PeriodLedger, order_gap
 from ..core.sizing import limit_prices, size_orders
 from ..core.tolerance import exceeds
 from ..core.validate import (
@@ -567,7 +568,8 @@ def _orders_of_day(rules: _Rules, h: HistoryInputs, t: int, day: tuple, hold: np
                    cash: np.ndarray | None) -> tuple:
     """Size one date's orders (:func:`~tradeloop.core.sizing.size_orders`) and check them
     (:func:`~tradeloop.core.risk.risk_checks`). Returns ``(rows, sell, qty, untrimmed, risk mask, cash)`` for the
-    slots that trade, cash being each portfolio's cash the sizing started from."""
+    slots that trade, cash being each portfolio's cash the sizing started from, and ``(delta, untrimmed)`` of every
+    slot (the shortfall's rounding and cash trim concern slots without an order too)."""
     weight, price, lot, sec = day
     limits, group = rules.params.risk, rules.group
     delta, untrimmed, cash, missing = size_orders(
@@ -597,7 +599,7 @@ def _orders_of_day(rules: _Rules, h: HistoryInputs, t: int, day: tuple, hold: np
     mask = np.zeros(len(qty), dtype=np.uint8)
     for code, blocked, _, _ in checks:
         mask |= blocked.view(np.uint8) << np.uint8(_RISK_BIT[code])
-    return rows, sell[rows], qty[rows], untrimmed[rows], mask[rows], cash
+    return rows, sell[rows], qty[rows], untrimmed[rows], mask[rows], cash, (delta, untrimmed)
 
 
 def _execute_day(rules: _Rules, qty: np.ndarray, sell: np.ndarray, price: np.ndarray, risk: np.ndarray, caps,
@@ -642,7 +644,8 @@ def _outcomes(status: np.ndarray, risk: np.ndarray) -> np.ndarray:
 
 def _order_columns(rules: _Rules) -> dict:
     columns = {"pos": np.int32, "sell": np.bool_, "qty": np.int64, "current": np.int64, "untrimmed": np.int64,
-               "status": np.int8, "risk": np.uint8, "fill_price": np.float64, "commission": np.float64}
+               "status": np.int8, "risk": np.uint8, "fill_price": np.float64, "commission": np.float64,
+               "gap": np.float64, "ret": np.float64}
     if not rules.recover:
         columns.update({"price": np.float64, "lot": np.int64, "sector": np.int32, "weight": np.float64})
     if rules.limited:  # orders may fill in parts over params.steps steps: what filled, in how many fills, at what average
@@ -661,6 +664,8 @@ def _run_dates(h: HistoryInputs, rules: _Rules, progress: bool) -> dict:
     fills = Buffers(len(h.wvalue), {"order": np.int64, "seq": np.int32, "qty": np.int64, "commission": np.float64}) \
         if rules.limited else None
     counts = np.zeros(D, dtype=np.int64)
+    ledger = PeriodLedger(D, group, P)
+    prev = None  # the previous date's order rows and slots: their returns are known once this date's marks are
     days = range(D)
     if progress:
         from tqdm.auto import tqdm
@@ -669,9 +674,13 @@ def _run_dates(h: HistoryInputs, rules: _Rules, progress: bool) -> dict:
     for t in days:
         weight = market.weights(t)
         price, lot, mark, sec, vol = market.prices(t)
+        r = ledger.period(mark)
+        if prev is not None:
+            orders.cols["ret"][prev[0]:prev[0] + len(prev[1])] = r[prev[1]]
         marks = mark if rules.recover and not market.has_nan_price else np.nan_to_num(mark)
         pv = h.pv0 if t == 0 else cash + np.bincount(group, weights=hold * marks, minlength=P)
-        oi, sell, qty, untrimmed, risk, cash = _orders_of_day(rules, h, t, (weight, price, lot, sec), hold, pv, cash)
+        oi, sell, qty, untrimmed, risk, cash, sized = _orders_of_day(rules, h, t, (weight, price, lot, sec), hold, pv,
+                                                                     cash)
         caps = rules.params.liquidity.step_caps(vol[oi], lot[oi]) if rules.limited else None
         done = _execute_day(rules, qty, sell, price[oi], risk, caps, fills, orders.n)
         filled, flow = done.pop("filled"), done.pop("flow")
@@ -682,10 +691,19 @@ def _run_dates(h: HistoryInputs, rules: _Rules, progress: bool) -> dict:
         inputs = {} if rules.recover else {"price": price[oi], "lot": lot[oi], "sector": sec[oi], "weight": weight[oi]}
         if rules.limited:
             done["filled"] = filled
+        pv_slot = pv[0] if P == 1 else pv[group]
+        signed_filled = np.where(sell, -filled, filled)
+        gap = order_gap(weight[oi], price[oi], mark[oi], pv_slot if P == 1 else pv_slot[oi], hold[oi],
+                        np.where(sell, -qty, qty), signed_filled)
+        prev = (orders.n, oi)
         orders.append(len(oi), pos=oi, sell=sell, qty=qty, current=hold[oi], untrimmed=untrimmed, risk=risk,
-                      **inputs, **done)
+                      gap=gap, ret=0.0, **inputs, **done)
         counts[t] = len(oi)
-        hold[oi] += np.where(sell, -filled, filled)
+        delta_all, untrimmed_all = sized
+        target = hold + np.where(delta_all < 0, -untrimmed_all, untrimmed_all)
+        hold[oi] += signed_filled
+        ledger.decision(t, weight=weight, price=price, value=pv_slot, target=target,
+                        trimmed=untrimmed_all - np.abs(delta_all), held=hold, mark=mark)
         value = hold * marks
         if P == 1:
             day["gross"][t], day["net"][t], day["npos"][t] = np.abs(value).sum(), value.sum(), np.count_nonzero(hold)
@@ -695,7 +713,8 @@ def _run_dates(h: HistoryInputs, rules: _Rules, progress: bool) -> dict:
             day["npos"][t] = np.bincount(group, weights=hold != 0, minlength=P)
     raw = orders.final()
     raw["t"] = np.repeat(np.arange(D, dtype=np.int32), counts)
-    return {"orders": raw, "fills": None if fills is None else fills.final(), "day": day}
+    ledger.symbol_sector = market.last_sec.copy()
+    return {"orders": raw, "fills": None if fills is None else fills.final(), "day": day, "ledger": ledger}
 
 
 def simulate(
@@ -774,7 +793,7 @@ def simulate(
         params=params, model_version=model_version, portfolio_value=h.pv0, initial_cash=h.cash0,
         initial_positions=h.hold0, orders_raw=out["orders"], day_pv=day["pv"], day_cash_before=day["cash_before"],
         day_cash_after=day["cash_after"], day_holdings=(day["gross"], day["net"], day["npos"]),
-        given_id=simulation_id, fills_raw=out["fills"], _digest_parts=h.digest_parts(),
+        given_id=simulation_id, fills_raw=out["fills"], _digest_parts=h.digest_parts(), ledger=out["ledger"],
         _inputs={"recover": rules.recover, "wvalue": h.wvalue, "pbounds": h.pbounds, "psym": h.psym,
                  "pprice": h.pprice, "plot": h.plot, "psec": h.psec},
     )

@@ -127,6 +127,8 @@ class Simulation:
     fills_raw: dict | None = None
     _digest_parts: tuple = ()
     _inputs: dict | None = None
+    #: the dense half of the shortfall attribution (:class:`tradeloop.core.shortfall.PeriodLedger`)
+    ledger: object | None = None
 
     def _col(self, name: str) -> np.ndarray:
         """An order column; ``weight``, ``price``, ``lot`` and ``sector`` are read back from dense inputs."""
@@ -246,6 +248,13 @@ class Simulation:
         if self.named_portfolios:
             cols["portfolio"] = pa.array(self.portfolios[o["pos"][rows] // len(self.universe)].astype(str))
         return pa.table(cols)
+
+    def shortfall_arrow(self):
+        """The implementation shortfall rows of ``simulation_shortfall`` (see
+        :func:`tradeloop.workflows.shortfall.to_rows`)."""
+        from .shortfall import simulation_data, to_rows
+
+        return to_rows(simulation_data(self))
 
     def _risk_text(self) -> tuple[np.ndarray, np.ndarray]:
         """Rule names per risk mask value and the matching ``risk:…`` reasons (decoded by the table of codes)."""

@@ -1,0 +1,534 @@
+"""Implementation shortfall of a run or a simulation, by cause: :func:`shortfall` → :class:`Shortfall`.
+
+The attribution rules are those of :mod:`tradeloop.core.shortfall` (definitions in ``docs/concepts.md``). Where the
+numbers come from:
+
+* a **stored run**: its frozen snapshot, params, positions and fallback prices give the book again (the sizing is
+  deterministic: :func:`tradeloop.venue.providers.prepare_book`), its stored orders and fills what happened;
+* a **Simulation** (in memory): the simulation's own date loop keeps the dense half (rounding and cash trim of every
+  slot, paper and implemented returns: :class:`tradeloop.core.shortfall.PeriodLedger`), the order rows the rest;
+* a **stored simulation**: the ``simulation_shortfall`` rows :func:`tradeloop.store.simulations.save_simulation`
+  wrote with it (covered by its ``simulation.save`` audit event, so ``tradeloop verify`` detects an edit).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+
+from ..core import shortfall as k
+from ..core.codes import RISK_PREFIX, risk_rule_names
+from ..core.sizing import limit_prices
+from ..display import facts_html, short_repr
+from ..errors import RunNotFound, ValidationError
+from ..store.db import Store
+from ..venue.providers import prepare_book
+from .run import RunResult, load_run
+from .simulation import OUTCOME_CANCELED, Simulation
+
+__all__ = ["Shortfall", "ShortfallData", "shortfall", "simulation_data", "run_data", "ITEMS"]
+
+#: Date-level reference items stored beside the causes and costs (see :data:`ShortfallData`).
+ITEMS = k.CAUSES + k.COSTS + ("paper", "implemented")
+_BPS = 1e4
+
+
+@dataclass(frozen=True, eq=False)
+class ShortfallData:
+    """The attribution of one run or simulation as arrays (``D`` dates, ``P`` portfolios, ``K`` causes, ``M``
+    (portfolio, symbol) rows); :class:`Shortfall` builds its frames from it, the store keeps it as long rows.
+
+    Per (date, portfolio): ``value`` (portfolio value V before trading), ``paper_weight`` / ``implemented_weight``
+    (Σ w, Σ ŵ), ``paper_return`` / ``implemented_gross`` (Σ w r, Σ ŵ r over the period to the next date; 0 on the
+    last date), ``slippage`` / ``commission`` (currency); per (date, portfolio, cause) ``gap`` (Σ g), ``abs_gap``
+    (Σ |g|), ``contribution`` (Σ g r). Per row: ``symbol``, ``portfolio_of`` (index), ``sector`` and per cause
+    ``s_gap``, ``s_abs_gap``, ``s_contribution`` summed over dates, ``s_slippage`` / ``s_commission`` (currency) and
+    ``s_cost_return`` ``(M, 2)`` (Σ cost / V).
+    """
+
+    kind: str
+    id: str
+    dates: np.ndarray
+    portfolios: np.ndarray
+    named: bool
+    value: np.ndarray
+    paper_weight: np.ndarray
+    implemented_weight: np.ndarray
+    paper_return: np.ndarray
+    implemented_gross: np.ndarray
+    slippage: np.ndarray
+    commission: np.ndarray
+    gap: np.ndarray
+    abs_gap: np.ndarray
+    contribution: np.ndarray
+    symbol: np.ndarray
+    portfolio_of: np.ndarray
+    sector: np.ndarray
+    s_gap: np.ndarray
+    s_abs_gap: np.ndarray
+    s_contribution: np.ndarray
+    s_slippage: np.ndarray
+    s_commission: np.ndarray
+    s_cost_return: np.ndarray
+    causes: tuple = k.CAUSES
+
+
+def _coo_sum(key, values, n) -> np.ndarray:
+    return np.bincount(key, weights=values, minlength=n) if len(key) else np.zeros(n)
+
+
+def simulation_data(sim: Simulation) -> ShortfallData:
+    """The attribution of an in-memory simulation: the loop's dense ledger plus its order rows, all at once."""
+    if sim.ledger is None:
+        raise ValidationError("this simulation has no shortfall ledger (simulate it with this tradeloop)")
+    L, o = sim.ledger, sim.orders_raw
+    D, P, S, K = len(sim.dates), len(sim.portfolios), len(sim.universe), len(k.CAUSES)
+    run = sim._order_run.astype(np.int64)
+    price, sell = sim._col("price"), o["sell"]
+    missing = np.isnan(price)
+    mask = np.where(missing, 0, o["risk"])
+    crossed = np.ones(len(price), dtype=bool)
+    if sim.params.order_type == "LIMIT":
+        crossed = k.limit_crossed(sell, price, limit_prices(price, ~sell, sim.params.limit_offset_bps))
+    unfilled = k.unfilled_cause(missing=missing, blocked=mask != 0, canceled=o["status"] == OUTCOME_CANCELED,
+                                crossed=crossed, finished=np.ones(len(price), dtype=bool))
+    rows_b, cause_b, gap_b = k.risk_split(mask, o["gap"])
+    has = np.flatnonzero(unfilled != k.NO_CAUSE)
+    rows = np.concatenate([rows_b, has])
+    cause = np.concatenate([cause_b, unfilled[has]])
+    gap = np.concatenate([gap_b, o["gap"][has]])
+    contrib = gap * o["ret"][rows]
+    key = run[rows] * K + cause
+    dense = np.zeros((D, P, K, 3))
+    for j, v in enumerate((gap, np.abs(gap), contrib)):
+        dense[..., j] = _coo_sum(key, v, D * P * K).reshape(D, P, K)
+    for j, src in ((k.ROUNDING, 0), (k.CASH_TRIM, 1)):
+        dense[:, :, j, 0] += L.gap[:, :, src]
+        dense[:, :, j, 1] += L.abs_gap[:, :, src]
+        dense[:, :, j, 2] += L.contribution[:, :, src]
+    N = P * S
+    skey = o["pos"][rows].astype(np.int64) * K + cause
+    slot = np.zeros((N, K, 3))
+    for j, v in enumerate((gap, np.abs(gap), contrib)):
+        slot[..., j] = _coo_sum(skey, v, N * K).reshape(N, K)
+    for j, src in ((k.ROUNDING, 0), (k.CASH_TRIM, 1)):
+        slot[:, j, 0] += L.slot_gap[:, src]
+        slot[:, j, 1] += L.slot_abs_gap[:, src]
+        slot[:, j, 2] += L.slot_contribution[:, src]
+    slip = k.slippage(np.where(sell, -sim.filled_qty, sim.filled_qty), o["fill_price"], price)
+    comm = o["commission"]
+    value = sim.day_pv
+    v_order = value.ravel()[run]
+    sector_code = L.symbol_sector
+    names = np.append(sim.sectors, None).astype(object)
+    return ShortfallData(
+        kind="simulation", id=sim.simulation_id, dates=sim.dates, portfolios=sim.portfolios,
+        named=sim.named_portfolios, value=value, paper_weight=L.paper_weight,
+        implemented_weight=L.implemented_weight, paper_return=L.paper_return, implemented_gross=L.implemented_return,
+        slippage=_coo_sum(run, slip, D * P).reshape(D, P), commission=_coo_sum(run, comm, D * P).reshape(D, P),
+        gap=dense[..., 0], abs_gap=dense[..., 1], contribution=dense[..., 2],
+        symbol=np.tile(sim.universe, P), portfolio_of=np.repeat(np.arange(P), S),
+        sector=np.tile(names[np.minimum(sector_code, len(sim.sectors))], P),
+        s_gap=slot[..., 0], s_abs_gap=slot[..., 1], s_contribution=slot[..., 2],
+        s_slippage=_coo_sum(o["pos"], slip, N), s_commission=_coo_sum(o["pos"], comm, N),
+        s_cost_return=np.stack([_coo_sum(o["pos"], slip / v_order, N), _coo_sum(o["pos"], comm / v_order, N)], 1),
+    )
+
+
+def _risk_masks(reasons: pd.Series) -> np.ndarray:
+    """Risk bits from ``risk:<rules>`` reject reasons (0 for any other reason)."""
+    text = reasons.astype(object).where(reasons.notna(), "").astype(str)
+    bits = np.zeros(len(text), dtype=np.int64)
+    risky = text.str.startswith(RISK_PREFIX).to_numpy()
+    if risky.any():
+        names = text[risky].str.removeprefix(RISK_PREFIX).str.split(";")
+        index = {r: i for i, r in enumerate(risk_rule_names())}
+        bits[risky] = [sum(1 << index[r] for r in rules if r in index) for rules in names]
+    return bits
+
+
+def _run_book(store: Store, run_id: str) -> tuple[pd.DataFrame, float, object]:
+    """Every symbol of a stored run with its sized order and what became of it (stored orders and fills)."""
+    run = load_run(store, run_id)
+    snapshot = store.load_snapshot(run.snapshot_id)
+    book = prepare_book(run, snapshot)
+    orders = store.orders(run_id)
+    fills = store.fills(run_id)
+    state = orders.set_index("client_order_id").loc[:, ["qty", "status", "filled_qty", "reject_reason",
+                                                        "limit_price"]]
+    book = book.drop(columns="limit_price").join(state.rename(columns={"qty": "order_qty"}), on="client_order_id")
+    ref = orders.set_index("client_order_id")[["price", "side"]]
+    f = fills.join(ref, on="client_order_id", rsuffix="_ref")
+    sign = np.where(f["side"].to_numpy() == "SELL", -1.0, 1.0)
+    f = f.assign(slippage=k.slippage(sign * f["qty"].to_numpy(dtype=float), f["price"].to_numpy(dtype=float),
+                                     f["price_ref"].to_numpy(dtype=float)))
+    per_order = f.groupby("client_order_id")[["slippage", "commission"]].sum()
+    book = book.join(per_order, on="client_order_id")
+    created = store.get_run(run_id)["created_at"]
+    return book, float(snapshot.portfolio_value), created
+
+
+def run_data(store: Store, run_id: str) -> ShortfallData:
+    """The attribution of a stored run (one decision: no later price, so only its explicit costs are a return)."""
+    book, V, created = _run_book(store, run_id)
+    n = len(book)
+    side = book["side"].to_numpy(dtype=object)
+    sell = side == "SELL"
+    price = book["price"].to_numpy(dtype=float)
+    current = book["current_qty"].to_numpy(dtype=np.int64)
+    untrimmed = book["untrimmed_qty"].to_numpy(dtype=np.int64)
+    sized = book["qty"].to_numpy(dtype=np.int64)
+    is_order = book["client_order_id"].notna().to_numpy()
+    qty = np.where(is_order, book["order_qty"].fillna(0).to_numpy(dtype=np.int64), 0)
+    filled = book["filled_qty"].fillna(0).to_numpy(dtype=np.int64)
+    status = book["status"].astype(object).to_numpy()
+    mask = _risk_masks(book["reject_reason"])
+    crossed = k.limit_crossed(sell, price, book["limit_price"].to_numpy(dtype=float))
+    unfilled = k.unfilled_cause(
+        missing=np.isnan(price) & is_order, blocked=mask != 0, canceled=status == "CANCELED", crossed=crossed,
+        finished=~is_order | np.isin(status, ["FILLED", "CANCELED"]))
+    weight = book["target_weight"].to_numpy(dtype=float)
+    matrix = k.attribute(weight=weight, price=price, mark=price, value=V, current=current,
+                         target=current + np.where(sell, -untrimmed, untrimmed), untrimmed=untrimmed, sized=sized,
+                         qty=qty, filled=filled, sell=sell, risk_mask=mask, unfilled=unfilled)
+    slip = book["slippage"].fillna(0.0).to_numpy(dtype=float)
+    comm = book["commission"].fillna(0.0).to_numpy(dtype=float)
+    held = current + np.where(sell, -filled, filled)
+    one = np.ones((1, 1))
+    return ShortfallData(
+        kind="run", id=run_id, dates=np.array([pd.Timestamp(created).to_datetime64()], dtype="datetime64[ns]"),
+        portfolios=np.array([""], dtype=object), named=False, value=one * V, paper_weight=one * weight.sum(),
+        implemented_weight=one * k.implemented_weight(held, price, V).sum(), paper_return=0 * one,
+        implemented_gross=0 * one, slippage=one * slip.sum(), commission=one * comm.sum(),
+        gap=matrix.sum(axis=0)[None, None, :], abs_gap=np.abs(matrix).sum(axis=0)[None, None, :],
+        contribution=np.zeros((1, 1, len(k.CAUSES))),
+        symbol=book["symbol"].to_numpy(dtype=object), portfolio_of=np.zeros(n, dtype=np.int64),
+        sector=book["sector"].astype(object).where(book["sector"].notna(), None).to_numpy(dtype=object),
+        s_gap=matrix, s_abs_gap=np.abs(matrix), s_contribution=np.zeros_like(matrix), s_slippage=slip,
+        s_commission=comm, s_cost_return=np.stack([slip / V, comm / V], axis=1),
+    )
+
+
+def _head(data: ShortfallData) -> dict:
+    """``date`` (and ``portfolio``) columns of the (date, portfolio) rows, date-major."""
+    D, P = data.value.shape
+    cols = {"date": np.repeat(data.dates, P)}
+    if data.named:
+        cols["portfolio"] = np.tile(data.portfolios, D)
+    return cols
+
+
+@dataclass(frozen=True, eq=False)
+class Shortfall:
+    """Implementation shortfall of a run or a simulation, split by cause (see ``docs/concepts.md``).
+
+    All ``bps`` are basis points of the portfolio value V before trading (a history: summed over its periods; several
+    portfolios: their mean); weight gaps are fractions of V; ``amount`` and the cost columns of ``by_symbol`` are in
+    currency.
+
+    Attributes
+    ----------
+    total : float
+        Σ over periods of (paper return − implemented return) in bps: the sum of ``by_cause.bps``.
+    by_cause : DataFrame
+        Index ``cause`` (every cause of :data:`tradeloop.core.shortfall.CAUSES`, then ``slippage`` and
+        ``commission``): ``bps``, ``weight_gap`` (Σ g, signed), ``abs_weight_gap`` (Σ |g|), ``amount`` (currency,
+        costs only).
+    by_symbol : DataFrame
+        ``[portfolio,] symbol, sector, weight_gap, abs_weight_gap, bps, slippage, commission`` then the weight gap
+        of each cause (one column per cause): one row per symbol with a gap or a cost, largest ``abs_weight_gap``
+        first.
+    by_sector : DataFrame
+        ``by_symbol`` summed per ``[portfolio,] sector`` (a history: each symbol's last known sector).
+    by_date : DataFrame
+        ``date, [portfolio,] portfolio_value, paper_return, implemented_return, gap_bps`` then one bps column per
+        cause, ``slippage``, ``commission`` (bps) and ``paper_weight``, ``implemented_weight`` (Σ w, Σ ŵ): one row
+        per decision; ``paper_return − implemented_return`` is ``gap_bps / 1e4``, the sum of the cause and cost
+        columns. A run is one row (its creation time), as is the last date of a history: no later price, so
+        only its costs.
+    cumulative : DataFrame
+        ``date, [portfolio,]`` the running sum of every cause and cost column of ``by_date``, ``total_bps`` (their
+        sum), ``paper_value`` and ``implemented_value`` (1 compounded by each period's return), ``value_gap_bps``
+        (their difference ×1e4) and ``compounding_bps`` (``value_gap_bps − total_bps``: what compounding adds to
+        the arithmetic sum).
+    tracking_error : float
+        Standard deviation of the periods' return gaps (bps per period; NaN with fewer than two periods).
+    """
+
+    data: ShortfallData
+
+    @property
+    def kind(self) -> str:
+        return self.data.kind
+
+    @property
+    def id(self) -> str:
+        return self.data.id
+
+    @cached_property
+    def by_date(self) -> pd.DataFrame:
+        d = self.data
+        D, P = d.value.shape
+        V = d.value.ravel()
+        cols = _head(d)
+        costs = (d.slippage + d.commission).ravel() / V
+        parts = {c: d.contribution[:, :, j].ravel() * _BPS for j, c in enumerate(d.causes)}
+        parts.update(slippage=d.slippage.ravel() / V * _BPS, commission=d.commission.ravel() / V * _BPS)
+        cols.update(portfolio_value=V, paper_return=d.paper_return.ravel(),
+                    implemented_return=d.implemented_gross.ravel() - costs,
+                    gap_bps=np.sum(list(parts.values()), axis=0), **parts,
+                    paper_weight=d.paper_weight.ravel(), implemented_weight=d.implemented_weight.ravel())
+        return pd.DataFrame(cols)
+
+    @cached_property
+    def cumulative(self) -> pd.DataFrame:
+        d, by = self.data, self.by_date
+        items = list(d.causes) + list(k.COSTS)
+        keys = ["portfolio"] if d.named else []
+        grouped = by.groupby(keys, sort=False) if keys else None
+        cum = (grouped[items].cumsum() if keys else by[items].cumsum())
+        out = by.loc[:, ["date"] + keys].join(cum)
+        out["total_bps"] = cum.sum(axis=1)
+        growth = pd.DataFrame({"paper_value": 1 + by["paper_return"], "implemented_value": 1 + by["implemented_return"]})
+        values = growth.groupby(by["portfolio"], sort=False).cumprod() if keys else growth.cumprod()
+        out = out.join(values)
+        out["value_gap_bps"] = (out["paper_value"] - out["implemented_value"]) * _BPS
+        out["compounding_bps"] = out["value_gap_bps"] - out["total_bps"]
+        return out
+
+    @cached_property
+    def by_cause(self) -> pd.DataFrame:
+        d = self.data
+        P = d.value.shape[1]
+        bps = self.by_date[list(d.causes) + list(k.COSTS)].sum() / P
+        gap = np.append(d.gap.sum(axis=(0, 1)), [np.nan, np.nan])
+        abs_gap = np.append(d.abs_gap.sum(axis=(0, 1)), [np.nan, np.nan])
+        amount = np.r_[np.full(len(d.causes), np.nan), d.slippage.sum(), d.commission.sum()]
+        out = pd.DataFrame({"bps": bps.to_numpy(), "weight_gap": gap, "abs_weight_gap": abs_gap, "amount": amount},
+                           index=pd.Index(list(d.causes) + list(k.COSTS), name="cause"))
+        return out
+
+    @cached_property
+    def total(self) -> float:
+        return math.fsum(self.by_cause["bps"].tolist())
+
+    @cached_property
+    def tracking_error(self) -> float:
+        by = self.by_date
+        gaps = by.groupby("portfolio", sort=False)["gap_bps"] if self.data.named else None
+        periods = by.loc[by["date"] != by["date"].max(), "gap_bps"] if gaps is None else by.loc[
+            by["date"] != by["date"].max(), "gap_bps"]
+        return float(periods.std(ddof=1)) if len(periods) > 1 else float("nan")
+
+    @cached_property
+    def by_symbol(self) -> pd.DataFrame:
+        d = self.data
+        cols = {}
+        if d.named:
+            cols["portfolio"] = d.portfolios[d.portfolio_of]
+        P = d.value.shape[1]
+        cols.update(symbol=d.symbol, sector=d.sector, weight_gap=d.s_gap.sum(axis=1),
+                    abs_weight_gap=np.abs(d.s_gap).sum(axis=1),
+                    bps=(d.s_contribution.sum(axis=1) + d.s_cost_return.sum(axis=1)) * _BPS / P,
+                    slippage=d.s_slippage, commission=d.s_commission)
+        cols.update({c: d.s_gap[:, j] for j, c in enumerate(d.causes)})
+        out = pd.DataFrame(cols)
+        keep = (d.s_abs_gap.sum(axis=1) > 0) | (d.s_slippage != 0) | (d.s_commission != 0)
+        return out.loc[keep].sort_values("abs_weight_gap", ascending=False, kind="stable").reset_index(drop=True)
+
+    @cached_property
+    def by_sector(self) -> pd.DataFrame:
+        keys = (["portfolio"] if self.data.named else []) + ["sector"]
+        by = self.by_symbol.drop(columns="symbol").assign(sector=self.by_symbol["sector"].fillna("(none)"))
+        return by.groupby(keys, sort=True).sum(numeric_only=True).reset_index()
+
+    def to_dict(self) -> dict:
+        """The ``tradeloop shortfall --json`` object: ``id``, ``kind``, ``total_bps``, ``causes`` (bps, summing to
+        ``total_bps``), ``explicit_costs`` (currency) and ``weight_gap`` (Σ |g| per cause)."""
+        by = self.by_cause
+        causes = {c: float(v) for c, v in by["bps"].items()}
+        return {"id": self.id, "kind": self.kind, "total_bps": math.fsum(causes.values()), "causes": causes,
+                "explicit_costs": {c: float(by.loc[c, "amount"]) for c in k.COSTS},
+                "weight_gap": {c: float(by.loc[c, "abs_weight_gap"]) for c in self.data.causes}}
+
+    def plot(self, kind: str | None = None, ax=None):
+        """``waterfall`` (paper Σ w → each cause → implemented Σ ŵ; the default for a run) or ``cumulative``
+        (cumulative bps by cause over time; the default for a history). Returns the matplotlib Axes."""
+        from ..reporting.plots import shortfall_cumulative, shortfall_waterfall
+
+        kind = kind or ("waterfall" if len(self.data.dates) == 1 else "cumulative")
+        if kind == "waterfall":
+            return shortfall_waterfall(self, ax=ax)
+        if kind == "cumulative":
+            return shortfall_cumulative(self, ax=ax)
+        raise ValidationError(f"plot kind is {kind!r}; allowed: 'waterfall', 'cumulative'")
+
+    def __repr__(self) -> str:
+        return short_repr("Shortfall", self.id, kind=self.kind, total_bps=round(self.total, 4),
+                          dates=len(self.data.dates))
+
+    def _repr_html_(self) -> str:
+        by = self.by_cause
+        top = by.loc[by["bps"].abs().sort_values(ascending=False).index[:6]]
+        facts = [("kind", self.kind), ("total", f"{self.total:,.4f} bps"), ("dates", len(self.data.dates))]
+        facts += [(f"{c}", f"{r.bps:,.4f} bps, Σ|g| {r.abs_weight_gap:.6f}" if c not in k.COSTS
+                   else f"{r.bps:,.4f} bps ({r.amount:,.2f})") for c, r in top.iterrows()]
+        return facts_html(f"Shortfall {self.id}", facts,
+                          footer=".by_cause, .by_symbol, .by_sector, .by_date, .cumulative, .plot()")
+
+
+def shortfall(x, store: Store | str | None = None) -> Shortfall:
+    """Implementation shortfall of ``x`` by cause.
+
+    Parameters
+    ----------
+    x : str, RunResult, Simulation
+        A stored run id, a :class:`RunResult`, an in-memory :class:`Simulation` or a stored simulation id.
+    store : Store or path, optional
+        Where a stored run or simulation is (default: ``$TRADELOOP_DB``, else ``./tradeloop.duckdb``); not needed
+        for a Simulation.
+
+    Raises
+    ------
+    RunNotFound
+        No run or simulation has that id.
+    """
+    if isinstance(x, Simulation):
+        return Shortfall(simulation_data(x))
+    run_id = x.run_id if isinstance(x, RunResult) else x
+    if not isinstance(run_id, str):
+        raise ValidationError(f"shortfall of {type(x).__name__}: give a run id, a RunResult, a Simulation or a "
+                              "simulation id")
+    if isinstance(store, Store):
+        return _stored(store, run_id)
+    from ..settings import Settings
+
+    path = store if store is not None else Settings.from_env().db
+    with Store(path, read_only=True, create=False) as opened:
+        return _stored(opened, run_id)
+
+
+def _stored(store: Store, run_id: str) -> Shortfall:
+    with store.session():
+        if store.get_simulation(run_id) is not None:
+            from ..store.simulations import shortfall_rows
+
+            return Shortfall(from_rows(run_id, store.get_simulation(run_id), shortfall_rows(store.con, run_id)))
+        try:
+            store.get_run(run_id)
+        except RunNotFound:
+            raise RunNotFound(f"no run or simulation {run_id!r} in {store.path}") from None
+        return Shortfall(run_data(store, run_id))
+
+
+#: Columns of the ``simulation_shortfall`` rows (after ``simulation_id``), and their stored order.
+ROW_COLUMNS = ("level", "date", "portfolio", "symbol", "sector", "item", "weight_gap", "abs_weight_gap",
+               "contribution", "amount")
+ROW_ORDER = ("level", "date", "portfolio", "symbol", "item")
+
+
+def to_rows(data: ShortfallData):
+    """The attribution as long rows (an Arrow table in :data:`ROW_ORDER`).
+
+    ``level = 'date'``: per (date, portfolio), one row per cause (``weight_gap`` Σ g, ``abs_weight_gap`` Σ |g|,
+    ``contribution`` Σ g r), per cost (``amount`` in currency, ``contribution`` amount / V), ``paper`` (Σ w, Σ |w|
+    is not kept: NULL, Σ w r, ``amount`` = V) and ``implemented`` (Σ ŵ, NULL, Σ ŵ r before costs). ``level =
+    'symbol'``: per (portfolio, symbol) with a gap or a cost, one row per nonzero cause (sums over dates) and per
+    nonzero cost (``amount``, ``contribution`` Σ cost / V); ``sector`` its last known sector.
+    """
+    import pyarrow as pa
+
+    D, P = data.value.shape
+    K = len(data.causes)
+    items = np.array(list(data.causes) + list(k.COSTS) + ["paper", "implemented"], dtype=object)
+    n_items = len(items)
+    V = data.value.ravel()
+    nan = np.full(D * P, np.nan)
+    per_item = [
+        (data.gap[:, :, j].ravel(), data.abs_gap[:, :, j].ravel(), data.contribution[:, :, j].ravel(), nan)
+        for j in range(K)]
+    per_item += [(nan, nan, c.ravel() / V, c.ravel()) for c in (data.slippage, data.commission)]
+    per_item += [(data.paper_weight.ravel(), nan, data.paper_return.ravel(), V),
+                 (data.implemented_weight.ravel(), nan, data.implemented_gross.ravel(), nan)]
+    date_cols = {name: np.stack([p[i] for p in per_item], axis=1).ravel() for i, name in
+                 enumerate(("weight_gap", "abs_weight_gap", "contribution", "amount"))}
+    n = D * P * n_items
+    dates = {"level": np.full(n, "date", dtype=object), "date": np.repeat(np.repeat(data.dates, P), n_items),
+             "portfolio": np.repeat(np.tile(data.portfolios, D), n_items).astype(object),
+             "symbol": np.full(n, None, dtype=object), "sector": np.full(n, None, dtype=object),
+             "item": np.tile(items, D * P), **date_cols}
+    M = len(data.symbol)
+    s_vals = np.concatenate([data.s_gap, np.zeros((M, 2))], axis=1)
+    s_abs = np.concatenate([data.s_abs_gap, np.full((M, 2), np.nan)], axis=1)
+    s_con = np.concatenate([data.s_contribution, data.s_cost_return], axis=1)
+    s_amt = np.concatenate([np.full((M, K), np.nan), np.stack([data.s_slippage, data.s_commission], 1)], axis=1)
+    keep = np.concatenate([data.s_abs_gap != 0, np.stack([data.s_slippage != 0, data.s_commission != 0], 1)], 1)
+    r, c = np.nonzero(keep)
+    sym = {"level": np.full(len(r), "symbol", dtype=object), "date": np.full(len(r), np.datetime64("NaT"), "M8[ns]"),
+           "portfolio": data.portfolios[data.portfolio_of[r]].astype(object), "symbol": data.symbol[r],
+           "sector": data.sector[r], "item": items[c],
+           "weight_gap": np.where(c < K, s_vals[r, c], np.nan), "abs_weight_gap": s_abs[r, c],
+           "contribution": s_con[r, c], "amount": s_amt[r, c]}
+    frame = pd.concat([pd.DataFrame(dates), pd.DataFrame(sym)], ignore_index=True)
+    frame = frame.sort_values(list(ROW_ORDER), kind="stable", na_position="last").reset_index(drop=True)
+    schema = pa.schema([("level", pa.string()), ("date", pa.timestamp("ns")), ("portfolio", pa.string()),
+                        ("symbol", pa.string()), ("sector", pa.string()), ("item", pa.string()),
+                        ("weight_gap", pa.float64()), ("abs_weight_gap", pa.float64()),
+                        ("contribution", pa.float64()), ("amount", pa.float64())])
+    return pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
+
+
+def from_rows(simulation_id: str, sim_row: dict, rows: pd.DataFrame) -> ShortfallData:
+    """A stored simulation's attribution from its ``simulation_shortfall`` rows (:func:`to_rows`)."""
+    if not len(rows):
+        raise ValidationError(f"simulation {simulation_id!r} was saved before tradeloop recorded shortfall "
+                              "attribution; simulate and save it again")
+    causes = tuple(c for c in rows["item"].drop_duplicates() if c not in k.COSTS + ("paper", "implemented"))
+    causes = tuple(c for c in k.CAUSES if c in causes) + tuple(c for c in causes if c not in k.CAUSES)
+    day = rows.loc[rows["level"] == "date"]
+    dates = np.sort(day["date"].unique()).astype("datetime64[ns]")
+    portfolios = np.sort(day["portfolio"].astype(str).unique()).astype(object)
+    D, P = len(dates), len(portfolios)
+    wide = day.pivot_table(index=["date", "portfolio"], columns="item", values=list(ROW_COLUMNS[6:]),
+                           aggfunc="first", dropna=False)
+    wide = wide.reindex(pd.MultiIndex.from_product([dates, portfolios]))
+
+    def get(value, item, fill=0.0):
+        col = (value, item)
+        out = wide[col].to_numpy(dtype=float) if col in wide.columns else np.full(D * P, fill)
+        return np.nan_to_num(out).reshape(D, P)
+
+    cube = {v: np.stack([get(v, c) for c in causes], axis=2) for v in ("weight_gap", "abs_weight_gap", "contribution")}
+    sym = rows.loc[rows["level"] == "symbol"]
+    keys = sym.loc[:, ["portfolio", "symbol"]].drop_duplicates().reset_index(drop=True)
+    index = pd.MultiIndex.from_frame(keys)
+    spiv = sym.pivot_table(index=["portfolio", "symbol"], columns="item", values=list(ROW_COLUMNS[6:]),
+                           aggfunc="first", dropna=False).reindex(index)
+
+    def sget(value, item):
+        col = (value, item)
+        return np.nan_to_num(spiv[col].to_numpy(dtype=float)) if col in spiv.columns else np.zeros(len(keys))
+
+    sector = sym.drop_duplicates(["portfolio", "symbol"]).set_index(["portfolio", "symbol"])["sector"].reindex(index)
+    portfolio_index = pd.Index(portfolios)
+    return ShortfallData(
+        kind="simulation", id=simulation_id, dates=dates, portfolios=portfolios,
+        named=bool(len(portfolios) > 1 or portfolios[0] != ""), value=get("amount", "paper"),
+        paper_weight=get("weight_gap", "paper"), implemented_weight=get("weight_gap", "implemented"),
+        paper_return=get("contribution", "paper"), implemented_gross=get("contribution", "implemented"),
+        slippage=get("amount", "slippage"), commission=get("amount", "commission"),
+        gap=cube["weight_gap"], abs_gap=cube["abs_weight_gap"], contribution=cube["contribution"],
+        symbol=keys["symbol"].to_numpy(dtype=object),
+        portfolio_of=portfolio_index.get_indexer(keys["portfolio"].astype(str)),
+        sector=sector.astype(object).where(sector.notna(), None).to_numpy(dtype=object),
+        s_gap=np.stack([sget("weight_gap", c) for c in causes], 1).reshape(len(keys), len(causes)),
+        s_abs_gap=np.stack([sget("abs_weight_gap", c) for c in causes], 1).reshape(len(keys), len(causes)),
+        s_contribution=np.stack([sget("contribution", c) for c in causes], 1).reshape(len(keys), len(causes)),
+        s_slippage=sget("amount", "slippage"), s_commission=sget("amount", "commission"),
+        s_cost_return=np.stack([sget("contribution", "slippage"), sget("contribution", "commission")], 1),
+        causes=causes,
+    )
