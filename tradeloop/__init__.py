@@ -86,3 +86,6 @@ from .store.simulations import save_simulation
 from .workflows.history import Simulation, simulate
 
 __all__ += ["Simulation", "save_simulation", "simulate", "synthetic_history", "Settings"]
+from .workflows.shortfall import Shortfall, shortfall  # noqa: E402
+
+__all__ += ["Shortfall", "shortfall"]

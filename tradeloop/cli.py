@@ -480,6 +480,35 @@ def simulations(limit, db, as_json):
             click.echo(table.to_string(index=False))
 
 
+@cli.command(cls=_Command)
+@click.argument("run_id", metavar="ID")
+@click.option("--by", "by", type=click.Choice(["cause", "symbol", "sector", "date"]), default="cause",
+              show_default=True, help="One row per cause, symbol, sector or date (a run is one date).")
+@_db_option
+@_json_option
+def shortfall(run_id, by, db, as_json):
+    """Implementation shortfall of a stored run or simulation (ID), split by cause: paper portfolio vs the one
+    reached, in bps of portfolio value (see docs/concepts.md).
+
+    Example: tradeloop shortfall sim-0123456789abcdef --by date --db research.duckdb
+    """
+    from .workflows.shortfall import shortfall as compute
+
+    settings, db = _settings(db)
+    with _store(db, settings, read_only=True) as store:
+        result = compute(run_id, store)
+    if as_json:
+        click.echo(_dumps(result.to_dict(), sort_keys=False))
+        return
+    table = {"cause": result.by_cause.reset_index(), "symbol": result.by_symbol, "sector": result.by_sector,
+             "date": result.by_date}[by]
+    click.echo(f"{result.kind} {result.id}: shortfall {result.total:,.4f} bps"
+               + (f", tracking error {result.tracking_error:,.4f} bps per period"
+                  if len(result.data.dates) > 2 else ""))
+    with pd.option_context("display.width", 250, "display.max_columns", 30, "display.max_rows", 200):
+        click.echo(table.to_string(index=False))
+
+
 # --- order lifecycles in `show --order`, and `providers`
 _EVENT_COLUMNS_SHOWN = ["seq", "step", "from_status", "to_status", "qty", "price", "reason", "at"]
 

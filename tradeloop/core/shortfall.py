@@ -34,6 +34,8 @@ Causes are the ``shortfall_cause`` rows of :mod:`tradeloop.core.codes` (:data:`C
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from .codes import RISK_PREFIX, risk_rule_names, shortfall_cause_names
@@ -42,6 +44,7 @@ __all__ = [
     "CAUSES", "COSTS", "ROUNDING", "CASH_TRIM", "MISSING_PRICE", "LIQUIDITY", "LIMIT_NOT_CROSSED", "NOT_EXECUTED",
     "NO_CAUSE", "cause_index", "risk_cause", "rounding_gap", "trim_gap", "order_gap", "unfilled_cause",
     "limit_crossed", "risk_split", "decision_gaps", "slippage", "implemented_weight", "period_returns", "attribute",
+    "OrderPath", "PeriodLedger",
 ]
 
 #: Every cause, in the order an order meets them (``risk:<rule>`` for each risk rule, in bit order).
@@ -177,7 +180,7 @@ def attribute(*, weight, price, mark, value, current, target, untrimmed, sized, 
     sign = np.where(sell, -1, 1)
     out = np.zeros((n, len(CAUSES)))
     out[:, ROUNDING] = rounding_gap(weight, price, target, value)
-    out[:, CASH_TRIM] = trim_gap(untrimmed, sized, price, value)
+    out[:, CASH_TRIM] = sign * trim_gap(untrimmed, sized, price, value)
     gap = order_gap(weight, price, mark, value, current, sign * qty, sign * filled)
     rows, cause, part = risk_split(np.where(np.isnan(price), 0, risk_mask), gap)
     np.add.at(out, (rows, cause), part)
@@ -191,62 +194,138 @@ def attribute(*, weight, price, mark, value, current, target, untrimmed, sized, 
     return out
 
 
+class OrderPath(NamedTuple):
+    """What became of one date's orders, for :meth:`PeriodLedger.decision` (arrays over the orders).
+
+    ``slots`` their (portfolio, symbol) slots, ``sell``, ``qty`` (after any resize), ``filled``, ``current``,
+    ``fill_price`` (NaN where nothing filled), ``commission`` (currency), ``risk`` (bits of the rules that blocked
+    it), ``canceled`` (at the close), ``limit`` (NaN: MARKET), ``finished`` (worked to its end; None: all were),
+    ``slippage`` (currency; None: from ``fill_price``), ``decisions`` ``(order, rule, qty_before, qty_after)``.
+    """
+
+    slots: np.ndarray
+    sell: np.ndarray
+    qty: np.ndarray
+    filled: np.ndarray
+    current: np.ndarray
+    fill_price: np.ndarray
+    commission: np.ndarray
+    risk: np.ndarray
+    canceled: np.ndarray
+    limit: np.ndarray | None = None
+    finished: np.ndarray | None = None
+    slippage: np.ndarray | None = None
+    decisions: tuple | None = None
+
+
 class PeriodLedger:
-    """The dense half of a history's attribution, filled date by date by the simulation's own loop.
+    """A history's attribution, filled date by date by the simulation's own loop (a run is its one date).
 
-    ``rounding`` and ``cash_trim`` concern every (portfolio, symbol) slot, traded or not, so they are summed here
-    per date (per portfolio) and per slot; the order causes are attributed afterwards from the order rows, all at
-    once. :meth:`decision` records a date's paper and implemented weights and the two dense gaps; :meth:`period`,
-    called with the next date's marks, turns them into that period's return contributions.
+    :meth:`decision` records a date: the paper and implemented weights, the dense causes (``rounding`` and
+    ``cash_trim`` concern every (portfolio, symbol) slot, traded or not), the order causes of the few orders with
+    a gap (blocked, unfilled, unpriced, resized) and the explicit costs. :meth:`period`, called with the next date's
+    marks, turns the gaps into that period's return contributions.
 
-    Arrays (``D`` dates, ``P`` portfolios, ``N = P × S`` slots): ``paper_weight`` / ``implemented_weight`` (Σ w,
-    Σ ŵ), ``paper_return`` / ``implemented_return`` (Σ w r, Σ ŵ r: before costs), ``gap`` / ``abs_gap`` /
-    ``contribution`` ``(D, P, 2)`` for rounding and cash_trim, and per slot ``slot_gap`` / ``slot_abs_gap`` /
-    ``slot_contribution`` ``(N, 2)``.
+    Arrays (``D`` dates, ``P`` portfolios, ``N = P × S`` slots, ``K`` causes): ``paper_weight`` /
+    ``implemented_weight`` (Σ w, Σ ŵ), ``paper_return`` / ``implemented_return`` (Σ w r, Σ ŵ r: before costs),
+    ``slippage`` / ``commission`` (currency) ``(D, P)``; ``gap`` / ``abs_gap`` / ``contribution`` ``(D, P, K)``;
+    per slot ``slot_gap`` / ``slot_abs_gap`` / ``slot_contribution`` ``(N, K)``, ``slot_costs`` (currency) and
+    ``slot_cost_return`` (Σ cost / V) ``(N, 2)``.
     """
 
     def __init__(self, n_dates: int, group: np.ndarray, n_groups: int):
-        D, P, N = n_dates, n_groups, len(group)
+        D, P, N, K = n_dates, n_groups, len(group), len(CAUSES)
         self.group, self.P = group, P
-        self.paper_weight, self.implemented_weight = np.zeros((D, P)), np.zeros((D, P))
-        self.paper_return, self.implemented_return = np.zeros((D, P)), np.zeros((D, P))
-        self.gap, self.abs_gap, self.contribution = np.zeros((D, P, 2)), np.zeros((D, P, 2)), np.zeros((D, P, 2))
-        self.slot_gap, self.slot_abs_gap, self.slot_contribution = np.zeros((N, 2)), np.zeros((N, 2)), np.zeros((N, 2))
+        for name in ("paper_weight", "implemented_weight", "paper_return", "implemented_return", "slippage",
+                     "commission"):
+            setattr(self, name, np.zeros((D, P)))
+        self.gap, self.abs_gap, self.contribution = (np.zeros((D, P, K)) for _ in range(3))
+        self.slot_gap, self.slot_abs_gap, self.slot_contribution = (np.zeros((N, K)) for _ in range(3))
+        self.slot_costs, self.slot_cost_return = np.zeros((N, 2)), np.zeros((N, 2))
         self._open: tuple | None = None
 
-    def _sum(self, values: np.ndarray) -> np.ndarray:
+    def _sum(self, values: np.ndarray, slots: np.ndarray | None = None) -> np.ndarray:
         if self.P == 1:
             return values.sum(keepdims=True)
-        return np.bincount(self.group, weights=values, minlength=self.P)
+        group = self.group if slots is None else self.group[slots]
+        return np.bincount(group, weights=values, minlength=self.P)
 
-    def decision(self, t: int, *, weight, price, value, target, trimmed, held, mark) -> None:
-        """Date ``t``: ``value`` per slot, ``target`` the signed lot-floored targets, ``trimmed`` the shares the cash
-        trim removed (0 for most), ``held`` the positions reached, ``mark`` the valuation price (NaN: unknown)."""
+    def decision(self, t: int, *, weight, price, value, target, trimmed, held, mark, orders: OrderPath) -> None:
+        """Date ``t`` over every slot: ``value`` (V, per slot or a scalar), ``target`` the signed lot-floored
+        targets, ``trimmed`` the shares the cash trim removed (signed), ``held`` the positions reached, ``mark`` the
+        valuation price (NaN: unknown); ``orders`` what became of its orders."""
         rg = rounding_gap(weight, price, target, value)
         tg = trim_gap(trimmed, 0, price, value) if trimmed.any() else None
         wh = implemented_weight(held, mark, value)
         self.paper_weight[t], self.implemented_weight[t] = self._sum(weight), self._sum(wh)
-        for k, g in ((0, rg), (1, tg)):
-            if g is None:
-                continue
-            self.gap[t, :, k], self.abs_gap[t, :, k] = self._sum(g), self._sum(np.abs(g))
-            self.slot_gap[:, k] += g
-            self.slot_abs_gap[:, k] += np.abs(g)
-        self._open = (t, weight, wh, rg, tg, np.array(mark, dtype=np.float64))
+        for j, g in ((ROUNDING, rg), (CASH_TRIM, tg)):
+            if g is not None:
+                self.gap[t, :, j], self.abs_gap[t, :, j] = self._sum(g), self._sum(np.abs(g))
+                self.slot_gap[:, j] += g
+                self.slot_abs_gap[:, j] += np.abs(g)
+        coo = self._orders(t, orders, weight, price, value, mark)
+        self._open = (t, weight, wh, rg, tg, np.array(mark, dtype=np.float64), coo)
 
-    def period(self, next_mark) -> np.ndarray | None:
-        """The period from the last :meth:`decision` to the date whose marks are ``next_mark``: records its return
-        contributions and returns the slots' returns ``r`` (None before the first decision)."""
-        if self._open is None:
+    def _orders(self, t, o: OrderPath, weight, price, value, mark) -> tuple:
+        """Costs and order causes of date ``t``'s orders; returns their causes as ``(slot, cause, gap)``."""
+        s = o.slots
+        p = price[s]
+        v = value if np.ndim(value) == 0 else value[s]
+        sign = np.where(o.sell, -1, 1)
+        slip = slippage(sign * o.filled, o.fill_price, p) if o.slippage is None else o.slippage
+        self.slippage[t], self.commission[t] = self._sum(slip, s), self._sum(o.commission, s)
+        self.slot_costs[s, 0] += slip
+        self.slot_costs[s, 1] += o.commission
+        self.slot_cost_return[s, 0] += slip / v
+        self.slot_cost_return[s, 1] += o.commission / v
+        missing = np.isnan(p)
+        need = (o.risk != 0) | (o.qty != o.filled) | missing
+        if o.decisions is not None and len(o.decisions[0]):
+            need[o.decisions[0]] = True
+        n = np.flatnonzero(need)
+        if not len(n):
             return None
-        t, weight, wh, rg, tg, mark = self._open
+        vn = v if np.ndim(v) == 0 else v[n]
+        gap = order_gap(weight[s[n]], p[n], mark[s[n]], vn, o.current[n], sign[n] * o.qty[n],
+                        sign[n] * o.filled[n])
+        mask = np.where(missing[n], 0, o.risk[n])
+        crossed = np.ones(len(n), dtype=bool) if o.limit is None else limit_crossed(o.sell[n], p[n], o.limit[n])
+        finished = np.ones(len(n), dtype=bool) if o.finished is None else o.finished[n]
+        unfilled = unfilled_cause(missing=missing[n], blocked=mask != 0, canceled=o.canceled[n], crossed=crossed,
+                                  finished=finished)
+        rb, cb, gb = risk_split(mask, gap)
+        has = np.flatnonzero(unfilled != NO_CAUSE)
+        parts = [(rb, cb, gb), (has, unfilled[has], gap[has])]
+        if o.decisions is not None and len(o.decisions[0]):
+            d = np.asarray(o.decisions[0], dtype=np.int64)
+            dr, dc, dg = decision_gaps(np.searchsorted(n, d), o.decisions[1], o.decisions[2], o.decisions[3],
+                                       sign[d], p[d], v if np.ndim(v) == 0 else v[d])
+            parts.append((dr, dc, dg))
+        rows, cause, g = (np.concatenate(x) for x in zip(*parts))
+        slot = s[n][rows]
+        port = np.zeros(len(slot), dtype=np.int64) if self.P == 1 else self.group[slot]
+        np.add.at(self.gap[t], (port, cause), g)
+        np.add.at(self.abs_gap[t], (port, cause), np.abs(g))
+        np.add.at(self.slot_gap, (slot, cause), g)
+        np.add.at(self.slot_abs_gap, (slot, cause), np.abs(g))
+        return slot, port, cause, g
+
+    def period(self, next_mark) -> None:
+        """The period from the last :meth:`decision` to the date whose marks are ``next_mark``: records its return
+        contributions (nothing before the first decision)."""
+        if self._open is None:
+            return
+        t, weight, wh, rg, tg, mark, coo = self._open
         r = period_returns(mark, next_mark)
         self.paper_return[t], self.implemented_return[t] = self._sum(weight * r), self._sum(wh * r)
-        for k, g in ((0, rg), (1, tg)):
-            if g is None:
-                continue
-            gr = g * r
-            self.contribution[t, :, k] = self._sum(gr)
-            self.slot_contribution[:, k] += gr
+        for j, g in ((ROUNDING, rg), (CASH_TRIM, tg)):
+            if g is not None:
+                gr = g * r
+                self.contribution[t, :, j] = self._sum(gr)
+                self.slot_contribution[:, j] += gr
+        if coo is not None:
+            slot, port, cause, g = coo
+            gr = g * r[slot]
+            np.add.at(self.contribution[t], (port, cause), gr)
+            np.add.at(self.slot_contribution, (slot, cause), gr)
         self._open = None
-        return r

@@ -13,7 +13,8 @@ from matplotlib.patches import Patch
 
 from .reports import RunReport
 
-__all__ = ["plot_weights", "plot_sector_notional", "plot_cash", "plot_fills", "plot_exposure", "plot_batch"]
+__all__ = ["plot_weights", "plot_sector_notional", "plot_cash", "plot_fills", "plot_exposure", "plot_batch",
+           "shortfall_waterfall", "shortfall_cumulative", "shortfall_values"]
 
 _STATUS_COLORS = {"done": "tab:green", "blocked": "tab:orange", "failed": "tab:red", "queued": "tab:gray",
                   "running": "tab:blue"}
@@ -180,4 +181,66 @@ def plot_batch(table: pd.DataFrame) -> Figure:
         right.bar(labels, table["notional"], color=[_STATUS_COLORS.get(s, "tab:gray") for s in table["status"]])
         right.tick_params(axis="x", rotation=90, labelsize=7)
         right.set_title("filled notional per run")
+    return fig
+
+
+def shortfall_waterfall(sf) -> Figure:
+    """Paper invested weight (Σ w) → minus each cause's weight gap → implemented (Σ ŵ), in % of portfolio value,
+    summed over a history's dates (a run: its one decision); causes with no gap are left out."""
+    by = sf.by_cause.dropna(subset=["weight_gap"])
+    by = by.loc[by["weight_gap"].abs() > 0, "weight_gap"] * 100
+    paper = float(sf.data.paper_weight.sum()) * 100
+    fig = Figure(figsize=(9, 3.8), layout="constrained")
+    ax = fig.add_subplot()
+    level = paper
+    bars = [(ax.bar(0, paper, color="tab:blue"), paper)]
+    for i, (cause, gap) in enumerate(by.items(), start=1):
+        bars.append((ax.bar(i, -gap, bottom=level, color="tab:red" if gap > 0 else "tab:green"), -gap))
+        level -= gap
+    implemented = float(sf.data.implemented_weight.sum()) * 100
+    bars.append((ax.bar(len(by) + 1, implemented, color="tab:blue"), implemented))
+    for container, value in bars:
+        ax.bar_label(container, labels=[f"{value:,.3f}"], label_type="center", fontsize=8)
+    ax.set_xticks(range(len(by) + 2), ["paper", *by.index, "implemented"], rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("net weight (% of portfolio value)")
+    ax.set_title(f"{sf.id}: paper → implemented by cause (costs {sf.by_cause.loc[['slippage', 'commission'], 'bps'].sum():,.2f} bps)")
+    return fig
+
+
+def shortfall_cumulative(sf, *, top: int = 6) -> Figure:
+    """Cumulative shortfall (bps) of the ``top`` causes and costs over time, and the total."""
+    cum = sf.cumulative
+    if sf.data.named:
+        cum = cum.groupby("date", sort=True).mean(numeric_only=True).reset_index()
+    items = [c for c in sf.by_cause.index if c in cum]
+    size = cum[items].abs().max().sort_values(ascending=False)
+    fig = Figure(figsize=(10, 3.8), layout="constrained")
+    ax = fig.add_subplot()
+    for item in size.index[:top]:
+        if size[item] > 0:
+            ax.plot(cum["date"], cum[item], label=item, linewidth=1)
+    ax.plot(cum["date"], cum["total_bps"], "k", label="total", linewidth=1.8)
+    ax.axhline(0, color="gray", linewidth=0.6)
+    ax.set_ylabel("cumulative shortfall (bps)")
+    ax.set_title(f"{sf.id}: cumulative shortfall by cause (arithmetic sum of period contributions)")
+    ax.legend(fontsize=8, ncols=2)
+    return fig
+
+
+def shortfall_values(sf) -> Figure:
+    """The paper and implemented value curves (1 at the start, compounded) and what compounding adds (bps)."""
+    cum = sf.cumulative
+    if sf.data.named:
+        cum = cum.groupby("date", sort=True).mean(numeric_only=True).reset_index()
+    fig = Figure(figsize=(10, 3.8), layout="constrained")
+    ax = fig.add_subplot()
+    ax.plot(cum["date"], cum["paper_value"], label="paper")
+    ax.plot(cum["date"], cum["implemented_value"], label="implemented")
+    ax.set_ylabel("value (start = 1)")
+    twin = ax.twinx()
+    twin.plot(cum["date"], cum["compounding_bps"], color="gray", linewidth=0.8, label="compounding (bps)")
+    twin.set_ylabel("compounding (bps)")
+    ax.set_title(f"{sf.id}: paper vs implemented value")
+    ax.legend(loc="upper left", fontsize=8)
+    twin.legend(loc="upper right", fontsize=8)
     return fig

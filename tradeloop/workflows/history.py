@@ -51,7 +51,7 @@ import pandas as pd
 from ..core import codes
 from ..core.engine import NEW, REJECTED, STATUS_NAMES, close_out, execute_step
 from ..core.risk import post_trade, risk_checks, sector_limits
-from ..core.shortfall import PeriodLedger, order_gap
+from ..core.shortfall import OrderPath, PeriodLedger
 from ..core.sizing import limit_prices, size_orders
 from ..core.tolerance import exceeds
 from ..core.validate import (
@@ -70,6 +70,7 @@ from ..venue.liquidity import NoLiquidityLimit
 from .params import RunParams
 from .simulation import (
     ORDER_STATUS_NAMES,
+    OUTCOME_CANCELED,
     OUTCOME_RISK,
     SIM_ORDER_COLUMNS,
     SIM_SUMMARY_COLUMNS,
@@ -496,6 +497,11 @@ class _Rules:
     limited: bool  # a liquidity model: orders fill over params.steps steps, partly
     recover: bool  # inputs dense: an order's weight, price, lot and sector are read back later, not kept
 
+    def limit(self, price: np.ndarray, sell: np.ndarray) -> np.ndarray | None:
+        """LIMIT orders' limit prices (None for MARKET orders)."""
+        p = self.params
+        return limit_prices(price, ~sell, p.limit_offset_bps) if p.order_type == "LIMIT" else None
+
 
 def _rules(h: HistoryInputs, params: RunParams) -> _Rules:
     limits = params.risk
@@ -644,8 +650,7 @@ def _outcomes(status: np.ndarray, risk: np.ndarray) -> np.ndarray:
 
 def _order_columns(rules: _Rules) -> dict:
     columns = {"pos": np.int32, "sell": np.bool_, "qty": np.int64, "current": np.int64, "untrimmed": np.int64,
-               "status": np.int8, "risk": np.uint8, "fill_price": np.float64, "commission": np.float64,
-               "gap": np.float64, "ret": np.float64}
+               "status": np.int8, "risk": np.uint8, "fill_price": np.float64, "commission": np.float64}
     if not rules.recover:
         columns.update({"price": np.float64, "lot": np.int64, "sector": np.int32, "weight": np.float64})
     if rules.limited:  # orders may fill in parts over params.steps steps: what filled, in how many fills, at what average
@@ -665,7 +670,6 @@ def _run_dates(h: HistoryInputs, rules: _Rules, progress: bool) -> dict:
         if rules.limited else None
     counts = np.zeros(D, dtype=np.int64)
     ledger = PeriodLedger(D, group, P)
-    prev = None  # the previous date's order rows and slots: their returns are known once this date's marks are
     days = range(D)
     if progress:
         from tqdm.auto import tqdm
@@ -674,9 +678,7 @@ def _run_dates(h: HistoryInputs, rules: _Rules, progress: bool) -> dict:
     for t in days:
         weight = market.weights(t)
         price, lot, mark, sec, vol = market.prices(t)
-        r = ledger.period(mark)
-        if prev is not None:
-            orders.cols["ret"][prev[0]:prev[0] + len(prev[1])] = r[prev[1]]
+        ledger.period(mark)  # the previous date's period ends at this date's marks
         marks = mark if rules.recover and not market.has_nan_price else np.nan_to_num(mark)
         pv = h.pv0 if t == 0 else cash + np.bincount(group, weights=hold * marks, minlength=P)
         oi, sell, qty, untrimmed, risk, cash, sized = _orders_of_day(rules, h, t, (weight, price, lot, sec), hold, pv,
@@ -691,19 +693,16 @@ def _run_dates(h: HistoryInputs, rules: _Rules, progress: bool) -> dict:
         inputs = {} if rules.recover else {"price": price[oi], "lot": lot[oi], "sector": sec[oi], "weight": weight[oi]}
         if rules.limited:
             done["filled"] = filled
-        pv_slot = pv[0] if P == 1 else pv[group]
-        signed_filled = np.where(sell, -filled, filled)
-        gap = order_gap(weight[oi], price[oi], mark[oi], pv_slot if P == 1 else pv_slot[oi], hold[oi],
-                        np.where(sell, -qty, qty), signed_filled)
-        prev = (orders.n, oi)
+        path = OrderPath(oi, sell, qty, filled, hold[oi], done["fill_price"], done["commission"], risk,
+                         done["status"] == OUTCOME_CANCELED, limit=rules.limit(price[oi], sell))
         orders.append(len(oi), pos=oi, sell=sell, qty=qty, current=hold[oi], untrimmed=untrimmed, risk=risk,
-                      gap=gap, ret=0.0, **inputs, **done)
+                      **inputs, **done)
         counts[t] = len(oi)
         delta_all, untrimmed_all = sized
         target = hold + np.where(delta_all < 0, -untrimmed_all, untrimmed_all)
-        hold[oi] += signed_filled
-        ledger.decision(t, weight=weight, price=price, value=pv_slot, target=target,
-                        trimmed=untrimmed_all - np.abs(delta_all), held=hold, mark=mark)
+        hold[oi] += np.where(sell, -filled, filled)
+        ledger.decision(t, weight=weight, price=price, value=pv[0] if P == 1 else pv[group], target=target,
+                        trimmed=untrimmed_all - np.abs(delta_all), held=hold, mark=mark, orders=path)
         value = hold * marks
         if P == 1:
             day["gross"][t], day["net"][t], day["npos"][t] = np.abs(value).sum(), value.sum(), np.count_nonzero(hold)

@@ -14,6 +14,7 @@ numbers come from:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -22,13 +23,12 @@ import pandas as pd
 
 from ..core import shortfall as k
 from ..core.codes import RISK_PREFIX, risk_rule_names
-from ..core.sizing import limit_prices
 from ..display import facts_html, short_repr
 from ..errors import RunNotFound, ValidationError
 from ..store.db import Store
 from ..venue.providers import prepare_book
 from .run import RunResult, load_run
-from .simulation import OUTCOME_CANCELED, Simulation
+from .simulation import Simulation
 
 __all__ = ["Shortfall", "ShortfallData", "shortfall", "simulation_data", "run_data", "ITEMS"]
 
@@ -51,7 +51,7 @@ class ShortfallData:
     """
 
     kind: str
-    id: str
+    id: str | Callable[[], str]
     dates: np.ndarray
     portfolios: np.ndarray
     named: bool
@@ -77,66 +77,25 @@ class ShortfallData:
     causes: tuple = k.CAUSES
 
 
-def _coo_sum(key, values, n) -> np.ndarray:
-    return np.bincount(key, weights=values, minlength=n) if len(key) else np.zeros(n)
+def _from_ledger(L: k.PeriodLedger, **fields) -> ShortfallData:
+    return ShortfallData(
+        paper_weight=L.paper_weight, implemented_weight=L.implemented_weight, paper_return=L.paper_return,
+        implemented_gross=L.implemented_return, slippage=L.slippage, commission=L.commission, gap=L.gap,
+        abs_gap=L.abs_gap, contribution=L.contribution, s_gap=L.slot_gap, s_abs_gap=L.slot_abs_gap,
+        s_contribution=L.slot_contribution, s_slippage=L.slot_costs[:, 0], s_commission=L.slot_costs[:, 1],
+        s_cost_return=L.slot_cost_return, **fields)
 
 
 def simulation_data(sim: Simulation) -> ShortfallData:
-    """The attribution of an in-memory simulation: the loop's dense ledger plus its order rows, all at once."""
+    """The attribution of an in-memory simulation: the ledger its date loop filled."""
     if sim.ledger is None:
         raise ValidationError("this simulation has no shortfall ledger (simulate it with this tradeloop)")
-    L, o = sim.ledger, sim.orders_raw
-    D, P, S, K = len(sim.dates), len(sim.portfolios), len(sim.universe), len(k.CAUSES)
-    run = sim._order_run.astype(np.int64)
-    price, sell = sim._col("price"), o["sell"]
-    missing = np.isnan(price)
-    mask = np.where(missing, 0, o["risk"])
-    crossed = np.ones(len(price), dtype=bool)
-    if sim.params.order_type == "LIMIT":
-        crossed = k.limit_crossed(sell, price, limit_prices(price, ~sell, sim.params.limit_offset_bps))
-    unfilled = k.unfilled_cause(missing=missing, blocked=mask != 0, canceled=o["status"] == OUTCOME_CANCELED,
-                                crossed=crossed, finished=np.ones(len(price), dtype=bool))
-    rows_b, cause_b, gap_b = k.risk_split(mask, o["gap"])
-    has = np.flatnonzero(unfilled != k.NO_CAUSE)
-    rows = np.concatenate([rows_b, has])
-    cause = np.concatenate([cause_b, unfilled[has]])
-    gap = np.concatenate([gap_b, o["gap"][has]])
-    contrib = gap * o["ret"][rows]
-    key = run[rows] * K + cause
-    dense = np.zeros((D, P, K, 3))
-    for j, v in enumerate((gap, np.abs(gap), contrib)):
-        dense[..., j] = _coo_sum(key, v, D * P * K).reshape(D, P, K)
-    for j, src in ((k.ROUNDING, 0), (k.CASH_TRIM, 1)):
-        dense[:, :, j, 0] += L.gap[:, :, src]
-        dense[:, :, j, 1] += L.abs_gap[:, :, src]
-        dense[:, :, j, 2] += L.contribution[:, :, src]
-    N = P * S
-    skey = o["pos"][rows].astype(np.int64) * K + cause
-    slot = np.zeros((N, K, 3))
-    for j, v in enumerate((gap, np.abs(gap), contrib)):
-        slot[..., j] = _coo_sum(skey, v, N * K).reshape(N, K)
-    for j, src in ((k.ROUNDING, 0), (k.CASH_TRIM, 1)):
-        slot[:, j, 0] += L.slot_gap[:, src]
-        slot[:, j, 1] += L.slot_abs_gap[:, src]
-        slot[:, j, 2] += L.slot_contribution[:, src]
-    slip = k.slippage(np.where(sell, -sim.filled_qty, sim.filled_qty), o["fill_price"], price)
-    comm = o["commission"]
-    value = sim.day_pv
-    v_order = value.ravel()[run]
-    sector_code = L.symbol_sector
+    P, S = len(sim.portfolios), len(sim.universe)
     names = np.append(sim.sectors, None).astype(object)
-    return ShortfallData(
-        kind="simulation", id=sim.simulation_id, dates=sim.dates, portfolios=sim.portfolios,
-        named=sim.named_portfolios, value=value, paper_weight=L.paper_weight,
-        implemented_weight=L.implemented_weight, paper_return=L.paper_return, implemented_gross=L.implemented_return,
-        slippage=_coo_sum(run, slip, D * P).reshape(D, P), commission=_coo_sum(run, comm, D * P).reshape(D, P),
-        gap=dense[..., 0], abs_gap=dense[..., 1], contribution=dense[..., 2],
-        symbol=np.tile(sim.universe, P), portfolio_of=np.repeat(np.arange(P), S),
-        sector=np.tile(names[np.minimum(sector_code, len(sim.sectors))], P),
-        s_gap=slot[..., 0], s_abs_gap=slot[..., 1], s_contribution=slot[..., 2],
-        s_slippage=_coo_sum(o["pos"], slip, N), s_commission=_coo_sum(o["pos"], comm, N),
-        s_cost_return=np.stack([_coo_sum(o["pos"], slip / v_order, N), _coo_sum(o["pos"], comm / v_order, N)], 1),
-    )
+    sector = names[np.minimum(sim.ledger.symbol_sector, len(sim.sectors))]
+    return _from_ledger(sim.ledger, kind="simulation", id=lambda: sim.simulation_id, dates=sim.dates, portfolios=sim.portfolios,
+                        named=sim.named_portfolios, value=sim.day_pv, symbol=np.tile(sim.universe, P),
+                        portfolio_of=np.repeat(np.arange(P), S), sector=np.tile(sector, P))
 
 
 def _risk_masks(reasons: pd.Series) -> np.ndarray:
@@ -161,8 +120,8 @@ def _run_book(store: Store, run_id: str) -> tuple[pd.DataFrame, float, object]:
     state = orders.set_index("client_order_id").loc[:, ["qty", "status", "filled_qty", "reject_reason",
                                                         "limit_price"]]
     book = book.drop(columns="limit_price").join(state.rename(columns={"qty": "order_qty"}), on="client_order_id")
-    ref = orders.set_index("client_order_id")[["price", "side"]]
-    f = fills.join(ref, on="client_order_id", rsuffix="_ref")
+    ref = orders.loc[:, ["client_order_id", "price", "side"]].rename(columns={"price": "price_ref"})
+    f = fills.merge(ref, on="client_order_id", how="left")
     sign = np.where(f["side"].to_numpy() == "SELL", -1.0, 1.0)
     f = f.assign(slippage=k.slippage(sign * f["qty"].to_numpy(dtype=float), f["price"].to_numpy(dtype=float),
                                      f["price_ref"].to_numpy(dtype=float)))
@@ -173,44 +132,35 @@ def _run_book(store: Store, run_id: str) -> tuple[pd.DataFrame, float, object]:
 
 
 def run_data(store: Store, run_id: str) -> ShortfallData:
-    """The attribution of a stored run (one decision: no later price, so only its explicit costs are a return)."""
+    """The attribution of a stored run: its one decision through the ledger a history uses (no later price, so only
+    its explicit costs are a return)."""
     book, V, created = _run_book(store, run_id)
     n = len(book)
-    side = book["side"].to_numpy(dtype=object)
-    sell = side == "SELL"
+    sell = book["side"].to_numpy(dtype=object) == "SELL"
     price = book["price"].to_numpy(dtype=float)
     current = book["current_qty"].to_numpy(dtype=np.int64)
     untrimmed = book["untrimmed_qty"].to_numpy(dtype=np.int64)
     sized = book["qty"].to_numpy(dtype=np.int64)
-    is_order = book["client_order_id"].notna().to_numpy()
-    qty = np.where(is_order, book["order_qty"].fillna(0).to_numpy(dtype=np.int64), 0)
     filled = book["filled_qty"].fillna(0).to_numpy(dtype=np.int64)
-    status = book["status"].astype(object).to_numpy()
-    mask = _risk_masks(book["reject_reason"])
-    crossed = k.limit_crossed(sell, price, book["limit_price"].to_numpy(dtype=float))
-    unfilled = k.unfilled_cause(
-        missing=np.isnan(price) & is_order, blocked=mask != 0, canceled=status == "CANCELED", crossed=crossed,
-        finished=~is_order | np.isin(status, ["FILLED", "CANCELED"]))
-    weight = book["target_weight"].to_numpy(dtype=float)
-    matrix = k.attribute(weight=weight, price=price, mark=price, value=V, current=current,
-                         target=current + np.where(sell, -untrimmed, untrimmed), untrimmed=untrimmed, sized=sized,
-                         qty=qty, filled=filled, sell=sell, risk_mask=mask, unfilled=unfilled)
-    slip = book["slippage"].fillna(0.0).to_numpy(dtype=float)
-    comm = book["commission"].fillna(0.0).to_numpy(dtype=float)
     held = current + np.where(sell, -filled, filled)
-    one = np.ones((1, 1))
-    return ShortfallData(
-        kind="run", id=run_id, dates=np.array([pd.Timestamp(created).to_datetime64()], dtype="datetime64[ns]"),
-        portfolios=np.array([""], dtype=object), named=False, value=one * V, paper_weight=one * weight.sum(),
-        implemented_weight=one * k.implemented_weight(held, price, V).sum(), paper_return=0 * one,
-        implemented_gross=0 * one, slippage=one * slip.sum(), commission=one * comm.sum(),
-        gap=matrix.sum(axis=0)[None, None, :], abs_gap=np.abs(matrix).sum(axis=0)[None, None, :],
-        contribution=np.zeros((1, 1, len(k.CAUSES))),
+    o = np.flatnonzero(book["client_order_id"].notna().to_numpy())
+    status = book["status"].astype(object).to_numpy()[o]
+    path = k.OrderPath(
+        slots=o, sell=sell[o], qty=book["order_qty"].to_numpy()[o].astype(np.int64), filled=filled[o],
+        current=current[o], fill_price=np.full(len(o), np.nan),
+        commission=book["commission"].fillna(0.0).to_numpy(dtype=float)[o],
+        risk=_risk_masks(book["reject_reason"].iloc[o]), canceled=status == "CANCELED",
+        limit=book["limit_price"].to_numpy(dtype=float)[o], finished=np.isin(status, ["FILLED", "CANCELED"]),
+        slippage=book["slippage"].fillna(0.0).to_numpy(dtype=float)[o])
+    ledger = k.PeriodLedger(1, np.zeros(n, dtype=np.intp), 1)
+    ledger.decision(0, weight=book["target_weight"].to_numpy(dtype=float), price=price, value=V,
+                    target=current + np.where(sell, -untrimmed, untrimmed), trimmed=untrimmed - sized, held=held,
+                    mark=price, orders=path)
+    return _from_ledger(
+        ledger, kind="run", id=run_id, dates=np.array([pd.Timestamp(created).to_datetime64()], "datetime64[ns]"),
+        portfolios=np.array([""], dtype=object), named=False, value=np.full((1, 1), V),
         symbol=book["symbol"].to_numpy(dtype=object), portfolio_of=np.zeros(n, dtype=np.int64),
-        sector=book["sector"].astype(object).where(book["sector"].notna(), None).to_numpy(dtype=object),
-        s_gap=matrix, s_abs_gap=np.abs(matrix), s_contribution=np.zeros_like(matrix), s_slippage=slip,
-        s_commission=comm, s_cost_return=np.stack([slip / V, comm / V], axis=1),
-    )
+        sector=book["sector"].astype(object).where(book["sector"].notna(), None).to_numpy(dtype=object))
 
 
 def _head(data: ShortfallData) -> dict:
@@ -267,7 +217,8 @@ class Shortfall:
 
     @property
     def id(self) -> str:
-        return self.data.id
+        """The run or simulation id (a simulation's is hashed from its inputs only when first read)."""
+        return self.data.id() if callable(self.data.id) else self.data.id
 
     @cached_property
     def by_date(self) -> pd.DataFrame:
@@ -355,17 +306,18 @@ class Shortfall:
                 "explicit_costs": {c: float(by.loc[c, "amount"]) for c in k.COSTS},
                 "weight_gap": {c: float(by.loc[c, "abs_weight_gap"]) for c in self.data.causes}}
 
-    def plot(self, kind: str | None = None, ax=None):
-        """``waterfall`` (paper Σ w → each cause → implemented Σ ŵ; the default for a run) or ``cumulative``
-        (cumulative bps by cause over time; the default for a history). Returns the matplotlib Axes."""
-        from ..reporting.plots import shortfall_cumulative, shortfall_waterfall
+    def plot(self, kind: str | None = None):
+        """A matplotlib Figure: ``waterfall`` (paper Σ w → each cause → implemented Σ ŵ; the default for a run),
+        ``cumulative`` (cumulative bps by cause over time; the default for a history) or ``values`` (paper vs
+        implemented value curves)."""
+        from ..reporting import plots
 
         kind = kind or ("waterfall" if len(self.data.dates) == 1 else "cumulative")
-        if kind == "waterfall":
-            return shortfall_waterfall(self, ax=ax)
-        if kind == "cumulative":
-            return shortfall_cumulative(self, ax=ax)
-        raise ValidationError(f"plot kind is {kind!r}; allowed: 'waterfall', 'cumulative'")
+        draw = {"waterfall": plots.shortfall_waterfall, "cumulative": plots.shortfall_cumulative,
+                "values": plots.shortfall_values}.get(kind)
+        if draw is None:
+            raise ValidationError(f"plot kind is {kind!r}; allowed: 'waterfall', 'cumulative', 'values'")
+        return draw(self)
 
     def __repr__(self) -> str:
         return short_repr("Shortfall", self.id, kind=self.kind, total_bps=round(self.total, 4),

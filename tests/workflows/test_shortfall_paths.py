@@ -1,0 +1,262 @@
+"""tl.shortfall through a stored run and a one-date simulation (same hand-computed numbers), over histories (the
+per-period identity against the realized values), stored simulations (round trip, audit) and the CLI."""
+
+import itertools
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from engines import DATE, ENGINES, MODEL_VERSION
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import tradeloop as tl
+from tradeloop.core.shortfall import CAUSES, COSTS
+from tradeloop.core.synthetic import synthetic_history
+from tradeloop.store.simulations import save_simulation
+from tradeloop.workflows.history import simulate
+from tradeloop.workflows.shortfall import shortfall
+
+V = 10_000.0
+_CALLS = itertools.count()
+
+
+def _case(name, directory, rows, params=None, positions=None, dry_run=False):
+    """One case through a stored run (``run``) or a one-date simulation (``history``): its Shortfall."""
+    rows = pd.DataFrame(rows)
+    params = tl.RunParams.from_dict(params or {})
+    positions = None if positions is None else pd.DataFrame(positions)
+    if name == "run":
+        snapshot = tl.freeze_snapshot(rows, portfolio_value=V, model_version=MODEL_VERSION,
+                                      default_lot_size=params.lot_size)
+        with tl.Store(directory / f"case-{next(_CALLS)}.duckdb") as store:
+            result = tl.run_snapshot(store, snapshot, params=params, positions=positions, dry_run=dry_run,
+                                     run_id="case-run")
+            return shortfall(result, store)
+    weights = rows.loc[:, ["symbol", "weight"]].assign(date=DATE)
+    prices = rows.drop(columns="weight").assign(date=DATE)
+    if "price" not in prices:
+        prices["price"] = np.nan
+    return shortfall(simulate(weights, prices, portfolio_value=V, params=params, positions=positions,
+                              model_version=MODEL_VERSION))
+
+
+@pytest.fixture(params=ENGINES)
+def path(request, tmp_path):
+    """The ``engine`` idea for shortfall: each case through a stored run and through a one-date simulation."""
+    return lambda *args, **kw: _case(request.param, tmp_path, *args, **kw)
+
+
+def _gaps(sf) -> dict:
+    """Nonzero weight gap per cause."""
+    gap = sf.by_cause["weight_gap"].dropna()
+    return {c: round(float(v), 12) for c, v in gap.items() if abs(v) > 1e-15}
+
+
+def test_rounding_alone(path):
+    sf = path({"symbol": ["A"], "weight": [0.5], "price": [30.0]}, {"lot_size": 10})
+    assert _gaps(sf) == {"rounding": pytest.approx(0.5 - 160 * 30 / V)}
+    assert sf.total == 0.0
+
+
+def test_cash_trim_alone(path):
+    sf = path({"symbol": ["A"], "weight": [1.0], "price": [10.0]}, {"cash_buffer": 0.1})
+    assert _gaps(sf) == {"cash_trim": pytest.approx(100 * 10 / V)}
+
+
+def test_risk_block_alone_and_two_rules_share_it(path):
+    one = path({"symbol": ["A"], "weight": [0.6], "price": [10.0]}, {"risk": {"max_order_notional": 5000}})
+    assert _gaps(one) == {"risk:max_order_notional": pytest.approx(0.6)}
+    two = path({"symbol": ["A"], "weight": [0.6], "price": [10.0]},
+               {"risk": {"max_order_notional": 5000, "max_position_ratio": 0.5}})
+    assert _gaps(two) == {"risk:max_order_notional": pytest.approx(0.3), "risk:max_position_ratio": pytest.approx(0.3)}
+
+
+def test_missing_price_alone(path):
+    sf = path({"symbol": ["A", "B"], "weight": [0.4, 0.5], "price": [np.nan, 10.0]})
+    assert _gaps(sf) == {"missing_price": pytest.approx(0.4)}
+
+
+def test_liquidity_alone(path):
+    sf = path({"symbol": ["A"], "weight": [0.5], "price": [10.0], "volume": [2000.0]},
+              {"liquidity": {"model": "VolumeParticipation", "max_rate": 0.1}})
+    assert _gaps(sf) == {"liquidity": pytest.approx(300 * 10 / V)}
+
+
+def test_limit_not_crossed_alone(path):
+    sf = path({"symbol": ["A"], "weight": [0.5], "price": [10.0]}, {"order_type": "LIMIT", "limit_offset_bps": -10})
+    assert _gaps(sf) == {"limit_not_crossed": pytest.approx(0.5)}
+
+
+def test_explicit_costs_alone(path):
+    sf = path({"symbol": ["A"], "weight": [0.5], "price": [10.0]},
+              {"slippage": {"model": "FixedBpsSlippage", "bps": 5},
+               "commission": {"model": "PerShareCommission", "rate": 0.01, "minimum": 1.0}})
+    assert _gaps(sf) == {}
+    out = sf.to_dict()
+    assert out["explicit_costs"] == {"slippage": pytest.approx(500 * 0.005), "commission": pytest.approx(5.0)}
+    assert out["causes"]["slippage"] == pytest.approx(2.5) and out["causes"]["commission"] == pytest.approx(5.0)
+    assert out["total_bps"] == pytest.approx(7.5)
+
+
+def test_the_two_paths_give_the_same_attribution(tmp_path):
+    rows = {"symbol": ["A", "B", "C", "D"], "weight": [0.3, 0.25, 0.2, 0.0], "price": [10.0, 33.0, 7.0, 12.0],
+            "volume": [1000.0, 50.0, 1e6, 10.0]}
+    params = {"cash_buffer": 0.3, "lot_size": 10, "slippage": {"model": "FixedBpsSlippage", "bps": 5},
+              "commission": {"model": "BpsCommission", "bps": 1}, "steps": 2,
+              "liquidity": {"model": "VolumeParticipation", "max_rate": 0.5}}
+    positions = {"symbol": ["D", "C"], "qty": [50, 10]}
+    got = {name: _case(name, tmp_path, rows, params, positions) for name in ENGINES}
+    run, hist = got["run"], got["history"]
+    pd.testing.assert_frame_equal(run.by_cause, hist.by_cause, rtol=1e-12)
+    pd.testing.assert_frame_equal(run.by_symbol, hist.by_symbol, rtol=1e-12, check_dtype=False)
+    assert run.kind == "run" and hist.kind == "simulation"
+
+
+def test_a_run_that_never_executed_is_not_executed(tmp_path):
+    rows = pd.DataFrame({"symbol": ["A", "B"], "weight": [0.6, 0.3], "price": [10.0, 10.0]})
+    snapshot = tl.freeze_snapshot(rows, portfolio_value=V, model_version=MODEL_VERSION)
+    with tl.Store(tmp_path / "x.duckdb") as store:
+        dry = tl.run_snapshot(store, snapshot, dry_run=True, run_id="dry")
+        blocked = tl.run_snapshot(store, snapshot, run_id="blocked",
+                                  params=tl.RunParams.from_dict({"risk": {"max_order_notional": 5000}}))
+        assert blocked.status == "blocked"
+        assert _gaps(shortfall("dry", store)) == {"not_executed": pytest.approx(0.9)}
+        # the rule's order is the rule's; the order the blocked run held back was never worked
+        assert _gaps(shortfall("blocked", store)) == {"risk:max_order_notional": pytest.approx(0.6),
+                                                      "not_executed": pytest.approx(0.3)}
+        assert dry.status == "done"
+
+
+def _history(n_dates, n_symbols, seed, params):
+    w, p = synthetic_history(n_dates, n_symbols, seed=seed)
+    return w, p, simulate(w, p, portfolio_value=1e6, params=tl.RunParams.from_dict(params))
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), buffer=st.sampled_from([0.0, 0.05]), cap=st.sampled_from([None, 0.04]),
+       limit=st.booleans())
+def test_per_period_contributions_sum_to_the_return_gap(seed, buffer, cap, limit):
+    params = {"cash_buffer": buffer, "slippage": {"model": "FixedBpsSlippage", "bps": 3},
+              "commission": {"model": "BpsCommission", "bps": 2}, "risk": {"max_position_ratio": cap}}
+    if limit:
+        params.update(order_type="LIMIT", limit_offset_bps=2)
+    w, p, sim = _history(6, 15, seed, params)
+    by = shortfall(sim).by_date
+    # paper return from the inputs; implemented return from the values the simulation reached
+    px = p.pivot(index="date", columns="symbol", values="price")
+    ret = (px.shift(-1) / px - 1).fillna(0.0)
+    wt = w.pivot(index="date", columns="symbol", values="weight").reindex_like(ret).fillna(0.0)
+    paper = (wt * ret).sum(axis=1).to_numpy()
+    value = sim.summary["portfolio_value"].to_numpy()
+    # after the last date: its value at that date's prices, after the costs of its trades
+    implemented = np.append(value[1:], sim.summary["end_value"].iloc[-1]) / value - 1
+    items = by[list(CAUSES) + list(COSTS)].sum(axis=1).to_numpy() / 1e4
+    np.testing.assert_allclose(paper - implemented, items, atol=1e-12)
+    np.testing.assert_allclose(by["paper_return"] - by["implemented_return"], items, atol=1e-13)
+
+
+def test_frictionless_history_has_only_rounding_below_one_share_per_name():
+    w, p, sim = _history(12, 20, 5, {"lot_size": 1})
+    p = p.assign(lot_size=1)
+    sim = simulate(w, p, portfolio_value=1e6, params=tl.RunParams.from_dict({"lot_size": 1}))
+    sf = shortfall(sim)
+    nonzero = sf.by_cause.loc[sf.by_cause["abs_weight_gap"].fillna(0) > 0].index.tolist()
+    assert nonzero == ["rounding"]
+    assert (sf.by_cause.loc[list(COSTS), "amount"] == 0).all()
+    # each name's rounding is under one share at that date's price: bound per date by Σ price / V
+    bound = p.groupby("date")["price"].sum().to_numpy() / sf.by_date["portfolio_value"].to_numpy()
+    per_date = sf.data.abs_gap[:, 0, CAUSES.index("rounding")]
+    assert (per_date < bound).all() and (per_date > 0).any()
+
+
+def test_cash_buffer_costs_its_share_of_the_market_return():
+    rng = np.random.default_rng(7)
+    dates = pd.bdate_range("2024-01-01", periods=30)
+    symbols = [f"S{i:02d}" for i in range(20)]
+    market = np.cumprod(np.r_[1.0, 1 + rng.normal(0, 0.02, len(dates) - 1)])
+    base = rng.uniform(20, 200, len(symbols))
+    prices = pd.DataFrame([(d, s, b * m) for d, m in zip(dates, market) for s, b in zip(symbols, base)],
+                          columns=["date", "symbol", "price"])
+    raw = rng.uniform(0.5, 1.5, (len(dates), len(symbols)))
+    weights = pd.DataFrame([(d, s, x) for d, row in zip(dates, raw / raw.sum(axis=1, keepdims=True))
+                            for s, x in zip(symbols, row)], columns=["date", "symbol", "weight"])
+    sim = simulate(weights, prices, portfolio_value=1e9, params=tl.RunParams.from_dict({"cash_buffer": 0.02}))
+    by = shortfall(sim).by_date.iloc[:-1]
+    market_return = market[1:] / market[:-1] - 1
+    np.testing.assert_allclose(by["cash_trim"].to_numpy() / 1e4, 0.02 * market_return, atol=1e-6)
+    assert by["rounding"].abs().max() < 1e-2
+
+
+def test_a_stored_simulation_gives_the_same_shortfall_and_an_edit_is_caught(tmp_path):
+    params = {"cash_buffer": 0.05, "risk": {"max_position_ratio": 0.05},
+              "slippage": {"model": "FixedBpsSlippage", "bps": 5}}
+    w, p, sim = _history(8, 30, 3, params)
+    w2 = pd.concat([w.assign(portfolio="a"), w.assign(portfolio="b", weight=w["weight"] * 0.5)])
+    sims = [sim, simulate(w2, p, portfolio_value={"a": 1e6, "b": 2e6}, params=tl.RunParams.from_dict(params))]
+    with tl.Store(tmp_path / "s.duckdb") as store:
+        for s in sims:
+            save_simulation(store, s)
+            here, stored = shortfall(s), shortfall(s.simulation_id, store)
+            for frame in ("by_cause", "by_date", "by_symbol", "by_sector", "cumulative"):
+                pd.testing.assert_frame_equal(getattr(here, frame), getattr(stored, frame), check_dtype=False,
+                                              rtol=1e-12)
+            assert here.to_dict() == stored.to_dict()
+        assert tl.verify_store(store).ok
+        store.con.execute("UPDATE simulation_shortfall SET contribution = contribution + 1e-6 WHERE rowid = 3")
+        result = tl.verify_store(store)
+    assert not result.ok
+    assert any("simulation_shortfall does not match" in d for d in result.differences)
+
+
+def test_cumulative_compounding_is_the_difference_of_the_value_curves():
+    _, _, sim = _history(20, 25, 11, {"cash_buffer": 0.03, "commission": {"model": "BpsCommission", "bps": 5}})
+    sf = shortfall(sim)
+    cum = sf.cumulative
+    paper = np.cumprod(1 + sf.by_date["paper_return"].to_numpy())
+    np.testing.assert_allclose(cum["paper_value"], paper)
+    np.testing.assert_allclose(cum["total_bps"], sf.by_date["gap_bps"].cumsum())
+    np.testing.assert_allclose(cum["compounding_bps"], cum["value_gap_bps"] - cum["total_bps"])
+    assert cum["total_bps"].iloc[-1] == pytest.approx(sf.total)
+    assert np.isfinite(sf.tracking_error) and sf.tracking_error > 0
+    assert "Shortfall" in sf._repr_html_()
+
+
+def test_shortfall_refuses_what_it_cannot_attribute(tmp_path):
+    with tl.Store(tmp_path / "e.duckdb") as store:
+        with pytest.raises(tl.RunNotFound, match="no run or simulation 'nope'"):
+            shortfall("nope", store)
+    with pytest.raises(tl.ValidationError, match="give a run id"):
+        shortfall(42)
+
+
+def test_cli_shortfall_json_and_tables(cli, tmp_path):
+    db = tmp_path / "c.duckdb"
+    assert cli("demo", "--db", str(db)).returncode == 0
+    run_id = json.loads(cli("runs", "--db", str(db), "--json").stdout)[0]["run_id"]
+    out = cli("shortfall", run_id, "--db", str(db), "--json")
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    assert set(got) == {"id", "kind", "total_bps", "causes", "explicit_costs", "weight_gap"}
+    assert got["id"] == run_id and got["kind"] == "run"
+    assert abs(sum(got["causes"].values()) - got["total_bps"]) < 1e-9
+    assert set(got["explicit_costs"]) == {"slippage", "commission"}
+    assert set(got["weight_gap"]) == set(CAUSES) and set(got["causes"]) == set(CAUSES) | set(COSTS)
+    with tl.Store(db, read_only=True) as store:
+        assert got == json.loads(json.dumps(shortfall(run_id, store).to_dict()))
+    for by in ("cause", "symbol", "sector", "date"):
+        text = cli("shortfall", run_id, "--by", by, "--db", str(db))
+        assert text.returncode == 0 and f"run {run_id}: shortfall" in text.stdout
+    bad = cli("shortfall", "nope", "--db", str(db))
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0
+    assert bad.stderr.startswith("error: no run or simulation 'nope'")
+
+
+def test_plots_are_figures_and_an_unknown_kind_is_refused():
+    _, _, sim = _history(5, 10, 2, {"cash_buffer": 0.05})
+    sf = tl.shortfall(sim)
+    for kind in ("waterfall", "cumulative", "values", None):
+        assert sf.plot(kind).axes
+    with pytest.raises(tl.ValidationError, match="plot kind is 'pie'"):
+        sf.plot("pie")
