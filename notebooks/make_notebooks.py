@@ -131,6 +131,20 @@ review.verdict
     md("## Largest orders and fills"),
     code("review.largest_orders(20)"),
     code("review.largest_fills(20)"),
+    md("""
+## Implementation shortfall
+
+The paper portfolio of the target weights → each cause (lot rounding, cash trim, each risk rule, missing price,
+liquidity, limit not crossed, not executed) → the portfolio reached, in % of portfolio value, then the symbols with
+the largest gap (one column per cause). `tradeloop shortfall RUN_ID` prints the same.
+"""),
+    code("""
+shortfall = tl.shortfall(review.run_id, db_path)
+shortfall.plot("waterfall")
+"""),
+    code("""
+shortfall.by_symbol.head(15)
+"""),
     md("## Audit events and order lifecycles"),
     code("review.audit_table()"),
     code("notebook.lifecycle_check(db_path, review.run_id)", CHECK_TAG),
@@ -162,6 +176,10 @@ table
 print(table["status"].value_counts().sort_index().to_string())
 print(table.loc[:, ["snapshot", "status", "papermill_status", "orders", "fills", "notional"]].to_string(index=False))
 """, CHECK_TAG),
+    md("## Implementation shortfall per run\n\nbps of portfolio value: explicit costs of what was traded (a run trades on one frozen quote); `tradeloop shortfall RUN_ID` splits it by cause."),
+    code("""
+table.loc[:, ["snapshot", "run_id", "status", "shortfall_bps"]]
+"""),
     md("## Why runs were blocked or failed"),
     code("""
 table.loc[table["status"] != "done", ["run_id", "snapshot", "status", "reason"]]

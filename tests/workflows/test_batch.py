@@ -167,6 +167,10 @@ def test_batch_overview_and_review_read_the_batch(batch):
     blocked = table.loc[table["status"] == "blocked"]
     assert blocked["reason"].str.contains("exceeds max_order_notional").all()
     run_id = blocked["run_id"].iloc[0]
+    # shortfall per run: the same number tl.shortfall gives, and the batch's own summary has it too
+    assert table["shortfall_bps"].notna().sum() == N_VALID
+    for rid, bps in table.dropna(subset=["shortfall_bps"])[["run_id", "shortfall_bps"]].itertuples(index=False):
+        assert bps == tl.shortfall(rid, batch["db"]).total == batch["result"]["shortfall_bps"][rid]
     report = tl.load_report(batch["db"], run_id)
     assert tl.audit_check(batch["db"], run_id) == []
     assert tl.audit_line([], report.result).startswith("OK: execution results match the audit record")

@@ -33,6 +33,7 @@ from ..workflows.run import (
     load_run,
     run_result,
 )
+from ..workflows.shortfall import run_shortfalls
 from ..workflows.verify import audit_check
 
 __all__ = [
@@ -324,9 +325,10 @@ def batch_table(db_path: str | Path | None, batch_id: str | None = None) -> pd.D
     -------
     DataFrame
         One row per run, sorted by snapshot file then run id: ``run_id, snapshot, status, papermill_status,
-        orders, fills, notional, reason, artifact`` — ``status`` is the run's status, or ``failed`` for a
+        orders, fills, notional, shortfall_bps, reason, artifact`` — ``status`` is the run's status, or ``failed`` for a
         notebook that failed before its run existed; ``reason`` the error or the blocked orders' reasons;
-        ``artifact`` the executed notebook's file name.
+        ``artifact`` the executed notebook's file name; ``shortfall_bps`` the run's implementation shortfall
+        (:func:`tradeloop.workflows.shortfall.shortfall`; NaN for a notebook that failed before its run existed).
     """
     with Store(db_path or default_db_path(), read_only=True) as store:
         art = store.batch_artifacts()
@@ -356,5 +358,8 @@ def batch_table(db_path: str | Path | None, batch_id: str | None = None) -> pd.D
     table["orders"] = table["orders"].fillna(0).astype("int64")
     table["fills"] = table["fills"].fillna(0).astype("int64")
     table["notional"] = table["notional"].fillna(0.0).astype(float)
-    cols = ["run_id", "snapshot", "status", "papermill_status", "orders", "fills", "notional", "reason", "artifact"]
+    bps = run_shortfalls(db_path or default_db_path(), table["run_id"].tolist())
+    table["shortfall_bps"] = [bps.get(r, np.nan) for r in table["run_id"]]
+    cols = ["run_id", "snapshot", "status", "papermill_status", "orders", "fills", "notional", "shortfall_bps", "reason",
+            "artifact"]
     return table.loc[:, cols].sort_values(["snapshot", "run_id"]).reset_index(drop=True)

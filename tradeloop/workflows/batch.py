@@ -53,6 +53,7 @@ from ..store.artifacts import (
 )
 from ..settings import default_db_path
 from ..store.db import Store
+from .shortfall import run_shortfalls
 from ..store.merge import merge_database, seed_database
 from .kernels import DEFAULT_KERNEL, kernel_manager_class, resolve_kernel
 from ..venue.providers import get_provider
@@ -126,6 +127,9 @@ class BatchResult:
     records: tuple[ArtifactRecord, ...]
     duplicates: tuple[tuple[str, str], ...] = field(default_factory=tuple)
     kernel: str = ""
+    #: run id -> implementation shortfall in bps (:func:`tradeloop.workflows.shortfall.shortfall`), for the runs
+    #: the database has
+    shortfall_bps: dict = field(default_factory=dict)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -155,6 +159,10 @@ class BatchResult:
                 lines.append(f"{r.status:<9} {Path(r.snapshot_file).name} ({r.run_id}): {r.error or '-'}")
         for dup, first in self.duplicates:
             lines.append(f"skipped   {Path(dup).name}: same run as {Path(first).name}")
+        for r in self.records:
+            if r.run_id in self.shortfall_bps:
+                lines.append(f"shortfall {self.shortfall_bps[r.run_id]:,.2f} bps  {Path(r.snapshot_file).name} "
+                             f"({r.run_id})")
         return "\n".join(lines)
 
     def __repr__(self) -> str:
@@ -174,7 +182,8 @@ class BatchResult:
     def to_dict(self) -> dict:
         return {"batch_id": self.batch_id, "db": str(self.db), "out": str(self.out), "workers": self.workers,
                 "counts": self.counts, "exit_code": self.exit_code, "runs": [r.to_dict() for r in self.records],
-                "duplicates": [list(d) for d in self.duplicates], "kernel": self.kernel}
+                "duplicates": [list(d) for d in self.duplicates], "kernel": self.kernel,
+                "shortfall_bps": dict(self.shortfall_bps)}
 
 
 @dataclass
@@ -311,7 +320,7 @@ def run_batch(
                            progress=progress)
     return BatchResult(batch_id=batch_id, db=db, out=out, workers=int(workers),
                        records=tuple(records[t.run_id] for t in tasks), duplicates=tuple(duplicates),
-                       kernel=f"{kernel} ({kernel_note})")
+                       kernel=f"{kernel} ({kernel_note})", shortfall_bps=run_shortfalls(db, list(records)))
 
 
 def check_shared_inputs(common: dict, notebook: Path) -> None:

@@ -17,6 +17,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -30,7 +31,7 @@ from ..venue.providers import prepare_book
 from .run import RunResult, load_run
 from .simulation import Simulation
 
-__all__ = ["Shortfall", "ShortfallData", "shortfall", "simulation_data", "run_data", "ITEMS"]
+__all__ = ["Shortfall", "ShortfallData", "shortfall", "simulation_data", "run_data", "run_shortfalls", "ITEMS"]
 
 #: Date-level reference items stored beside the causes and costs (see :data:`ShortfallData`).
 ITEMS = k.CAUSES + k.COSTS + ("paper", "implemented")
@@ -375,6 +376,19 @@ def _stored(store: Store, run_id: str) -> Shortfall:
         except RunNotFound:
             raise RunNotFound(f"no run or simulation {run_id!r} in {store.path}") from None
         return Shortfall(run_data(store, run_id))
+
+
+def run_shortfalls(db: Path, run_ids: list[str]) -> dict[str, float]:
+    """Implementation shortfall (bps) of each of ``run_ids`` the database has (one read-only open)."""
+    out = {}
+    if not Path(db).exists():
+        return out
+    with Store(db, read_only=True) as store:
+        known = set(store.con.execute("SELECT run_id FROM trade_runs").df()["run_id"])
+        for run_id in run_ids:
+            if run_id in known:
+                out[run_id] = shortfall(run_id, store).total
+    return out
 
 
 #: Columns of the ``simulation_shortfall`` rows (after ``simulation_id``), and their stored order.
