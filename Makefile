@@ -9,8 +9,8 @@ BIN := $(VENV)/bin
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-demo: $(BIN)/python  ## install tradeloop (no dev tools) and run the demo into ./tradeloop.duckdb
-	$(BIN)/pip install -q -e .
+demo: $(BIN)/python  ## install tradeloop with its dask extra (no dev tools) and run the demo into ./tradeloop.duckdb
+	$(BIN)/pip install -q -e '.[dask]'
 	$(BIN)/tradeloop demo
 
 test: $(BIN)/python  ## install the dev extra and the `tradeloop` Jupyter kernel, run the whole suite

@@ -89,3 +89,6 @@ __all__ += ["Simulation", "save_simulation", "simulate", "synthetic_history", "S
 from .workflows.shortfall import Shortfall, shortfall  # noqa: E402
 
 __all__ += ["Shortfall", "shortfall"]
+from .workflows.sweep import SweepResult, sweep  # noqa: E402
+
+__all__ += ["SweepResult", "sweep"]

@@ -787,6 +787,65 @@ def simulate(weights_file, prices_file, portfolio_value, model_version, params_f
     click.echo(f"database   {db}")
 
 
+_scheduler_option = click.option(
+    "--scheduler", default=None, metavar="ADDRESS",
+    help="Where tasks run: 'local' (a Dask LocalCluster started for this command) or a Dask scheduler address "
+         "tcp://host:port (default: $TRADELOOP_SCHEDULER, else processes on this machine). Needs tradeloop[dask].")
+_sweep_workers_option = click.option(
+    "--workers", type=click.IntRange(min=1), default=None,
+    help="Local processes, or LocalCluster workers with --scheduler local (default 1, or 2 with --scheduler local).")
+
+
+def _scheduler(settings: Settings, scheduler: str | None) -> str | None:
+    from .workflows.executors import check_scheduler
+
+    return check_scheduler(scheduler) if scheduler else settings.scheduler
+
+
+@cli.command(cls=_Command)
+@click.option("--weights", "weights_file", required=True, type=click.Path(path_type=Path),
+              help="Weight history, CSV or Parquet: date, symbol, weight [, portfolio].")
+@click.option("--prices", "prices_file", required=True, type=click.Path(path_type=Path),
+              help="Prices, CSV or Parquet: date, symbol, price [, volume, sector, lot_size].")
+@click.option("--grid", "grid_file", required=True, type=click.Path(path_type=Path),
+              help="Grid JSON: params paths to lists of values, or a list of params objects.")
+@click.option("--portfolio-value", required=True, type=float, help="Portfolio value on the first date.")
+@click.option("--model-version", required=True, help="The model that produced the weights.")
+@click.option("--params", "params_file", type=click.Path(path_type=Path), help="Base params JSON the grid changes.")
+@click.option("--positions", "positions_file", type=click.Path(path_type=Path),
+              help="Holdings before the first date: symbol, qty [, portfolio].")
+@_scheduler_option
+@_sweep_workers_option
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@_db_option
+@_json_option
+def sweep(weights_file, prices_file, grid_file, portfolio_value, model_version, params_file, positions_file,
+          scheduler, workers, no_progress, db, as_json):
+    """Simulate a weight history once per combination of a params grid and store each simulation.
+
+    The grid maps params paths to lists of values ({"cash_buffer": [0, 0.02], "risk.max_position_ratio": [0.05,
+    null]}: their cartesian product) or is a list of params objects. Combinations stored already are not computed
+    again. Exit code: 0 every combination stored, 1 any failed (the others are stored), 2 bad input.
+
+    Example: tradeloop sweep --weights weights.parquet --prices prices.parquet --grid grid.json
+    --portfolio-value 1000000 --model-version m1 --scheduler local --workers 2 --db research.duckdb
+    """
+    from .workflows.sweep import sweep as run_sweep
+
+    settings, db = _settings(db)
+    scheduler = _scheduler(settings, scheduler)
+    params = load_params(params_file)
+    result = run_sweep(read_table(weights_file, "weights"), read_table(prices_file, "prices"), grid=grid_file,
+                       portfolio_value=portfolio_value, model_version=model_version, params=params,
+                       positions=_read_optional(positions_file, "positions"), scheduler=scheduler, workers=workers,
+                       db=db, progress=not no_progress and not as_json)
+    if as_json:
+        click.echo(_dumps(result.to_dict(), sort_keys=True))
+    else:
+        click.echo(result.summary())
+    sys.exit(result.exit_code)
+
+
 @cli.command(cls=_Command)
 @click.argument("dest", type=click.Path(path_type=Path))
 @click.option("--force", is_flag=True, help="Overwrite files DEST already has (default: keep them).")

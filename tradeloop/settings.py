@@ -13,6 +13,8 @@ variable                   meaning (default)
 ``TRADELOOP_FILL_BATCH``   orders per fill transaction of a run (100000: one transaction)
 ``TRADELOOP_LEASE_SECONDS`` how long a running run's owner may go without a heartbeat before it counts as dead (600)
 ``TRADELOOP_DATA``         the sample data folder ``tradeloop demo`` reads (the data shipped with tradeloop)
+``TRADELOOP_SCHEDULER``    where ``batch``, ``simulate`` and ``sweep`` run tasks when ``--scheduler`` is not given:
+                           ``local`` or a Dask scheduler address ``tcp://host:port`` (unset: local processes)
 ``TRADELOOP_CRASH_AT``     test-only: a crash point of :mod:`tradeloop.workflows.faults` (unset)
 =========================  ==================================================================================
 """
@@ -28,6 +30,7 @@ from .core.validate import check_number, check_whole
 from .errors import ValidationError
 from .resources import data_dir
 from .store.db import DEFAULT_DB, DEFAULT_LOCK_TIMEOUT
+from .workflows.executors import check_scheduler
 from .workflows.faults import CRASH_ENV, CRASH_POINTS
 from .workflows.run import DEFAULT_FILL_BATCH, DEFAULT_LEASE_SECONDS
 
@@ -66,6 +69,7 @@ class Settings:
     lease_seconds: float = DEFAULT_LEASE_SECONDS
     data_dir: Path = _DATA
     crash_at: str | None = None
+    scheduler: str | None = None
 
     def __post_init__(self):
         check_number("lock_timeout", self.lock_timeout)
@@ -73,6 +77,10 @@ class Settings:
         check_number("lease_seconds", self.lease_seconds, inclusive=False)
         if self.crash_at is not None and self.crash_at not in CRASH_POINTS:
             raise ValidationError(f"{CRASH_ENV} is {self.crash_at!r}; allowed: {list(CRASH_POINTS)}")
+        try:
+            check_scheduler(self.scheduler)
+        except ValidationError as e:
+            raise ValidationError(f"TRADELOOP_SCHEDULER: {e}") from None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -85,6 +93,7 @@ class Settings:
             lease_seconds=_float(env, "TRADELOOP_LEASE_SECONDS", DEFAULT_LEASE_SECONDS, inclusive=False),
             data_dir=Path(env.get("TRADELOOP_DATA") or _DATA),
             crash_at=env.get(CRASH_ENV) or None,
+            scheduler=env.get("TRADELOOP_SCHEDULER") or None,
         )
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -23,7 +24,8 @@ from ..core.digest import table_digest
 from ..errors import ValidationError
 from .sql import fetch_dict, insert_arrow, utcnow
 
-__all__ = ["save_simulation", "SIM_EVENT", "SIM_RUN_COLUMNS", "DIGESTS", "simulation_digests",
+__all__ = ["save_simulation", "SimulationRecord", "simulation_record", "simulation_totals", "TOTAL_COLUMNS",
+           "SIM_EVENT", "SIM_RUN_COLUMNS", "DIGESTS", "simulation_digests",
            "legacy_orders_digest", "simulation_tables", "get_simulation", "simulations", "simulation_ids",
            "simulation_runs", "simulation_orders", "shortfall_rows", "LATER_DIGESTS"]
 
@@ -95,6 +97,33 @@ def simulation_tables(con, simulation_id: str) -> dict[str, pa.Table]:
     return out
 
 
+@dataclass(frozen=True)
+class SimulationRecord:
+    """What :func:`save_simulation` writes for one simulation, as plain data: its ``simulations`` row, the
+    ``simulation.save`` event's totals and its rows as Arrow tables (:func:`simulation_record` builds it). Small to
+    pickle, so a worker process or a Dask worker computes it and the one writing process stores it."""
+
+    simulation_id: str
+    inputs_digest: str
+    row: tuple
+    info: dict
+    tables: dict
+
+
+def simulation_record(sim) -> SimulationRecord:
+    """The rows of a :class:`~tradeloop.workflows.simulation.Simulation` ready to store (pure: no database)."""
+    tables = _tables(sim)
+    p = sim.params
+    row = (sim.model_version, json.dumps(p.to_dict(), sort_keys=True), p.order_type,
+           json.dumps(sim.portfolio_value.tolist()),
+           None if sim.initial_cash is None else json.dumps(sim.initial_cash.tolist()),
+           json.dumps([str(x) for x in sim.portfolios]), len(sim.dates), len(sim.universe),
+           pd.Timestamp(sim.dates[0]).to_pydatetime() if len(sim.dates) else None,
+           pd.Timestamp(sim.dates[-1]).to_pydatetime() if len(sim.dates) else None)
+    info = {**sim.describe(), "_named": bool(sim.named_portfolios)}
+    return SimulationRecord(sim.simulation_id, sim.inputs_digest, row, info, tables)
+
+
 def save_simulation(store, sim) -> dict:
     """Persist a simulation in one transaction: its ``simulations`` row, one ``simulation_runs`` row per (date,
     portfolio), every order in ``simulation_orders``, the fills of orders filled in several steps in
@@ -107,7 +136,8 @@ def save_simulation(store, sim) -> dict:
     Parameters
     ----------
     store : Store
-    sim : tradeloop.workflows.history.Simulation
+    sim : tradeloop.workflows.history.Simulation or SimulationRecord
+        A simulation, or its rows computed elsewhere (:func:`simulation_record`).
 
     Returns
     -------
@@ -121,31 +151,32 @@ def save_simulation(store, sim) -> dict:
             if existing["inputs_digest"] != sim.inputs_digest:
                 raise ValidationError(f"simulation_id {sid!r} is stored already for different inputs")
             return {"simulation_id": sid, "new": False, "orders": 0, "runs": 0}
-        tables = _tables(sim)
-        constants = {"simulation_id": sid}
-        if not sim.named_portfolios:
-            constants["portfolio"] = ""
-        counts = {}
-        for table, data in tables.items():
-            extra = {k: v for k, v in constants.items() if k not in data.column_names}
-            counts[table] = insert_arrow(store.con, table, data, data.column_names, extra) if data.num_rows else 0
-        digests = simulation_digests(tables)
-        info = sim.describe()
-        store.con.execute(
-            "INSERT INTO simulations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [sid, sim.inputs_digest, sim.model_version, json.dumps(sim.params.to_dict(), sort_keys=True),
-             sim.params.order_type, json.dumps(sim.portfolio_value.tolist()),
-             None if sim.initial_cash is None else json.dumps(sim.initial_cash.tolist()),
-             json.dumps([str(p) for p in sim.portfolios]), len(sim.dates), len(sim.universe),
-             pd.Timestamp(sim.dates[0]).to_pydatetime() if len(sim.dates) else None,
-             pd.Timestamp(sim.dates[-1]).to_pydatetime() if len(sim.dates) else None,
-             counts["simulation_orders"], info["fills"], info["blocked"], digests["orders_digest"], utcnow()],
-        )
-        store.append_audit(sid, SIM_EVENT, {
-            **info, **digests, "inputs_digest": sim.inputs_digest, "runs": counts["simulation_runs"],
-            "order_fills": counts["simulation_order_fills"], "shortfall_rows": counts["simulation_shortfall"]})
+        rec = sim if isinstance(sim, SimulationRecord) else simulation_record(sim)
+        counts = _write(store, rec)
     return {"simulation_id": sid, "new": True, "orders": counts["simulation_orders"],
             "runs": counts["simulation_runs"]}
+
+
+def _write(store, rec: SimulationRecord) -> dict:
+    """Insert a record's rows, its ``simulations`` row and its audit event (inside the caller's transaction)."""
+    constants = {"simulation_id": rec.simulation_id}
+    info = {k: v for k, v in rec.info.items() if not k.startswith("_")}
+    if not rec.info["_named"]:
+        constants["portfolio"] = ""
+    counts = {}
+    for table, data in rec.tables.items():
+        extra = {k: v for k, v in constants.items() if k not in data.column_names}
+        counts[table] = insert_arrow(store.con, table, data, data.column_names, extra) if data.num_rows else 0
+    digests = simulation_digests(rec.tables)
+    store.con.execute(
+        "INSERT INTO simulations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [rec.simulation_id, rec.inputs_digest, *rec.row, counts["simulation_orders"], info["fills"], info["blocked"],
+         digests["orders_digest"], utcnow()],
+    )
+    store.append_audit(rec.simulation_id, SIM_EVENT, {
+        **info, **digests, "inputs_digest": rec.inputs_digest, "runs": counts["simulation_runs"],
+        "order_fills": counts["simulation_order_fills"], "shortfall_rows": counts["simulation_shortfall"]})
+    return counts
 
 
 def _tables(sim) -> dict[str, pa.Table]:
@@ -201,3 +232,36 @@ def simulation_orders(con, simulation_id: str, run_id: str | None = None) -> pd.
     if run_id is not None:
         where, args = where + " AND run_id = ?", args + [run_id]
     return con.execute(f"SELECT * FROM simulation_orders_v WHERE {where} ORDER BY date, portfolio, symbol", args).df()
+
+
+#: Columns of :func:`simulation_totals`.
+TOTAL_COLUMNS = ("simulation_id", "start_value", "final_value", "return", "turnover", "commission", "slippage",
+                 "costs", "orders", "filled", "blocked", "missing_price", "canceled")
+
+
+def simulation_totals(con, simulation_ids: list[str]) -> pd.DataFrame:
+    """One row of totals per stored simulation, read from its rows (so a simulation stored earlier reads the same).
+
+    ``start_value`` / ``final_value``: portfolio value on the first date and value after the last date's fills,
+    summed over portfolios; ``return`` their ratio − 1; ``turnover`` the sum over dates of (buy + sell) / value,
+    averaged over portfolios; ``commission``; ``slippage`` what fills cost against the quote (Σ filled × adverse
+    price difference); ``costs`` their sum; order counts by outcome.
+    """
+    runs = con.execute(
+        "WITH r AS (SELECT * FROM simulation_runs WHERE list_contains(?, simulation_id)), "
+        "b AS (SELECT simulation_id, min(date) AS d0, max(date) AS d1, count(DISTINCT portfolio) AS np FROM r GROUP BY 1) "
+        "SELECT r.simulation_id, sum(portfolio_value) FILTER (WHERE date = d0) AS start_value, "
+        "sum(end_value) FILTER (WHERE date = d1) AS final_value, sum(turnover) / any_value(np) AS turnover, "
+        "sum(commission) AS commission, sum(n_orders) AS orders, sum(n_filled) AS filled, sum(n_blocked) AS blocked, "
+        "sum(n_missing_price) AS missing_price, sum(n_canceled) AS canceled "
+        "FROM r JOIN b USING (simulation_id) GROUP BY 1", [list(simulation_ids)]).df()
+    slip = con.execute(
+        "SELECT simulation_id, coalesce(sum(filled_qty * CASE WHEN sell THEN price - coalesce(avg_fill_price, "
+        "fill_price) ELSE coalesce(avg_fill_price, fill_price) - price END), 0) AS slippage FROM simulation_orders "
+        "WHERE list_contains(?, simulation_id) AND filled_qty > 0 GROUP BY 1", [list(simulation_ids)]).df()
+    out = runs.merge(slip, on="simulation_id", how="left").fillna({"slippage": 0.0})
+    out["return"] = out["final_value"] / out["start_value"] - 1
+    out["costs"] = out["commission"] + out["slippage"]
+    for c in ("orders", "filled", "blocked", "missing_price", "canceled"):
+        out[c] = out[c].astype("int64")
+    return out.loc[:, list(TOTAL_COLUMNS)]

@@ -76,10 +76,11 @@ from .simulation import (
     SIM_SUMMARY_COLUMNS,
     Buffers,
     Simulation,
+    inputs_digest,
 )
 
 __all__ = ["simulate", "prepare_history", "HistoryInputs", "Simulation", "SIM_ORDER_COLUMNS", "SIM_SUMMARY_COLUMNS",
-           "ORDER_STATUS_NAMES"]
+           "ORDER_STATUS_NAMES", "run_history", "history_digest"]
 
 #: Bit of each risk rule in an order's risk mask.
 _RISK_BIT = {c.name: c.bit for c in codes.rows(codes.RISK_RULE)}
@@ -784,6 +785,18 @@ def simulate(
     if simulation_id is not None:
         check_simulation_id(simulation_id)
     h = prepare_history(weights, prices, portfolio_value=portfolio_value, params=params, positions=positions, cash=cash)
+    return run_history(h, params, model_version=model_version, simulation_id=simulation_id, progress=progress)
+
+
+def history_digest(h: HistoryInputs, params: RunParams, model_version: str) -> str:
+    """The ``inputs_digest`` (and so the ``simulation_id``) :func:`run_history` will give, without running it."""
+    return inputs_digest(params, model_version, h.pv0, h.cash0, h.universe, h.portfolios, h.sectors, h.dates,
+                         (*h.digest_parts(), h.hold0))
+
+
+def run_history(h: HistoryInputs, params: RunParams, *, model_version: str, simulation_id: str | None = None,
+                progress: bool = False) -> Simulation:
+    """The date loop of :func:`simulate` over inputs :func:`prepare_history` checked with the same ``params``."""
     rules = _rules(h, params)
     out = _run_dates(h, rules, progress)
     day = out["day"]

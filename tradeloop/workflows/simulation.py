@@ -52,6 +52,23 @@ SIM_SUMMARY_COLUMNS = (
 
 
 
+def inputs_digest(params: RunParams, model_version: str, portfolio_value: np.ndarray, cash: np.ndarray | None,
+                  universe: np.ndarray, portfolios: np.ndarray, sectors: np.ndarray, dates: np.ndarray,
+                  parts: tuple) -> str:
+    """The digest behind a simulation's id (:attr:`Simulation.inputs_digest`), computable before the date loop runs."""
+    h = hashlib.sha256(b"tradeloop-simulation-v1\n")
+    head = {
+        "params": params.to_dict(), "model_version": model_version, "portfolio_value": portfolio_value.tolist(),
+        "cash": None if cash is None else cash.tolist(), "universe": universe.tolist(),
+        "portfolios": portfolios.tolist(), "sectors": sectors.tolist(),
+        "dates": [str(d) for d in dates.astype("datetime64[ns]")],
+    }
+    h.update(canonical_json(head).encode())
+    for part in parts:
+        h.update(part if isinstance(part, bytes) else np.ascontiguousarray(part).data)
+    return h.hexdigest()
+
+
 class Buffers:
     """Growable column buffers: per-date chunks are written in place, never concatenated."""
 
@@ -155,18 +172,8 @@ class Simulation:
     @cached_property
     def inputs_digest(self) -> str:
         """sha256 over the canonical (date, portfolio, symbol)-ordered inputs, params and starting state."""
-        h = hashlib.sha256(b"tradeloop-simulation-v1\n")
-        head = {
-            "params": self.params.to_dict(), "model_version": self.model_version,
-            "portfolio_value": self.portfolio_value.tolist(),
-            "cash": None if self.initial_cash is None else self.initial_cash.tolist(),
-            "universe": self.universe.tolist(), "portfolios": self.portfolios.tolist(),
-            "sectors": self.sectors.tolist(), "dates": [str(d) for d in self.dates.astype("datetime64[ns]")],
-        }
-        h.update(canonical_json(head).encode())
-        for part in (*self._digest_parts, self.initial_positions):
-            h.update(part if isinstance(part, bytes) else np.ascontiguousarray(part).data)
-        return h.hexdigest()
+        return inputs_digest(self.params, self.model_version, self.portfolio_value, self.initial_cash, self.universe,
+                             self.portfolios, self.sectors, self.dates, (*self._digest_parts, self.initial_positions))
 
     @cached_property
     def simulation_id(self) -> str:

@@ -1,0 +1,106 @@
+"""tradeloop on a real Dask cluster: ``dask scheduler`` and ``dask worker`` started as separate processes on
+127.0.0.1 (one pair per module), the CLI pointed at it with --scheduler, and a worker killed mid-sweep."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+
+import pytest
+from cluster import dask_pair, stored_rows, wait_for_workers
+from support import run_cli
+
+import tradeloop as tl
+from tradeloop.workflows.sweep import sweep
+
+pytest.importorskip("distributed")
+
+
+@pytest.fixture(scope="module")
+def address(tmp_path_factory):
+    with dask_pair(tmp_path_factory.mktemp("dask"), nworkers=1) as addr:
+        yield addr
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cluster-inputs")
+    w, p = tl.synthetic_history(10, 20, seed=7)
+    w.to_csv(d / "weights.csv", index=False)
+    p.to_csv(d / "prices.csv", index=False)
+    (d / "grid.json").write_text(json.dumps({"cash_buffer": [0.0, 0.03, -1.0], "risk.max_position_ratio": [0.08, None]}))
+    return d
+
+
+def _sweep(inputs, db, *extra):
+    return run_cli("sweep", "--weights", inputs / "weights.csv", "--prices", inputs / "prices.csv", "--grid",
+                   inputs / "grid.json", "--portfolio-value", "1000000", "--model-version", "c-1", "--db", db,
+                   "--json", *extra, timeout=300)
+
+
+def test_sweep_on_a_dask_scheduler_equals_the_local_run(inputs, address, tmp_path):
+    local = _sweep(inputs, tmp_path / "local.duckdb")
+    remote = _sweep(inputs, tmp_path / "remote.duckdb", "--scheduler", address)
+    assert local.returncode == remote.returncode == 1  # the negative cash buffer fails alone
+    a, b = json.loads(local.stdout), json.loads(remote.stdout)
+    assert b["ran_on"] == f"Dask cluster {address} (1 worker(s))"
+    assert a["combinations"] == b["combinations"]
+    assert [r["status"] for r in b["combinations"]] == ["new"] * 4 + ["failed"] * 2
+    assert stored_rows(tmp_path / "local.duckdb") == stored_rows(tmp_path / "remote.duckdb")
+    again = _sweep(inputs, tmp_path / "remote.duckdb", "--scheduler", address)
+    assert [r["status"] for r in json.loads(again.stdout)["combinations"]] == ["stored"] * 4 + ["failed"] * 2
+
+
+def test_scheduler_from_the_environment(inputs, address, tmp_path):
+    proc = run_cli("sweep", "--weights", inputs / "weights.csv", "--prices", inputs / "prices.csv", "--grid",
+                   inputs / "grid.json", "--portfolio-value", "1000000", "--model-version", "c-1", "--db",
+                   tmp_path / "env.duckdb", "--json", env={"TRADELOOP_SCHEDULER": address})
+    assert json.loads(proc.stdout)["ran_on"].startswith(f"Dask cluster {address}")
+
+
+def test_worker_killed_mid_sweep_every_combination_stored_once(address, tmp_path):
+    """SIGKILL the worker process while it works a combination: its nanny restarts it, Dask runs the task again,
+    and the driver stores every combination exactly once."""
+    import distributed
+
+    w, p = tl.synthetic_history(200, 300, seed=11)
+    grid = {"cash_buffer": [0.0, 0.01, 0.02, 0.03, 0.04, 0.05]}
+    db = tmp_path / "killed.duckdb"
+    pids = wait_for_workers(address, 1)
+    killed = {}
+
+    def kill_when_busy():
+        with distributed.Client(address, set_as_default=False) as client:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                busy = {k: v for k, v in client.processing().items() if any("simulate_combination" in str(t) for t in v)}
+                if busy:
+                    time.sleep(0.05)
+                    worker = next(iter(busy))
+                    os.kill(pids[worker], signal.SIGKILL)  # the worker process our `dask worker` started
+                    killed["pid"] = pids[worker]
+                    return
+                time.sleep(0.01)
+
+    killer = threading.Thread(target=kill_when_busy)
+    killer.start()
+    result = sweep(w, p, grid=grid, portfolio_value=1e6, model_version="k-1", scheduler=address, db=db,
+                   progress=False)
+    killer.join()
+    assert killed, "no task was seen running"
+    assert list(result.table()["status"]) == ["new"] * 6
+    new_pids = wait_for_workers(address, 1)
+    assert killed["pid"] not in new_pids.values()  # the nanny started a new worker process
+    with tl.Store(db, read_only=True) as s:
+        ids = s.con.execute("SELECT simulation_id, count(*) FROM simulations GROUP BY 1").fetchall()
+        events = s.con.execute("SELECT run_id, count(*) FROM audit_events GROUP BY 1").fetchall()
+    assert sorted(i for i, _ in ids) == sorted(result.table()["simulation_id"]) and {n for _, n in ids} == {1}
+    assert len(events) == 6 and {n for _, n in events} == {1}
+    verify = run_cli("verify", "--all", "--db", db)
+    assert verify.returncode == 0, verify.stdout
+    serial = sweep(w, p, grid=grid, portfolio_value=1e6, model_version="k-1", db=tmp_path / "serial.duckdb",
+                   progress=False)
+    assert stored_rows(db) == stored_rows(tmp_path / "serial.duckdb")
