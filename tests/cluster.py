@@ -4,6 +4,7 @@ and helpers that read what a sweep or batch left in a database with its timestam
 from __future__ import annotations
 
 import json
+import re
 import os
 import signal
 import socket
@@ -83,3 +84,47 @@ def stored_rows(db: Path) -> dict:
         events = s.con.execute("SELECT seq, run_id, event_type, payload FROM audit_events ORDER BY seq").df()
         out["audit"] = [(r.seq, r.run_id, r.event_type, json.loads(r.payload)) for r in events.itertuples()]
     return out
+
+
+_STAMP = re.compile(r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(\.\d+)?( ?UTC|Z|[+-]\d\d:?\d\d)?")
+_DURATION = re.compile(r'"duration": [0-9.e-]+')
+#: Columns that hold a time, or an id drawn at random (an audit event's id, and the hashes that cover it).
+_RANDOM = {"event_id", "prev_hash", "event_hash", "sha256"}
+
+
+def masked_text(text: str) -> str:
+    return _DURATION.sub('"duration": 0', _STAMP.sub("<time>", text))
+
+
+def masked_database(db: Path) -> dict:
+    """Every table's rows in a stable order, with times and random ids masked (the sha256 of an artifact holds its
+    execution times, so it is masked too; the artifacts themselves are compared with :func:`masked_text`)."""
+    out = {}
+    with tl.Store(db, read_only=True) as s:
+        tables = [r[0] for r in s.con.execute("SELECT table_name FROM duckdb_tables() ORDER BY 1").fetchall()]
+        for table in tables:
+            df = s.con.execute(f"SELECT * FROM {table}").df()
+            df = df.drop(columns=[c for c in df.columns if c in _RANDOM or df[c].dtype.kind == "M"])
+            rows = [{k: _masked_value(v) for k, v in r.items()} for r in df.to_dict("records")]
+            out[table] = sorted(rows, key=lambda r: json.dumps(r, sort_keys=True, default=str))
+    return out
+
+
+def _masked_value(v):
+    if isinstance(v, float) and v != v:
+        return None
+    if isinstance(v, str):
+        try:
+            parsed = json.loads(v)
+        except ValueError:
+            return masked_text(v)
+        return _masked_json(parsed) if isinstance(parsed, (dict, list)) else masked_text(v)
+    return v
+
+
+def _masked_json(obj):
+    if isinstance(obj, dict):
+        return {k: _masked_json(v) for k, v in obj.items() if k not in _RANDOM}
+    if isinstance(obj, list):
+        return [_masked_json(v) for v in obj]
+    return masked_text(obj) if isinstance(obj, str) else obj

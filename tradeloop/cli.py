@@ -170,6 +170,20 @@ _db_option = click.option(
 )
 _json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 
+_scheduler_option = click.option(
+    "--scheduler", default=None, metavar="ADDRESS",
+    help="Where tasks run: 'local' (a Dask LocalCluster started for this command) or a Dask scheduler address "
+         "tcp://host:port (default: $TRADELOOP_SCHEDULER, else processes on this machine). Needs tradeloop[dask].")
+_sweep_workers_option = click.option(
+    "--workers", type=click.IntRange(min=1), default=None,
+    help="Local processes, or LocalCluster workers with --scheduler local (default 1, or 2 with --scheduler local).")
+
+
+def _scheduler(settings: Settings, scheduler: str | None) -> str | None:
+    from .workflows.executors import check_scheduler
+
+    return check_scheduler(scheduler) if scheduler else settings.scheduler
+
 
 def _print_result(result: RunResult, db: Path, as_json: bool, *, attempt: dict | None = None,
                   limit: int = 10) -> None:
@@ -636,15 +650,17 @@ def verify(run_id, all_runs, anchor_file, expect_file, db, as_json):
               help="Notebook to execute per snapshot (default: notebooks/trade_run.ipynb).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("artifacts"), show_default=True,
               help="Directory for the executed notebooks, <out>/<run_id>.ipynb.")
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Notebooks executed in parallel (each in its own kernel and scratch database).")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Notebooks executed in parallel (each in its own kernel and scratch database); default 1, or 2 "
+                   "LocalCluster workers with --scheduler local.")
 @click.option("--kernel", default=None,
               help="Jupyter kernel name (default: tradeloop, installed for this Python on first use).")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@_scheduler_option
 @_db_option
 @_json_option
 def batch(snapshots, params_file, portfolio_value, model_version, positions_file, fallback_file, provider, dry_run,
-          notebook, out, workers, kernel, no_progress, db, as_json):
+          notebook, out, workers, kernel, no_progress, scheduler, db, as_json):
     """Execute the run notebook once per snapshot with papermill, saving every executed notebook.
 
     Each executed notebook is saved as <out>/<run_id>.ipynb (also when it fails) and recorded in run_artifacts.
@@ -655,11 +671,12 @@ def batch(snapshots, params_file, portfolio_value, model_version, positions_file
     """
     from .workflows.batch import run_batch
 
-    _, db = _settings(db)
+    settings, db = _settings(db)
     result = run_batch(snapshots, portfolio_value=portfolio_value, model_version=model_version,
                        params_file=params_file, positions_file=positions_file, fallback_prices_file=fallback_file,
                        provider=provider, dry_run=dry_run, notebook=notebook, out=out, workers=workers,
-                       db=db, kernel=kernel, progress=not no_progress and not as_json)
+                       db=db, kernel=kernel, progress=not no_progress and not as_json,
+                       scheduler=_scheduler(settings, scheduler))
     if as_json:
         click.echo(_dumps(result.to_dict(), sort_keys=True))
     else:
@@ -785,21 +802,6 @@ def simulate(weights_file, prices_file, portfolio_value, model_version, params_f
     click.echo(f"final      cash {', '.join(f'{c:,.2f}' for c in info['final_cash'])}  value "
                f"{', '.join(f'{v:,.2f}' for v in info['final_value'])}")
     click.echo(f"database   {db}")
-
-
-_scheduler_option = click.option(
-    "--scheduler", default=None, metavar="ADDRESS",
-    help="Where tasks run: 'local' (a Dask LocalCluster started for this command) or a Dask scheduler address "
-         "tcp://host:port (default: $TRADELOOP_SCHEDULER, else processes on this machine). Needs tradeloop[dask].")
-_sweep_workers_option = click.option(
-    "--workers", type=click.IntRange(min=1), default=None,
-    help="Local processes, or LocalCluster workers with --scheduler local (default 1, or 2 with --scheduler local).")
-
-
-def _scheduler(settings: Settings, scheduler: str | None) -> str | None:
-    from .workflows.executors import check_scheduler
-
-    return check_scheduler(scheduler) if scheduler else settings.scheduler
 
 
 @cli.command(cls=_Command)

@@ -10,7 +10,7 @@ import threading
 import time
 
 import pytest
-from cluster import dask_pair, stored_rows, wait_for_workers
+from cluster import dask_pair, masked_database, masked_text, stored_rows, wait_for_workers
 from support import run_cli
 
 import tradeloop as tl
@@ -104,3 +104,67 @@ def test_worker_killed_mid_sweep_every_combination_stored_once(address, tmp_path
     serial = sweep(w, p, grid=grid, portfolio_value=1e6, model_version="k-1", db=tmp_path / "serial.duckdb",
                    progress=False)
     assert stored_rows(db) == stored_rows(tmp_path / "serial.duckdb")
+
+
+# --- batches: the same artifacts and rows from local threads, the dask pair and a LocalCluster of 2 workers
+
+@pytest.fixture(scope="module")
+def batches(tmp_path_factory, address):
+    """The same three-snapshot batch (two valid, one that fails validation) three ways, each at the same paths
+    (the database path is written into every artifact), then moved aside."""
+    import shutil
+
+    import pandas as pd
+
+    from support import DATA
+
+    base = tmp_path_factory.mktemp("batches")
+    snaps = base / "snapshots"
+    snaps.mkdir()
+    sample = pd.read_csv(DATA / "sample_snapshot.csv")
+    sample.to_csv(snaps / "a.csv", index=False)
+    sample.assign(weight=sample["weight"] * 0.9).to_csv(snaps / "b.csv", index=False)
+    (snaps / "c_bad.csv").write_text("symbol,weight,price\nAAA,NaN,10\n")
+    out = {}
+    for name, extra in (("local", ["--workers", "2"]), ("dask", ["--scheduler", address]),
+                        ("localcluster", ["--scheduler", "local", "--workers", "2"])):
+        work = base / "work"
+        proc = run_cli("batch", "--snapshots", snaps, "--params", DATA / "params_pass.json", "--fallback-prices",
+                       DATA / "fallback_prices.csv", "--portfolio-value", "1000000", "--model-version", "cl-1",
+                       "--out", work / "artifacts", "--db", work / "b.duckdb", "--kernel", "tradeloop", "--json",
+                       *extra, timeout=600)
+        shutil.move(work, base / name)
+        out[name] = {"proc": proc, "dir": base / name, "result": json.loads(proc.stdout) if proc.stdout else None}
+    return out
+
+
+def test_batch_runs_on_the_cluster_and_records_every_run(batches, address):
+    for name, b in batches.items():
+        assert b["proc"].returncode == 1, (name, b["proc"].stderr)  # c_bad.csv fails validation
+        assert b["result"]["counts"] == {"done": 2, "failed": 1}, name
+    assert batches["dask"]["result"]["ran_on"] == f"Dask cluster {address} (1 worker(s))"
+    assert batches["localcluster"]["result"]["ran_on"] == "Dask LocalCluster of 2 worker(s)"
+    failed = [r for r in batches["dask"]["result"]["runs"] if r["status"] == "failed"]
+    assert failed[0]["snapshot_file"].endswith("c_bad.csv") and "weight" in failed[0]["error"]
+
+
+def test_batch_artifacts_and_rows_are_the_same_wherever_it_ran(batches):
+    local = batches["local"]["dir"]
+    names = sorted(p.name for p in (local / "artifacts").iterdir())
+    assert len(names) == 3
+    for name in ("dask", "localcluster"):
+        other = batches[name]["dir"]
+        assert sorted(p.name for p in (other / "artifacts").iterdir()) == names
+        for artifact in names:
+            a = masked_text((local / "artifacts" / artifact).read_text(encoding="utf-8"))
+            b = masked_text((other / "artifacts" / artifact).read_text(encoding="utf-8"))
+            assert a == b, f"{name}: {artifact} differs"
+        assert masked_database(local / "b.duckdb") == masked_database(other / "b.duckdb"), name
+
+
+def test_batch_from_the_cluster_verifies(batches):
+    d = batches["dask"]["dir"]
+    assert run_cli("verify", "--all", "--db", d / "b.duckdb").returncode == 0
+    run_id = next(r["run_id"] for r in batches["dask"]["result"]["runs"] if r["status"] == "done")
+    proc = run_cli("verify-artifact", d / "artifacts" / f"{run_id}.ipynb", "--db", d / "b.duckdb")
+    assert proc.returncode == 0, proc.stdout

@@ -23,7 +23,6 @@ import os
 import shutil
 import tempfile
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,6 +54,7 @@ from ..settings import default_db_path
 from ..store.db import Store
 from .shortfall import run_shortfalls
 from ..store.merge import merge_database, seed_database
+from .executors import Pool, check_scheduler, open_pool
 from .kernels import DEFAULT_KERNEL, kernel_manager_class, resolve_kernel
 from ..venue.providers import get_provider
 from .params import load_params
@@ -98,7 +98,7 @@ def find_snapshots(spec: str | Path) -> list[Path]:
 
 
 def execute_notebook(notebook: str | Path, output: str | Path, parameters: dict, *, kernel: str | None = None,
-                     timeout: float | None = None) -> tuple[str, str | None]:
+                     timeout: float | None = None, cwd: str | Path | None = None) -> tuple[str, str | None]:
     """Execute a notebook with papermill; returns ``(papermill_status, error)``, never raises for a failing cell.
 
     The executed notebook is written to ``output`` even when a cell raises (papermill saves it with the error).
@@ -108,7 +108,10 @@ def execute_notebook(notebook: str | Path, output: str | Path, parameters: dict,
     try:
         pm.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name=kernel,
                             progress_bar=False, log_output=False, execution_timeout=timeout,
-                            kernel_manager_class=kernel_manager_class())
+                            kernel_manager_class=kernel_manager_class(),
+                            # the kernel's working directory, set without papermill's process-wide chdir (tasks
+                            # run in threads)
+                            **({} if cwd is None else {"resources": {"metadata": {"path": str(cwd)}}}))
     except pm.PapermillExecutionError as e:
         return "failed", f"{e.ename}: {e.evalue}"
     except Exception as e:  # kernel died, timeout, unreadable notebook: still one recorded error
@@ -130,6 +133,7 @@ class BatchResult:
     #: run id -> implementation shortfall in bps (:func:`tradeloop.workflows.shortfall.shortfall`), for the runs
     #: the database has
     shortfall_bps: dict = field(default_factory=dict)
+    ran_on: str = ""
 
     @property
     def counts(self) -> dict[str, int]:
@@ -149,7 +153,8 @@ class BatchResult:
 
     def summary(self) -> str:
         counts = " · ".join(f"{k} {v}" for k, v in self.counts.items()) or "none"
-        lines = [f"batch     {self.batch_id}: {len(self.records)} run(s), {self.workers} worker(s)",
+        lines = [f"batch     {self.batch_id}: {len(self.records)} run(s), {self.workers} worker(s)"
+                 + (f" on {self.ran_on}" if self.ran_on else ""),
                  f"status    {counts}",
                  f"kernel    {self.kernel}",
                  f"artifacts {self.out} ({sum(Path(r.notebook_path).is_file() for r in self.records)} notebooks)",
@@ -183,7 +188,7 @@ class BatchResult:
         return {"batch_id": self.batch_id, "db": str(self.db), "out": str(self.out), "workers": self.workers,
                 "counts": self.counts, "exit_code": self.exit_code, "runs": [r.to_dict() for r in self.records],
                 "duplicates": [list(d) for d in self.duplicates], "kernel": self.kernel,
-                "shortfall_bps": dict(self.shortfall_bps)}
+                "shortfall_bps": dict(self.shortfall_bps), "ran_on": self.ran_on}
 
 
 @dataclass
@@ -261,11 +266,12 @@ def run_batch(
     dry_run: bool = False,
     notebook: str | Path | None = None,
     out: str | Path = "artifacts",
-    workers: int = 1,
+    workers: int | None = None,
     db: str | Path | None = None,
     kernel: str | None = None,
     progress: bool = True,
     timeout: float | None = None,
+    scheduler: str | None = None,
 ) -> BatchResult:
     """Execute the run notebook once per snapshot, save each executed notebook and record it.
 
@@ -279,8 +285,9 @@ def run_batch(
         The notebook to execute (default ``notebooks/trade_run.ipynb``); it must accept the same parameters.
     out : path
         Directory for the executed notebooks, ``<out>/<run_id>.ipynb``.
-    workers : int
-        Notebooks executed at the same time (each in its own kernel and scratch database).
+    workers : int, optional
+        Notebooks executed at the same time on this machine (each in its own kernel and scratch database), default
+        1; with ``scheduler="local"`` the LocalCluster's workers (default 2); None with a cluster address.
     db : path, optional
         The target database (default ``$TRADELOOP_DB``, else ``./tradeloop.duckdb``). The batch opens it only to
         seed the scratch databases and to merge each finished notebook, so other processes get in between.
@@ -291,14 +298,17 @@ def run_batch(
         Show a progress bar on stderr.
     timeout : float, optional
         Seconds a single cell may run.
+    scheduler : str, optional
+        None: this machine; ``"local"``: a Dask LocalCluster; ``"tcp://host:port"``: an existing Dask cluster (see
+        :mod:`tradeloop.workflows.executors`). Tasks carry the notebook and their scratch database and bring both
+        back; this process alone writes ``db`` and ``out``, merging in run-id order.
 
     Returns
     -------
     BatchResult
         ``exit_code`` is non-zero when any run failed or was blocked.
     """
-    if int(workers) != workers or workers < 1:
-        raise ValidationError(f"workers is {workers!r}; it must be a whole number >= 1")
+    scheduler = check_scheduler(scheduler, workers, available=True)
     notebook = Path(notebook) if notebook else TRADE_NOTEBOOK
     files = ([Path(f) for f in snapshots] if isinstance(snapshots, (list, tuple)) else find_snapshots(snapshots))
     db = Path(db) if db else default_db_path()
@@ -316,11 +326,12 @@ def run_batch(
     out.mkdir(parents=True, exist_ok=True)
     batch_id = "batch-" + hashlib.sha256(
         "\n".join([notebook.name, *sorted(t.run_id for t in tasks)]).encode()).hexdigest()[:12]
-    records = _execute_all(tasks, db, notebook, batch_id, workers=int(workers), kernel=kernel, timeout=timeout,
-                           progress=progress)
-    return BatchResult(batch_id=batch_id, db=db, out=out, workers=int(workers),
+    records, pool = _execute_all(tasks, db, notebook, batch_id, scheduler=scheduler, workers=workers, kernel=kernel,
+                                 timeout=timeout, progress=progress)
+    return BatchResult(batch_id=batch_id, db=db, out=out, workers=pool.workers,
                        records=tuple(records[t.run_id] for t in tasks), duplicates=tuple(duplicates),
-                       kernel=f"{kernel} ({kernel_note})", shortfall_bps=run_shortfalls(db, list(records)))
+                       kernel=f"{kernel} ({kernel_note})", shortfall_bps=run_shortfalls(db, list(records)),
+                       ran_on=pool.describe)
 
 
 def check_shared_inputs(common: dict, notebook: Path) -> None:
@@ -367,10 +378,10 @@ def _plan_all(files, common: dict, out: Path) -> tuple[list[_Task], list[tuple[s
     return tasks, duplicates
 
 
-def _execute_all(tasks: list[_Task], db: Path, notebook: Path, batch_id: str, *, workers: int, kernel: str,
-                 timeout, progress: bool) -> dict[str, ArtifactRecord]:
-    """Seed a scratch database per task, execute the notebooks ``workers`` at a time, and fold each result back
-    into ``db`` as soon as its notebook finishes.
+def _execute_all(tasks: list[_Task], db: Path, notebook: Path, batch_id: str, *, scheduler: str | None,
+                 workers: int | None, kernel: str, timeout, progress: bool) -> tuple[dict[str, ArtifactRecord], Pool]:
+    """Seed a scratch database per task, execute the notebooks where ``scheduler`` says (:func:`execute_task`), and
+    fold each result back into ``db`` in run-id order as results come in.
 
     The target file is opened only to seed the scratch databases and then once per finished notebook (merge and
     artifact row in one transaction), so other readers and writers get in between. Every task executes the same
@@ -382,7 +393,7 @@ def _execute_all(tasks: list[_Task], db: Path, notebook: Path, batch_id: str, *,
     target = Store(db)
     with tempfile.TemporaryDirectory(prefix="tradeloop-batch-") as tmp:
         source = _Source(notebook, Path(tmp) / f"source{notebook.suffix}")
-        runnable = [t for t in tasks if t.papermill_status == "pending"]
+        runnable = sorted((t for t in tasks if t.papermill_status == "pending"), key=lambda t: t.run_id)
         with target.session():
             for i, task in enumerate(runnable):
                 task.work_db, task.draft = Path(tmp) / f"worker-{i:05d}.duckdb", Path(tmp) / f"draft-{i:05d}.ipynb"
@@ -392,16 +403,23 @@ def _execute_all(tasks: list[_Task], db: Path, notebook: Path, batch_id: str, *,
             if task.papermill_status != "pending":
                 records[task.run_id] = _finish(target, task, source, batch_id)
         bar = tqdm(total=len(runnable), desc=f"batch {batch_id}", unit="run", disable=not progress)
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tradeloop-nb") as pool:
-            futures = {pool.submit(_execute, task, source.copy, kernel, timeout): task for task in runnable}
-            for future in as_completed(futures):
-                task = future.result()
-                records[task.run_id] = _finish(target, task, source, batch_id)
-                task.work_db.unlink(missing_ok=True)
-                bar.set_postfix_str(f"{records[task.run_id].status}: {task.snapshot_file.name}", refresh=False)
+        with open_pool(scheduler, workers, threads=True) as pool:
+            code = pool.share(source.copy.read_bytes())
+            futures = [pool.submit(execute_task, code, t.work_db.read_bytes(), t.parameters, kernel, timeout)
+                       for t in runnable]
+            done, following = {}, 0
+            for i, future in pool.results(futures):
+                done[i] = future
+                while following in done:  # merged in run-id order, whatever order the notebooks finish in
+                    task = runnable[following]
+                    _receive(task, done.pop(following), source)
+                    records[task.run_id] = _finish(target, task, source, batch_id)
+                    task.work_db.unlink(missing_ok=True)
+                    bar.set_postfix_str(f"{records[task.run_id].status}: {task.snapshot_file.name}", refresh=False)
+                    following += 1
                 bar.update(1)
         bar.close()
-    return records
+    return records, pool
 
 
 class _Source:
@@ -413,17 +431,80 @@ class _Source:
         self.path, self.copy, self.sha256 = notebook.resolve(), copy, hashlib.sha256(data).hexdigest()
 
 
-def _execute(task: _Task, notebook: Path, kernel: str, timeout) -> _Task:
-    """Worker thread: papermill runs the notebook in its own kernel against the task's scratch database, into a
-    draft file in the scratch directory (published to ``<out>`` by :func:`_finish`)."""
-    task.papermill_status, task.error = execute_notebook(
-        notebook, task.draft, {**task.parameters, "work_db": str(task.work_db)}, kernel=kernel, timeout=timeout)
+#: The scratch database's name inside a task's directory (relative: the executed notebook names no temporary path).
+WORK_DB = "scratch.duckdb"
+
+
+def execute_task(notebook: bytes, seed: bytes, parameters: dict, kernel: str, timeout) -> dict:
+    """One notebook of a batch, wherever it runs (a thread here, a Dask worker): plain data in and out.
+
+    Writes ``notebook`` and the seed database into a private directory, executes the notebook there with
+    papermill (``work_db`` = the seed), and returns ``papermill_status``, ``error``, ``notebook`` (the executed
+    notebook's bytes, None if none was written) and ``database`` (the scratch database's bytes, checkpointed).
+    """
+    import duckdb
+
+    with tempfile.TemporaryDirectory(prefix="tradeloop-task-") as tmp:
+        tmp = Path(tmp)
+        (tmp / "source.ipynb").write_bytes(notebook)
+        (tmp / WORK_DB).write_bytes(seed)
+        executed = tmp / "executed.ipynb"
+        status, error = execute_notebook(tmp / "source.ipynb", executed, {**parameters, "work_db": WORK_DB},
+                                         kernel=kernel, timeout=timeout, cwd=tmp)
+        con = duckdb.connect(str(tmp / WORK_DB))
+        try:
+            con.execute("CHECKPOINT")  # everything in the file itself, no WAL left beside it
+        finally:
+            con.close()
+        return {"papermill_status": status, "error": error,
+                "notebook": executed.read_bytes() if executed.is_file() else None,
+                "database": (tmp / WORK_DB).read_bytes()}
+
+
+def _receive(task: _Task, future, source: _Source) -> None:
+    """Unpack a task's result on the driver: the scratch database and the executed notebook into the batch's
+    directory (the notebook's papermill paths set to the source notebook and the artifact), or its error."""
+    try:
+        out = future.result()
+    except Exception as e:  # the task itself raised, or Dask gave up on it: nothing to merge
+        task.papermill_status, task.error = "failed", f"{type(e).__name__}: {_first_line(e)}"
+        task.work_db.unlink(missing_ok=True)
+        return
+    task.papermill_status, task.error = out["papermill_status"], out["error"]
+    task.work_db.write_bytes(out["database"])
+    if out["notebook"] is not None:
+        task.draft.write_bytes(_with_paths(out["notebook"], source.path, task.output, task.run_id))
     if task.papermill_status == "completed":
         reported = notebook_summary(read_artifact(task.draft)).get("run_id")
         if reported != task.run_id:
             task.papermill_status = "failed"
             task.error = f"the notebook reported run {reported!r}, expected {task.run_id!r} (no summary cell?)"
-    return task
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else ""
+
+
+def _with_paths(data: bytes, source: Path, output: Path, run_id: str) -> bytes:
+    """The executed notebook with papermill's ``input_path`` / ``output_path`` naming the source notebook and the
+    artifact instead of the task's temporary files, and the cells papermill adds (injected parameters, error
+    markers) named after the run instead of a random id: the same artifact wherever and whenever the task ran (but
+    for execution times)."""
+    import nbformat
+
+    nb = nbformat.reads(data.decode("utf-8"), as_version=4)
+    meta = nb.metadata.get("papermill")
+    if meta is None:
+        return data
+    meta["input_path"], meta["output_path"] = str(source), str(output)
+    stem = hashlib.sha256(run_id.encode()).hexdigest()[:12]
+    for i, cell in enumerate(nb.cells):
+        tags = cell.get("metadata", {}).get("tags", [])
+        added = [t for t in ("injected-parameters", "papermill-error-cell-tag") if t in tags]
+        if added and "id" in cell:
+            cell["id"] = f"{added[0]}-{stem}-{i}"
+    return nbformat.writes(nb).encode("utf-8")
 
 
 def _publish(task: _Task) -> str:
