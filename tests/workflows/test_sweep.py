@@ -216,3 +216,13 @@ def _stored(db) -> int:
             return len(s.simulation_ids())
     except Exception:  # the driver holds the file right now
         return 0
+
+
+def test_a_combination_whose_simulation_fails_is_reported_and_the_others_stored(history, tmp_path):
+    """Valid params that the history breaks (weights above max_leverage): the task reports it; others complete."""
+    result = sweep(history["weights"], history["prices"], grid=[{"max_leverage": 0.5}, {"cash_buffer": 0.01}],
+                   portfolio_value=1e6, db=tmp_path / "f.duckdb", workers=2, progress=False)
+    rows = result.table().to_dict("records")
+    assert [r["status"] for r in rows] == ["failed", "new"]
+    assert "beyond params.max_leverage 0.5" in rows[0]["error"] and pd.isna(rows[0]["simulation_id"])
+    assert "failed    #0 (max_leverage=0.5): " in result.summary()

@@ -19,7 +19,7 @@ imported only when a scheduler is given.
 from __future__ import annotations
 
 import re
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
@@ -63,8 +63,7 @@ class _Inline:
     """Runs each task when its future is first asked for, in the calling process (``workers=1``)."""
 
     def submit(self, fn: Callable, *args) -> Future:
-        future = _LazyFuture(fn, args)
-        return future
+        return _LazyFuture(fn, args)
 
     def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
         pass
@@ -136,6 +135,8 @@ def open_pool(scheduler: str | None = None, workers: int | None = None, *, threa
     """
     scheduler = check_scheduler(scheduler, workers)
     if scheduler is None:
+        from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor  # on use: multiprocessing is not free
+
         n = workers or 1
         if n == 1 and not threads:
             executor, where = _Inline(), "this process"
