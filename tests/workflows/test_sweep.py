@@ -226,3 +226,17 @@ def test_a_combination_whose_simulation_fails_is_reported_and_the_others_stored(
     assert [r["status"] for r in rows] == ["failed", "new"]
     assert "beyond params.max_leverage 0.5" in rows[0]["error"] and pd.isna(rows[0]["simulation_id"])
     assert "failed    #0 (max_leverage=0.5): " in result.summary()
+
+
+def test_rows_carry_the_shortfall_by_cause_of_each_simulation(history, tmp_path):
+    db = tmp_path / "sf.duckdb"
+    rows = sweep(history["weights"], history["prices"], grid=GRID, portfolio_value=1e6, db=db,
+                 progress=False).table()
+    causes = [c for c in rows.columns if c.startswith("shortfall_") and c != "shortfall_bps"]
+    assert "shortfall_rounding" in causes and "shortfall_risk:max_position_ratio" in causes
+    for row in rows.to_dict("records"):
+        gap = tl.shortfall(row["simulation_id"], db)
+        assert row["shortfall_bps"] == pytest.approx(gap.total)
+        assert [row[c] for c in causes] == pytest.approx(list(gap.by_cause["bps"]))
+    assert sum(rows[causes].iloc[0]) == pytest.approx(rows["shortfall_bps"].iloc[0])
+    assert rows["shortfall_risk:max_position_ratio"].iloc[0] != 0 and rows["shortfall_risk:max_position_ratio"].iloc[1] == 0

@@ -659,9 +659,8 @@ def _order_columns(rules: _Rules) -> dict:
     return columns
 
 
-def _run_dates(h: HistoryInputs, rules: _Rules, progress: bool, grouped: bool = False) -> dict:
-    """The date loop: mark, size, check, execute, carry holdings and cash to the next date. ``grouped``: sum each
-    date's exposure per portfolio even for one portfolio (one portfolio of a partitioned run sums as the whole)."""
+def _run_dates(h: HistoryInputs, rules: _Rules, progress: bool) -> dict:
+    """The date loop: mark, size, check, execute, carry holdings and cash to the next date."""
     D, P = len(h.dates), h.P
     market, group = _Market(h, rules.params), rules.group
     hold, cash = h.hold0.copy(), h.cash0
@@ -706,7 +705,7 @@ def _run_dates(h: HistoryInputs, rules: _Rules, progress: bool, grouped: bool = 
         ledger.decision(t, weight=weight, price=price, value=pv[0] if P == 1 else pv[group], target=target,
                         trimmed=untrimmed_all - np.abs(delta_all), held=hold, mark=mark, orders=path)
         value = hold * marks
-        if P == 1 and not grouped:
+        if P == 1:
             day["gross"][t], day["net"][t], day["npos"][t] = np.abs(value).sum(), value.sum(), np.count_nonzero(hold)
         else:
             day["gross"][t] = np.bincount(group, weights=np.abs(value), minlength=P)

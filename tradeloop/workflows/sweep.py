@@ -176,9 +176,10 @@ class SweepResult:
         return 1 if (self.rows["status"] == "failed").any() else 0
 
     def table(self) -> pd.DataFrame:
-        """``combination``, one column per params path, ``simulation_id``, ``status``, ``error`` and the totals of
+        """``combination``, one column per params path, ``simulation_id``, ``status``, ``error``, the totals of
         :func:`~tradeloop.store.simulations.simulation_totals` (``final_value``, ``return``, ``turnover``,
-        ``commission``, ``slippage``, ``costs``, orders by outcome)."""
+        ``commission``, ``slippage``, ``costs``, orders by outcome), ``shortfall_bps`` and ``shortfall_<cause>``
+        (bps per cause of :func:`tradeloop.shortfall`)."""
         return self.rows.copy()
 
     def summary(self) -> str:
@@ -186,7 +187,7 @@ class SweepResult:
         lines = [f"sweep     {len(self.rows)} combination(s) on {self.ran_on}", f"status    {counts}",
                  f"database  {self.db}"]
         shown = self.rows.loc[:, [*self.paths, "simulation_id", "final_value", "return", "costs", "orders",
-                                  "blocked"]]
+                                  "blocked", "shortfall_bps"]]
         with pd.option_context("display.width", 200, "display.max_rows", 200, "display.max_columns", 30):
             lines += ["", shown.to_string(index=False)]
         lines += [f"failed    #{r['combination']} ({self.labels[r['combination']]}): {r['error']}"
@@ -301,16 +302,23 @@ def _store(target: Store, result: dict) -> dict:
 
 
 def _rows(target: Store, combos: list[Combination], outcome: dict) -> pd.DataFrame:
+    from .shortfall import shortfall
+
     ids = [o["simulation_id"] for o in outcome.values() if "simulation_id" in o]
     with target.session():
         totals = simulation_totals(target.con, ids).set_index("simulation_id")
+        gaps = {sid: shortfall(sid, target) for sid in ids}
+    causes = [f"shortfall_{c}" for c in next(iter(gaps.values())).by_cause.index] if gaps else []
     rows = []
     for c in combos:
         o = outcome.get(c.index, {"status": "failed", "error": "not run (the sweep was interrupted)"})
         sid = o.get("simulation_id")
         t = totals.loc[sid].to_dict() if sid in totals.index else {}
+        gap = gaps.get(sid)
+        by_cause = dict(zip(causes, gap.by_cause["bps"])) if gap is not None else {}
         rows.append({"combination": c.index, **c.settings, "simulation_id": sid, "status": o["status"],
-                     "error": o.get("error"), **{k: t.get(k) for k in TOTAL_COLUMNS if k != "simulation_id"}})
+                     "error": o.get("error"), **{k: t.get(k) for k in TOTAL_COLUMNS if k != "simulation_id"},
+                     "shortfall_bps": None if gap is None else gap.total, **{k: by_cause.get(k) for k in causes}})
     out = pd.DataFrame(rows)
     for path in dict.fromkeys(k for c in combos for k in c.settings):  # null stays None, not NaN
         out[path] = pd.Series([c.settings.get(path) for c in combos], dtype=object)
