@@ -763,14 +763,17 @@ def report(run_id, html_file, ipynb_file, kernel, db):
 @click.option("--positions", "positions_file", type=click.Path(path_type=Path),
               help="Holdings before the first date: symbol, qty [, portfolio].")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@_scheduler_option
+@_sweep_workers_option
 @_db_option
 @_json_option
-def simulate(weights_file, prices_file, portfolio_value, model_version, params_file, positions_file, no_progress, db,
-             as_json):
+def simulate(weights_file, prices_file, portfolio_value, model_version, params_file, positions_file, no_progress,
+             scheduler, workers, db, as_json):
     """Simulate every rebalance of a weight history and store it (one transaction; repeating it is a no-op).
 
     Risk-blocked orders are REJECTED one by one (a single run would block as a whole); the exit code is 0 when the
-    simulation is stored, 2 for bad input.
+    simulation is stored, 2 for bad input. With a portfolio column and --scheduler (or --workers N), each
+    portfolio's whole history is one task; the result is the same simulation.
 
     Example: tradeloop simulate --weights weights.parquet --prices prices.parquet --portfolio-value 1000000
     --model-version m1 --params data/params_pass.json --db research.duckdb
@@ -783,11 +786,21 @@ def simulate(weights_file, prices_file, portfolio_value, model_version, params_f
     weights = read_table(weights_file, "weights")
     prices = read_table(prices_file, "prices")
     positions = _read_optional(positions_file, "positions")
-    sim = run_simulation(weights, prices, portfolio_value=portfolio_value, params=params, positions=positions,
-                         model_version=model_version, progress=not no_progress)
+    scheduler = _scheduler(settings, scheduler)
+    partitions, ran_on = 1, "this process"
+    if "portfolio" in weights.columns and (scheduler or (workers or 1) > 1):
+        from .workflows.partition import partitioned_simulation
+
+        sim, ran_on = partitioned_simulation(weights, prices, portfolio_value=portfolio_value, params=params,
+                                             positions=positions, model_version=model_version, scheduler=scheduler,
+                                             workers=workers)
+        partitions = len(sim.portfolios)
+    else:
+        sim = run_simulation(weights, prices, portfolio_value=portfolio_value, params=params, positions=positions,
+                             model_version=model_version, progress=not no_progress)
     with _store(db, settings) as store:
         saved = save_simulation(store, sim)
-    info = {**sim.describe(), "new": saved["new"], "db": str(db)}
+    info = {**sim.describe(), "new": saved["new"], "db": str(db), "partitions": partitions, "ran_on": ran_on}
     if as_json:
         click.echo(_dumps(info, sort_keys=True))
         return

@@ -13,7 +13,7 @@ variable                   meaning (default)
 ``TRADELOOP_FILL_BATCH``   orders per fill transaction of a run (100000: one transaction)
 ``TRADELOOP_LEASE_SECONDS`` how long a running run's owner may go without a heartbeat before it counts as dead (600)
 ``TRADELOOP_DATA``         the sample data folder ``tradeloop demo`` reads (the data shipped with tradeloop)
-``TRADELOOP_SCHEDULER``    where ``batch`` and ``sweep`` run tasks when ``--scheduler`` is not given:
+``TRADELOOP_SCHEDULER``    where ``batch``, ``simulate`` and ``sweep`` run tasks when ``--scheduler`` is not given:
                            ``local`` or a Dask scheduler address ``tcp://host:port`` (unset: local processes)
 ``TRADELOOP_CRASH_AT``     test-only: a crash point of :mod:`tradeloop.workflows.faults` (unset)
 =========================  ==================================================================================

@@ -233,9 +233,9 @@ class PeriodLedger:
     ``slot_cost_return`` (Σ cost / V) ``(N, 2)``.
     """
 
-    def __init__(self, n_dates: int, group: np.ndarray, n_groups: int):
+    def __init__(self, n_dates: int, group: np.ndarray, n_groups: int, *, grouped: bool = False):
         D, P, N, K = n_dates, n_groups, len(group), len(CAUSES)
-        self.group, self.P = group, P
+        self.group, self.P, self.grouped = group, P, grouped
         for name in ("paper_weight", "implemented_weight", "paper_return", "implemented_return", "slippage",
                      "commission"):
             setattr(self, name, np.zeros((D, P)))
@@ -245,7 +245,7 @@ class PeriodLedger:
         self._open: tuple | None = None
 
     def _sum(self, values: np.ndarray, slots: np.ndarray | None = None) -> np.ndarray:
-        if self.P == 1:
+        if self.P == 1 and not self.grouped:  # grouped: one portfolio of a partitioned history sums as the whole
             return values.sum(keepdims=True)
         group = self.group if slots is None else self.group[slots]
         return np.bincount(group, weights=values, minlength=self.P)

@@ -1,4 +1,4 @@
-"""Where a workflow's tasks execute: one seam for ``batch`` and ``sweep`` (and whatever else fans out).
+"""Where a workflow's tasks execute: one seam for ``batch``, ``simulate`` and ``sweep``.
 
 :func:`open_pool` gives a :class:`Pool` whose ``submit`` returns :class:`concurrent.futures.Future` objects:
 

@@ -659,8 +659,9 @@ def _order_columns(rules: _Rules) -> dict:
     return columns
 
 
-def _run_dates(h: HistoryInputs, rules: _Rules, progress: bool) -> dict:
-    """The date loop: mark, size, check, execute, carry holdings and cash to the next date."""
+def _run_dates(h: HistoryInputs, rules: _Rules, progress: bool, grouped: bool = False) -> dict:
+    """The date loop: mark, size, check, execute, carry holdings and cash to the next date. ``grouped``: sum per
+    portfolio even for one portfolio (one portfolio of a partitioned run then sums exactly as the whole does)."""
     D, P = len(h.dates), h.P
     market, group = _Market(h, rules.params), rules.group
     hold, cash = h.hold0.copy(), h.cash0
@@ -670,7 +671,7 @@ def _run_dates(h: HistoryInputs, rules: _Rules, progress: bool) -> dict:
     fills = Buffers(len(h.wvalue), {"order": np.int64, "seq": np.int32, "qty": np.int64, "commission": np.float64}) \
         if rules.limited else None
     counts = np.zeros(D, dtype=np.int64)
-    ledger = PeriodLedger(D, group, P)
+    ledger = PeriodLedger(D, group, P, grouped=grouped)
     days = range(D)
     if progress:
         from tqdm.auto import tqdm
@@ -705,7 +706,7 @@ def _run_dates(h: HistoryInputs, rules: _Rules, progress: bool) -> dict:
         ledger.decision(t, weight=weight, price=price, value=pv[0] if P == 1 else pv[group], target=target,
                         trimmed=untrimmed_all - np.abs(delta_all), held=hold, mark=mark, orders=path)
         value = hold * marks
-        if P == 1:
+        if P == 1 and not grouped:
             day["gross"][t], day["net"][t], day["npos"][t] = np.abs(value).sum(), value.sum(), np.count_nonzero(hold)
         else:
             day["gross"][t] = np.bincount(group, weights=np.abs(value), minlength=P)
