@@ -37,6 +37,7 @@ def test_empty_variables_mean_the_default():
     ("TRADELOOP_FILL_BATCH", "0", "TRADELOOP_FILL_BATCH is '0'; it must be a whole number >= 1"),
     ("TRADELOOP_FILL_BATCH", "2.5", "TRADELOOP_FILL_BATCH is '2.5'; it must be a whole number >= 1"),
     ("TRADELOOP_CRASH_AT", "nowhere", "TRADELOOP_CRASH_AT is 'nowhere'; allowed: ['after_freeze', "),
+    ("TRADELOOP_SCHEDULER", "udp://x", "TRADELOOP_SCHEDULER: scheduler is 'udp://x'; give 'local' or a Dask"),
 ])
 def test_a_bad_value_names_the_variable(variable, value, message):
     with pytest.raises(ValidationError) as info:
@@ -53,3 +54,9 @@ def test_the_library_does_not_read_the_environment(monkeypatch, tmp_path):
     with Store() as store:  # neither variable is looked at below the entry points
         assert store.timeout == 30.0 and store.path == Path("tradeloop.duckdb")
     assert not (tmp_path / "elsewhere.duckdb").exists()
+
+
+@pytest.mark.parametrize("value, expected", [("local", "local"), ("tcp://10.1.2.3:8786", "tcp://10.1.2.3:8786"),
+                                             ("", None)])
+def test_scheduler_is_read(value, expected):
+    assert Settings.from_env({"TRADELOOP_SCHEDULER": value}).scheduler == expected

@@ -31,7 +31,8 @@ def inputs(tmp_path_factory):
     w, p = tl.synthetic_history(10, 20, seed=7)
     w.to_csv(d / "weights.csv", index=False)
     p.to_csv(d / "prices.csv", index=False)
-    (d / "grid.json").write_text(json.dumps({"cash_buffer": [0.0, 0.03, -1.0], "risk.max_position_ratio": [0.08, None]}))
+    grid = {"cash_buffer": [0.0, 0.03, -1.0], "risk.max_position_ratio": [0.08, None]}
+    (d / "grid.json").write_text(json.dumps(grid))
     return d
 
 
@@ -76,7 +77,8 @@ def test_worker_killed_mid_sweep_every_combination_stored_once(address, tmp_path
         with distributed.Client(address, set_as_default=False) as client:
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline:
-                busy = {k: v for k, v in client.processing().items() if any("simulate_combination" in str(t) for t in v)}
+                busy = {k: v for k, v in client.processing().items()
+                        if any("simulate_combination" in str(t) for t in v)}
                 if busy:
                     time.sleep(0.05)
                     worker = next(iter(busy))

@@ -249,7 +249,8 @@ def simulation_totals(con, simulation_ids: list[str]) -> pd.DataFrame:
     """
     runs = con.execute(
         "WITH r AS (SELECT * FROM simulation_runs WHERE list_contains(?, simulation_id)), "
-        "b AS (SELECT simulation_id, min(date) AS d0, max(date) AS d1, count(DISTINCT portfolio) AS np FROM r GROUP BY 1) "
+        "b AS (SELECT simulation_id, min(date) AS d0, max(date) AS d1, count(DISTINCT portfolio) AS np FROM r "
+        "GROUP BY 1) "
         "SELECT r.simulation_id, sum(portfolio_value) FILTER (WHERE date = d0) AS start_value, "
         "sum(end_value) FILTER (WHERE date = d1) AS final_value, sum(turnover) / any_value(np) AS turnover, "
         "sum(commission) AS commission, sum(n_orders) AS orders, sum(n_filled) AS filled, sum(n_blocked) AS blocked, "

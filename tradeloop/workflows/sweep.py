@@ -139,7 +139,8 @@ def expand_grid(grid, base: RunParams | None = None) -> list[Combination]:
 def simulate_combination(data: dict, params: dict, model_version: str, stored: frozenset) -> dict:
     """One task of a sweep: simulate the shared inputs under ``params``; plain data in and out.
 
-    Returns ``simulation_id`` and ``record`` (the rows to store, :func:`~tradeloop.store.simulations.simulation_record`),
+    Returns ``simulation_id`` and ``record`` (the rows to store,
+    :func:`~tradeloop.store.simulations.simulation_record`),
     ``record`` None when the id is in ``stored`` (the date loop is not run); or ``error`` for bad inputs.
     """
     try:
