@@ -258,6 +258,21 @@ CASES = [
          command=_sim("--prices", "p.parquet")),
     Case("simulate portfolio value too large", "target quantity for 'AAA' on 2024-01-02 is 3e+18 shares",
          {"w.csv": SIM_W, "p.csv": SIM_P}, command=_sim("--portfolio-value", "1e20")),
+    # --- rebalancing controls: the risk key and value named, nothing written
+    Case("params on_breach action not allowed", "risk.on_breach.max_turnover is 'reject'; allowed: 'resize', 'block'",
+         {"params.json": '{"risk": {"max_turnover": 0.5, "on_breach": {"max_turnover": "reject"}}}'}),
+    Case("params on_breach unknown rule", "risk.on_breach has unknown rule 'max_tunover'",
+         {"params.json": '{"risk": {"on_breach": {"max_tunover": "block"}}}'}),
+    Case("params min_order_qty not whole", "risk.min_order_qty is 2.5",
+         {"params.json": '{"risk": {"min_order_qty": 2.5}}'}),
+    Case("params restricted not a list", "risk.restricted.no_buy is 'AAA'",
+         {"params.json": '{"risk": {"restricted": {"no_buy": "AAA"}}}'}),
+    Case("run adv missing under max_adv_participation", "adv is missing for 'BBB'",
+         {"snap.csv": "symbol,weight,price,sector,adv\nAAA,0.3,10,Tech,1000\nBBB,0.2,20,Energy,\n",
+          "params.json": '{"risk": {"max_adv_participation": 0.1}}'}),
+    Case("simulate adv missing under max_adv_participation", "adv is missing for 'AAA' on 2024-01-03",
+         {"w.csv": SIM_W, "p.csv": _csv("date,symbol,price,adv", "2024-01-02,AAA,10,5000", "2024-01-03,AAA,11,"),
+          "params.json": '{"risk": {"max_adv_participation": 0.5}}'}, command=_sim("--params", "params.json")),
 ]
 
 

@@ -12,19 +12,19 @@ from tradeloop.store import schema
 
 
 def _one_order_per_code(con) -> None:
-    """A simulation with one order per (outcome, risk mask) pair: ``order_key`` = outcome * 1000 + mask."""
+    """A simulation with one order per (outcome, risk mask) pair: ``order_key`` = outcome * 100000 + mask."""
     con.execute("INSERT INTO simulations VALUES ('sim-v', 'd', 'm', '{}', 'MARKET', '[1]', NULL, '[\"\"]', 1, 1, "
                 "'2024-01-02', '2024-01-02', 0, 0, 0, 'x', now())")
     con.execute("INSERT INTO simulation_runs (simulation_id, run_id, date, portfolio, portfolio_value, cash_before, "
                 "n_orders, n_filled, n_blocked, n_missing_price, n_canceled, buy_notional, sell_notional, commission, "
                 "cash_after, end_value, n_positions, blocked_by_code) VALUES ('sim-v', 'sim-v-20240102', "
                 "'2024-01-02', '', 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, '{}')")
-    masks = range(len(codes.risk_mask_names()))
-    rows = [(o.code * 1000 + m, o.code, m) for o in codes.rows(codes.OUTCOME) for m in masks]
-    con.executemany("INSERT INTO simulation_orders (simulation_id, date, portfolio, order_key, symbol, sell, qty, "
+    masks = len(codes.risk_mask_names())
+    for o in codes.rows(codes.OUTCOME):
+        con.execute("INSERT INTO simulation_orders (simulation_id, date, portfolio, order_key, symbol, sell, qty, "
                     "lot_size, target_weight, current_qty, untrimmed_qty, status_code, risk_mask, fill_price, "
-                    "commission) VALUES ('sim-v', '2024-01-02', '', ?, 'AAA', false, 10, 1, 0.1, 0, 10, ?, ?, 1.0, "
-                    "0)", rows)
+                    "commission) SELECT 'sim-v', '2024-01-02', '', ? * 100000 + m, 'AAA', false, 10, 1, 0.1, 0, 10, "
+                    "?, m, 1.0, 0 FROM range(?) r(m)", [o.code, o.code, masks])
 
 
 @pytest.fixture
@@ -40,9 +40,9 @@ def test_the_views_decode_every_outcome_and_every_risk_mask(decoded):
     outcomes = codes.rows(codes.OUTCOME)
     assert len(decoded) == len(outcomes) * len(mask_names)
     for key, status, reason, risk_codes, filled in decoded:
-        outcome = codes.rows(codes.OUTCOME)[key // 1000]
-        mask = key % 1000
-        assert outcome.code == key // 1000
+        outcome = codes.rows(codes.OUTCOME)[key // 100000]
+        mask = key % 100000
+        assert outcome.code == key // 100000
         assert risk_codes == mask_names[mask]
         assert status == outcome.status
         if outcome.reason is None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 __all__ = [
     "Code", "CODES", "RUN_STATUS", "ORDER_STATUS", "OUTCOME", "REJECT_REASON", "RISK_RULE", "names", "rows",
     "code_of", "risk_rule_names", "risk_mask_names", "RISK_PREFIX", "SHORTFALL_CAUSE", "shortfall_cause_names",
+    "ACTION", "default_action", "allowed_actions",
 ]
 
 RUN_STATUS = "run_status"
@@ -28,6 +29,8 @@ RISK_RULE = "risk_rule"
 #: Why the implemented portfolio differs from the paper one (:mod:`tradeloop.core.shortfall`); the row ``risk``
 #: stands for one cause ``risk:<rule>`` per risk rule row, so a rule added later is a cause by name.
 SHORTFALL_CAUSE = "shortfall_cause"
+#: What a breach of a risk rule does (``risk.on_breach``): block the rebalance, reject the order, resize it, skip it.
+ACTION = "action"
 #: A risk rejection's reason text is ``risk:`` + its ``;``-joined rule names.
 RISK_PREFIX = "risk:"
 
@@ -45,7 +48,17 @@ class Code:
     #: outcomes only: the order status and reject reason this outcome stands for
     status: str | None = None
     reason: str | None = None
+    #: risk rules only: the actions ``risk.on_breach`` may choose and the default one; ``sim_default`` is the
+    #: default in a simulation when it differs from a run's (the six original rules: a run blocks, a simulation
+    #: rejects the breaching orders, so a ten-year history is not frozen by one breach)
+    actions: tuple[str, ...] = ()
+    default: str | None = None
+    sim_default: str | None = None
 
+
+_HARD_RESIZE = {"actions": ("block", "reject", "resize"), "default": "block", "sim_default": "reject"}
+_HARD = {"actions": ("block", "reject"), "default": "block", "sim_default": "reject"}
+_SKIP = {"actions": ("skip",), "default": "skip"}
 
 CODES: tuple[Code, ...] = (
     Code(RUN_STATUS, "queued", 0, "queued, not started"),
@@ -65,20 +78,38 @@ CODES: tuple[Code, ...] = (
     Code(REJECT_REASON, "missing_price", 0, "no price to size or fill the order"),
     Code(REJECT_REASON, "unfilled_at_close", 1, "still open at the close of its time in force"),
     Code(REJECT_REASON, "risk", 2, "blocked by a risk rule (reason text: risk:<rules>)"),
+    Code(REJECT_REASON, "blocked", 3, "not sent: a risk rule with on_breach 'block' blocked its whole rebalance"),
 
     # the integers are stored in simulation_orders.status_code (schema v3): never renumber
     Code(OUTCOME, "filled", 0, "filled", status="FILLED"),
     Code(OUTCOME, "risk", 1, "rejected by risk", status="REJECTED", reason="risk"),
     Code(OUTCOME, "missing_price", 2, "rejected: missing price", status="REJECTED", reason="missing_price"),
     Code(OUTCOME, "canceled", 3, "canceled at the close", status="CANCELED", reason="unfilled_at_close"),
+    Code(OUTCOME, "blocked", 4, "not sent: the date was blocked by risk", status="REJECTED", reason="blocked"),
 
-    # the bits are stored in simulation_orders.risk_mask (schema v3): never renumber
-    Code(RISK_RULE, "max_order_notional", 0, "order notional", bit=0),
-    Code(RISK_RULE, "max_position_ratio", 1, "position weight", bit=1),
-    Code(RISK_RULE, "single_name_cap", 2, "position weight", bit=2),
-    Code(RISK_RULE, "sector_cap", 3, "sector gross weight", bit=3),
-    Code(RISK_RULE, "max_gross_exposure", 4, "gross exposure", bit=4),
-    Code(RISK_RULE, "no_short", 5, "short position", bit=5),
+    # the codes are stored in risk_decisions.action as text; the integers are the arrays' codes
+    Code(ACTION, "block", 0, "the whole rebalance is blocked (a run ends blocked; a simulation date sends nothing)"),
+    Code(ACTION, "reject", 1, "the breaching order is REJECTED with risk:<rule>; the rest proceed"),
+    Code(ACTION, "resize", 2, "the order is cut to the largest lot multiple that satisfies the rule"),
+    Code(ACTION, "skip", 3, "the order is not sent (dust, no-trade band); never blocks the rebalance"),
+
+    # the bits are stored in simulation_orders.risk_mask (schema v3; USMALLINT since v8): never renumber
+    Code(RISK_RULE, "max_order_notional", 0, "order notional", bit=0, **_HARD_RESIZE),
+    Code(RISK_RULE, "max_position_ratio", 1, "position weight", bit=1, **_HARD_RESIZE),
+    Code(RISK_RULE, "single_name_cap", 2, "position weight", bit=2, **_HARD_RESIZE),
+    Code(RISK_RULE, "sector_cap", 3, "sector gross weight", bit=3, **_HARD),
+    Code(RISK_RULE, "max_gross_exposure", 4, "gross exposure", bit=4, **_HARD),
+    Code(RISK_RULE, "no_short", 5, "short position", bit=5, **_HARD_RESIZE),
+    # rebalancing controls: the same default on both paths
+    Code(RISK_RULE, "min_order_notional", 6, "order notional below the minimum", bit=6, **_SKIP),
+    Code(RISK_RULE, "min_order_qty", 7, "order quantity below the minimum", bit=7, **_SKIP),
+    Code(RISK_RULE, "no_trade_band", 8, "weight drift inside the band", bit=8, **_SKIP),
+    Code(RISK_RULE, "no_trade_band_relative", 9, "relative weight drift inside the band", bit=9, **_SKIP),
+    Code(RISK_RULE, "max_turnover", 10, "turnover", bit=10, actions=("resize", "block"), default="resize"),
+    Code(RISK_RULE, "restricted", 11, "restricted symbol", bit=11, actions=("reject", "block"), default="reject"),
+    Code(RISK_RULE, "max_adv_participation", 12, "share of ADV", bit=12, actions=("resize", "reject", "block"),
+         default="resize"),
+    Code(RISK_RULE, "max_orders", 13, "orders per rebalance", bit=13, actions=("reject", "block"), default="reject"),
 
     # in the order an order's quantity meets them; names are stored (simulation_shortfall), not these integers
     Code(SHORTFALL_CAUSE, "rounding", 0, "paper quantity floored to whole lots"),
@@ -127,3 +158,22 @@ def shortfall_cause_names() -> tuple[str, ...]:
     for c in rows(SHORTFALL_CAUSE):
         out += [RISK_PREFIX + r for r in risk_rule_names()] if c.name == "risk" else [c.name]
     return tuple(out)
+
+
+def _rule(name: str) -> Code:
+    for c in CODES:
+        if c.kind == RISK_RULE and c.name == name:
+            return c
+    raise KeyError(f"no {RISK_RULE} named {name!r}")
+
+
+def allowed_actions(rule: str) -> tuple[str, ...]:
+    """The actions ``risk.on_breach`` may choose for ``rule``."""
+    return _rule(rule).actions
+
+
+def default_action(rule: str, simulation: bool = False) -> str:
+    """What a breach of ``rule`` does when ``risk.on_breach`` does not say: its row's default (``sim_default`` in a
+    simulation where the row has one)."""
+    row = _rule(rule)
+    return row.sim_default if simulation and row.sim_default else row.default

@@ -23,7 +23,8 @@ import pyarrow.compute as pc
 
 __all__ = ["canonical_json", "event_hash", "frame_digest", "table_digest", "verify_chain", "GENESIS_HASH",
            "EXECUTE_EVENT", "DIGEST_PREFIX", "FILL_DIGEST_COLUMNS", "EVENT_DIGEST_COLUMNS", "EXECUTE_PAYLOAD_VERSION",
-           "RECORD_KEYS", "record_digests", "payload_version"]
+           "RECORD_KEYS", "record_digests", "payload_version", "decisions_digest", "DECISION_DIGEST_COLUMNS",
+           "DECISIONS_SINCE"]
 
 GENESIS_HASH = "0" * 64
 EXECUTE_EVENT = "trade_run.execute"
@@ -34,10 +35,24 @@ EVENT_DIGEST_COLUMNS = ("client_order_id", "seq", "step", "from_status", "to_sta
 #: Version of the ``trade_run.execute`` payload written now. Version 1 (no ``payload_version`` key) recorded the
 #: run's status, risk params and the digests of its orders and fills; version 2 adds :func:`record_digests` and
 #: ``environmental`` (whether a failure came from the machine: disk, memory, I/O, rather than the run's inputs).
-EXECUTE_PAYLOAD_VERSION = 2
+EXECUTE_PAYLOAD_VERSION = 3
+#: Version 3 adds ``risk_decisions`` (count) and ``risk_decisions_digest`` (:func:`decisions_digest`): every risk
+#: decision of the run (skip, resize, reject, block), as stored in ``risk_decisions``.
+DECISIONS_SINCE = 3
+#: Columns of a run's ``risk_decisions`` rows hashed into ``risk_decisions_digest``.
+DECISION_DIGEST_COLUMNS = ("client_order_id", "symbol", "side", "rule", "observed", "limit_value", "action",
+                           "qty_before", "qty_after")
 #: The keys :func:`record_digests` adds to a version 2 payload.
 RECORD_KEYS = ("params_digest", "run_error", "snapshot_hash", "positions_digest", "fallback_prices_digest",
                "events_digest")
+
+
+def decisions_digest(decisions: pd.DataFrame) -> str:
+    """Digest of a run's risk decisions as :meth:`tradeloop.store.db.Store.risk_decisions` reads them (rows ordered
+    by client_order_id, then rule)."""
+    rows = decisions.assign(_key=decisions["client_order_id"].astype(str) + "\x00" + decisions["rule"].astype(str)) \
+        if len(decisions) else decisions.assign(_key=pd.Series(dtype=object))
+    return frame_digest(rows, DECISION_DIGEST_COLUMNS, "_key")
 
 
 def payload_version(payload: dict) -> int:

@@ -31,6 +31,7 @@ import pandas as pd
 
 from ..errors import ValidationError
 from .codes import risk_rule_names
+from .validate import CONTROL_FIELDS, check_controls
 from .tolerance import exceeds
 from .validate import check_number
 
@@ -51,8 +52,20 @@ class RiskLimits:
     sector_caps: Mapping[str, float] = field(default_factory=dict)
     max_gross_exposure: float | None = None
     allow_short: bool = False
+    # rebalancing controls (tradeloop.core.controls); at their defaults they are left out of to_dict, so the params
+    # JSON (and every id hashed from it) of a run without them is what it always was
+    min_order_notional: float | None = None
+    min_order_qty: int | None = None
+    no_trade_band: float | None = None
+    no_trade_band_relative: float | None = None
+    max_turnover: float | None = None
+    restricted: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    max_adv_participation: float | None = None
+    max_orders: int | None = None
+    on_breach: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
+        check_controls(self)
         for name in ("max_order_notional", "max_position_ratio", "sector_cap", "max_gross_exposure"):
             value = getattr(self, name)
             if value is not None:
@@ -78,7 +91,17 @@ class RiskLimits:
         return cls(**data)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        for name in CONTROL_FIELDS:
+            if not out[name] and out[name] != 0:
+                del out[name]
+        return out
+
+    @property
+    def controls_active(self) -> bool:
+        """Any rebalancing control or ``on_breach`` choice set (else the checks are exactly the six original rules,
+        with their path defaults)."""
+        return any(getattr(self, name) is not None and getattr(self, name) != {} for name in CONTROL_FIELDS)
 
     @property
     def uses_sectors(self) -> bool:
@@ -222,14 +245,21 @@ def check_risk(
     return out
 
 
-def _sentence(code: str, observed: float, limit: float) -> str:
+def rule_sentence(code: str, observed: float, limit: float) -> str:
+    """Why an order breaches ``code`` (the ``risk_reason`` of a rejected or blocked order)."""
+    if code not in _LABELS:
+        return f"{code}: observed {observed:,.6g}, limit {limit:,.6g}"
     if code == "max_order_notional":
         return f"order notional {observed:,.2f} exceeds max_order_notional {limit:,.2f}"
     if code == "no_short":
         return f"position would go short to {int(observed)} shares and allow_short is false"
-    label = {"max_position_ratio": "position weight", "single_name_cap": "position weight",
-             "sector_cap": "sector gross weight", "max_gross_exposure": "gross exposure"}[code]
-    return f"{label} {observed:.4%} exceeds {code} {limit:.4%}"
+    return f"{_LABELS[code]} {observed:.4%} exceeds {code} {limit:.4%}"
+
+
+_LABELS = {"max_order_notional": "", "no_short": "", "max_position_ratio": "position weight",
+           "single_name_cap": "position weight", "sector_cap": "sector gross weight",
+           "max_gross_exposure": "gross exposure"}
+_sentence = rule_sentence
 
 
 def risk_summary(checked: pd.DataFrame, limits: RiskLimits) -> dict:

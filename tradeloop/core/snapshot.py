@@ -28,7 +28,7 @@ __all__ = ["DecisionSnapshot", "freeze_snapshot", "load_snapshot_file", "SNAPSHO
 
 #: Columns of ``DecisionSnapshot.weights``, in order.
 SNAPSHOT_COLUMNS = ("symbol", "weight", "price", "sector", "lot_size", "volume")
-_OPTIONAL = ("price", "sector", "lot_size", "volume")
+_OPTIONAL = ("price", "sector", "lot_size", "volume", "adv")
 
 
 @dataclass(frozen=True, eq=False)
@@ -62,8 +62,15 @@ def content_hash(weights: pd.DataFrame, model_version: str, portfolio_value: flo
     """sha256 over a canonical text form of the snapshot (floats written with repr, so it round-trips exactly)."""
     h = hashlib.sha256()
     h.update(f"tradeloop-snapshot-v1\n{model_version}\n{float(portfolio_value)!r}\n".encode())
-    h.update(weights.loc[:, list(SNAPSHOT_COLUMNS)].to_csv(index=False, lineterminator="\n", float_format=None).encode())
+    columns = list(SNAPSHOT_COLUMNS) + (["adv"] if _has_adv(weights) else [])
+    h.update(weights.loc[:, columns].to_csv(index=False, lineterminator="\n", float_format=None).encode())
     return h.hexdigest()
+
+
+def _has_adv(weights: pd.DataFrame) -> bool:
+    """Does the snapshot carry average daily volumes (an ``adv`` column with a value)? Only then is it part of the
+    content hash, so a snapshot without one keeps the id it always had."""
+    return "adv" in weights.columns and bool(weights["adv"].notna().any())
 
 
 def freeze_snapshot(
@@ -74,7 +81,8 @@ def freeze_snapshot(
     Parameters
     ----------
     weights : DataFrame
-        Columns ``symbol``, ``weight`` and optionally ``price``, ``sector``, ``lot_size``, ``volume``.
+        Columns ``symbol``, ``weight`` and optionally ``price``, ``sector``, ``lot_size``, ``volume``, ``adv``
+        (average daily volume, for ``risk.max_adv_participation``; kept only when some row has a value).
         A missing price is allowed (fallback prices may cover it); a given price must be finite and > 0.
     portfolio_value : float
         Total portfolio value in account currency, finite and > 0.
@@ -132,6 +140,10 @@ def freeze_snapshot(
         if "volume" in weights
         else np.full(n, np.nan)
     )
+    if "adv" in weights:  # average daily volume, read by risk.max_adv_participation
+        out["adv"] = numeric_column(weights, "adv", what, symbols, allow_missing=True, nonnegative=True)
+        if not out["adv"].notna().any():
+            out = out.drop(columns="adv")
     out = out.sort_values("symbol", kind="stable").reset_index(drop=True)
     digest = content_hash(out, model_version, pv)
     return DecisionSnapshot(

@@ -302,3 +302,50 @@ def validate_prices(df: pd.DataFrame, what: str = "fallback prices") -> pd.DataF
     price = numeric_column(df, "price", what, symbols, positive=True, price=True)
     return pd.DataFrame({"symbol": symbols.to_numpy(dtype=object), "price": price}).sort_values(
         "symbol", kind="stable").reset_index(drop=True)
+
+
+#: The ``risk`` keys of the rebalancing controls (:mod:`tradeloop.core.controls`), checked by :func:`check_controls`.
+CONTROL_FIELDS = ("min_order_notional", "min_order_qty", "no_trade_band", "no_trade_band_relative", "max_turnover",
+                  "restricted", "max_adv_participation", "max_orders", "on_breach")
+_RESTRICTED_LISTS = ("no_buy", "no_trade")
+
+
+def check_controls(limits) -> None:
+    """Check the rebalancing controls of a :class:`~tradeloop.core.risk.RiskLimits` (normalizing ``restricted``
+    and ``on_breach`` into sorted plain dicts); every message names the ``risk.`` field and the value."""
+    from .codes import allowed_actions, risk_rule_names
+
+    for name in ("min_order_notional", "no_trade_band", "no_trade_band_relative", "max_turnover",
+                 "max_adv_participation"):
+        value = getattr(limits, name)
+        if value is not None:
+            check_number(f"risk.{name}", value, inclusive=False)
+    for name in ("min_order_qty", "max_orders"):
+        value = getattr(limits, name)
+        if value is not None:
+            check_whole(f"risk.{name}", value)
+    restricted = limits.restricted
+    if not isinstance(restricted, dict) or not set(restricted) <= set(_RESTRICTED_LISTS):
+        raise ValidationError(f"risk.restricted is {restricted!r}; it must be an object with keys "
+                              f"{list(_RESTRICTED_LISTS)}, each a list of symbols")
+    clean = {}
+    for key, symbols in restricted.items():
+        if isinstance(symbols, str) or not isinstance(symbols, (list, tuple)):
+            raise ValidationError(f"risk.restricted.{key} is {symbols!r}; it must be a list of symbols")
+        for s in symbols:
+            if not isinstance(s, str) or not SYMBOL_PATTERN.fullmatch(s):
+                raise ValidationError(f"risk.restricted.{key} has symbol {s!r}; use {SYMBOL_RULE}")
+        if symbols:
+            clean[key] = sorted(set(symbols))
+    object.__setattr__(limits, "restricted", clean)
+    on_breach = limits.on_breach
+    if not isinstance(on_breach, dict):
+        raise ValidationError(f"risk.on_breach is {on_breach!r}; it must be an object of rule -> action")
+    rules = risk_rule_names()
+    for rule, action in on_breach.items():
+        if rule not in rules:
+            raise ValidationError(f"risk.on_breach has unknown rule {rule!r}; rules: {list(rules)}")
+        if action not in allowed_actions(rule):
+            raise ValidationError(f"risk.on_breach.{rule} is {action!r}; allowed: "
+                                  f"{', '.join(repr(a) for a in allowed_actions(rule))}")
+    object.__setattr__(limits, "on_breach", dict(sorted(on_breach.items())))

@@ -404,6 +404,17 @@ class Store:
         """
         return run_rows.order_events(self.con, run_id, client_order_id)
 
+    def replace_risk_decisions(self, run_id: str, decisions: pd.DataFrame) -> int:
+        """Store a run's risk decisions in place of its earlier ones (inside the caller's transaction)."""
+        with self.transaction():
+            return run_rows.replace_risk_decisions(self.con, run_id, decisions)
+
+    @_in_session
+    def risk_decisions(self, run_id: str) -> pd.DataFrame:
+        """A run's risk decisions: client_order_id, symbol, side, rule, observed, limit_value, action, qty_before,
+        qty_after (one row per order and rule), ordered by client_order_id then rule."""
+        return run_rows.risk_decisions(self.con, run_id)
+
     # ------------------------------------------------------------------ audit
     def append_audit(self, run_id: str | None, event_type: str, payload: dict) -> dict:
         """Append one event to the hash chain (inside the caller's transaction, so it commits with the change)."""

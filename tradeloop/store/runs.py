@@ -41,8 +41,10 @@ def save_snapshot(con: duckdb.DuckDBPyConnection, snapshot: DecisionSnapshot) ->
     con.execute("INSERT INTO decision_snapshots VALUES (?, ?, ?, ?, ?, ?)",
                 [snapshot.snapshot_id, snapshot.content_hash, snapshot.model_version, snapshot.portfolio_value,
                  len(snapshot.weights), utcnow()])
-    insert_frame(con, "snapshot_weights", snapshot.weights.assign(snapshot_id=snapshot.snapshot_id),
-                 ("snapshot_id",) + SNAPSHOT_COLUMNS, ignore_conflicts=False)
+    rows = snapshot.weights.assign(snapshot_id=snapshot.snapshot_id)
+    insert_frame(con, "snapshot_weights", rows, ("snapshot_id",) + SNAPSHOT_COLUMNS, ignore_conflicts=False)
+    if "adv" in rows.columns:
+        insert_frame(con, "snapshot_adv", rows, ("snapshot_id", "symbol", "adv"), ignore_conflicts=False)
     return True
 
 
@@ -52,8 +54,11 @@ def load_snapshot(con: duckdb.DuckDBPyConnection, snapshot_id: str, where: str) 
                        "WHERE snapshot_id = ?", [snapshot_id]).fetchone()
     if head is None:
         raise TradeloopError(f"snapshot {snapshot_id!r} is not in {where!r}")
-    weights = con.execute(f"SELECT {', '.join(SNAPSHOT_COLUMNS)} FROM snapshot_weights WHERE snapshot_id = ? "
-                          "ORDER BY symbol", [snapshot_id]).df()
+    cols = ", ".join(f"w.{c}" for c in SNAPSHOT_COLUMNS)
+    weights = con.execute(f"SELECT {cols}, a.adv FROM snapshot_weights w LEFT JOIN snapshot_adv a USING "
+                          "(snapshot_id, symbol) WHERE w.snapshot_id = ? ORDER BY w.symbol", [snapshot_id]).df()
+    if not weights["adv"].notna().any():
+        weights = weights.drop(columns="adv")
     weights["symbol"] = weights["symbol"].astype(object)
     weights["sector"] = weights["sector"].astype(object).where(weights["sector"].notna(), None)
     weights["lot_size"] = weights["lot_size"].astype("int64")
@@ -102,7 +107,8 @@ def run_inputs(con: duckdb.DuckDBPyConnection, run_id: str) -> tuple[pd.DataFram
 def run_record(con: duckdb.DuckDBPyConnection, run_id: str) -> dict | None:
     """Everything stored about a run besides its orders and fills (what its execute audit event records): ``row``
     (the ``trade_runs`` row), ``snapshot_hash`` (its snapshot's content hash, None when that row is missing),
-    ``positions`` and ``fallback_prices`` (as :func:`run_inputs`) and ``events`` (as :func:`order_events`).
+    ``positions`` and ``fallback_prices`` (as :func:`run_inputs`), ``events`` (as :func:`order_events`) and
+    ``risk_decisions`` (as :func:`risk_decisions`).
     None when there is no such run."""
     row = get_run(con, run_id)
     if row is None:
@@ -111,7 +117,8 @@ def run_record(con: duckdb.DuckDBPyConnection, run_id: str) -> dict | None:
                        [row["snapshot_id"]]).fetchone()
     positions, fallback = run_inputs(con, run_id)
     return {"row": row, "snapshot_hash": None if head is None else head[0], "positions": positions,
-            "fallback_prices": fallback, "events": order_events(con, run_id)}
+            "fallback_prices": fallback, "events": order_events(con, run_id),
+            "risk_decisions": risk_decisions(con, run_id)}
 
 
 #: Rows of a run's record that must belong to a stored run (table -> its run column).
@@ -295,3 +302,26 @@ def run_totals(con: duckdb.DuckDBPyConnection) -> tuple[pd.DataFrame, pd.DataFra
     fills_ = con.execute("SELECT run_id, count(*) AS fills, round(sum(qty * price), 2) AS notional FROM trade_fills "
                          "GROUP BY run_id").df()
     return runs_, fills_
+
+
+# ---------------------------------------------------------------------- risk decisions
+#: The columns of a run's decisions (:func:`risk_decisions`), in the order their digest covers them.
+RUN_DECISION_COLUMNS = ("client_order_id", "symbol", "side", "rule", "observed", "limit_value", "action",
+                        "qty_before", "qty_after")
+
+
+def replace_risk_decisions(con: duckdb.DuckDBPyConnection, run_id: str, decisions: pd.DataFrame) -> int:
+    """A run's risk decisions (call inside the transaction that audits the attempt): the attempt's rows replace
+    the run's earlier ones (the same inputs give the same decisions)."""
+    con.execute("DELETE FROM risk_decisions WHERE run_id = ?", [run_id])
+    if decisions is None or decisions.empty:
+        return 0
+    rows = decisions.rename(columns={"limit": "limit_value"}).assign(run_id=run_id)
+    return insert_frame(con, "risk_decisions", rows, ("run_id",) + RUN_DECISION_COLUMNS, ignore_conflicts=False)
+
+
+def risk_decisions(con: duckdb.DuckDBPyConnection, run_id: str) -> pd.DataFrame:
+    """A run's risk decisions, ordered by client_order_id then rule (:data:`RUN_DECISION_COLUMNS`)."""
+    cols = ", ".join(RUN_DECISION_COLUMNS)
+    return con.execute(f"SELECT {cols} FROM risk_decisions WHERE run_id = ? AND simulation_id IS NULL "
+                       "ORDER BY client_order_id, rule", [run_id]).df()

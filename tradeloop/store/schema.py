@@ -17,7 +17,7 @@ from ..core.codes import OUTCOME, RISK_PREFIX, RISK_RULE, code_of, rows
 from ..errors import NotATradeloopDatabase, TradeloopError
 from .sql import utcnow
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "TABLES", "ORDER_IDENTITY", "ORDER_STATE", "migrate", "check_ours",
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "TABLES", "RISK_DECISION_COLUMNS", "ORDER_IDENTITY", "ORDER_STATE", "migrate", "check_ours",
            "check_file_header",
            "simulation_views_sql", "status_case_sql", "reject_reason_case_sql", "risk_codes_sql"]
 
@@ -255,6 +255,25 @@ CREATE TABLE IF NOT EXISTS simulation_shortfall (
     symbol VARCHAR, sector VARCHAR, item VARCHAR NOT NULL, weight_gap DOUBLE, abs_weight_gap DOUBLE,
     contribution DOUBLE, amount DOUBLE);
 """))
+
+#: Columns of ``risk_decisions``: one row per (order, rule) decision of :func:`tradeloop.core.controls.decide`. A
+#: run's rows have ``simulation_id``, ``date`` and ``portfolio`` NULL; a simulation's have its per-date run id.
+RISK_DECISION_COLUMNS = ("run_id", "simulation_id", "date", "portfolio", "client_order_id", "symbol", "side", "rule",
+                         "observed", "limit_value", "action", "qty_before", "qty_after")
+#: v9: rebalancing controls. Their rules need more than 8 bits of ``risk_mask``; every risk decision is a row of
+#: ``risk_decisions``; a snapshot's average daily volumes (when it has them) are in ``snapshot_adv``; the views decode
+#: the new rules and the ``blocked`` outcome.
+_SCHEMA_V8 = """
+ALTER TABLE simulation_orders ALTER risk_mask SET DATA TYPE USMALLINT;
+CREATE TABLE IF NOT EXISTS snapshot_adv (
+    snapshot_id VARCHAR NOT NULL, symbol VARCHAR NOT NULL, adv DOUBLE, PRIMARY KEY (snapshot_id, symbol));
+CREATE TABLE IF NOT EXISTS risk_decisions (
+    run_id VARCHAR NOT NULL, simulation_id VARCHAR, date TIMESTAMP, portfolio VARCHAR, client_order_id VARCHAR NOT NULL,
+    symbol VARCHAR NOT NULL, side VARCHAR NOT NULL, rule VARCHAR NOT NULL, observed DOUBLE, limit_value DOUBLE,
+    action VARCHAR NOT NULL, qty_before BIGINT NOT NULL, qty_after BIGINT NOT NULL);
+CREATE INDEX IF NOT EXISTS risk_decisions_run ON risk_decisions (run_id);
+""" + simulation_views_sql()
+MIGRATIONS.append((8, _SCHEMA_V8))
 SCHEMA_VERSION = max(v for v, _ in MIGRATIONS)
 
 #: Order columns the loop writes once (identity) and the ones execution updates (state).

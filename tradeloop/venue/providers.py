@@ -36,8 +36,9 @@ import numpy as np
 import pandas as pd
 
 from ..core.engine import EVENT_COLUMNS, FILL_COLUMNS, FillResult, work_orders
+from ..core.controls import DECISION_FRAME_COLUMNS, control_book
 from ..core.risk import check_risk, risk_summary
-from ..core.sizing import ORDER_COLUMNS, build_book, build_orders
+from ..core.sizing import ORDER_COLUMNS, build_book, build_orders, client_order_ids
 from ..core.snapshot import DecisionSnapshot
 from ..core.trade_run import TradeRun
 from ..errors import PluginError, ProviderUnavailable, ValidationError
@@ -51,9 +52,15 @@ __all__ = [
 
 
 class RiskCheck(NamedTuple):
+    """The risk outcome of a book: ``passed`` orders, ``blocked`` ones (a rule whose action is ``block``: the run
+    is blocked), ``reasons`` (the ``params.risk`` record), ``rejected`` orders (REJECTED one by one, the run goes on)
+    and the ``decisions`` (:data:`tradeloop.core.controls.DECISION_FRAME_COLUMNS` plus ``client_order_id``)."""
+
     passed: pd.DataFrame
     blocked: pd.DataFrame
     reasons: dict
+    rejected: pd.DataFrame | None = None
+    decisions: pd.DataFrame | None = None
 
 
 class ExecutionProvider(Protocol):
@@ -84,15 +91,23 @@ class ExecutionProvider(Protocol):
 def prepare_book(run: "TradeRun", snapshot: DecisionSnapshot) -> pd.DataFrame:
     """The run's book: snapshot prices, else fallback prices; orders sized by the run's params.
 
-    Returns the :func:`tradeloop.core.sizing.build_book` columns plus the order columns (``client_order_id``,
-    ``run_id``, ``order_type``, ``limit_price``) filled on order rows and empty on the others.
+    Returns the :func:`tradeloop.core.sizing.build_book` columns after the rebalancing controls
+    (:func:`tradeloop.core.controls.control_book`: ``risk_codes``, ``risk_action``, ``risk_reason``) plus the order
+    columns (``client_order_id``, ``run_id``, ``order_type``, ``limit_price``) filled on order rows and empty on the
+    others; the risk decisions ride along in ``book.attrs["risk_decisions"]`` (read by ``risk_check``).
     """
     p = run.params
-    book = size_book(run, snapshot)
+    book, decisions = control_book(size_book(run, snapshot), p.risk)
     orders = build_orders(None, book=book, run_id=run.run_id, model_version=snapshot.model_version,
                           order_type=p.order_type, limit_offset_bps=p.limit_offset_bps)
     extra = orders.loc[:, ["symbol", "client_order_id", "run_id", "order_type", "limit_price"]]
-    return book.merge(extra, on="symbol", how="left", sort=False)
+    book = book.merge(extra, on="symbol", how="left", sort=False)
+    decisions.insert(0, "client_order_id", client_order_ids(run.run_id, decisions["symbol"].to_numpy(dtype=object),
+                                                            decisions["side"].to_numpy(dtype=object),
+                                                            snapshot.model_version))
+    # as plain lists: pandas compares attrs when frames are combined, which a DataFrame cannot answer
+    book.attrs["risk_decisions"] = decisions.to_dict(orient="list")
+    return book
 
 
 def size_book(run: "TradeRun", snapshot: DecisionSnapshot) -> pd.DataFrame:
@@ -113,6 +128,8 @@ def size_book(run: "TradeRun", snapshot: DecisionSnapshot) -> pd.DataFrame:
     book = build_book(targets, snapshot.portfolio_value, cash_buffer=p.cash_buffer, lot_size=p.lot_size,
                       positions=positions, cash=p.cash)
     book.loc[book["price_source"].eq("positions"), "price_source"] = "fallback"
+    if "adv" in snapshot.weights:  # average daily volume, read by risk.max_adv_participation
+        book["adv"] = book["symbol"].map(snapshot.weights.set_index("symbol")["adv"]).to_numpy(dtype="float64")
     return book
 
 
@@ -156,10 +173,16 @@ class BaseProvider:
         return prepare_book(run, snapshot)
 
     def risk_check(self, run: "TradeRun", book: pd.DataFrame) -> RiskCheck:
-        checked = check_risk(book, run.params.risk)
+        if "risk_action" not in book:  # a book not made by prepare_book: the original rules, which block
+            checked = check_risk(book, run.params.risk)
+            checked["risk_action"] = np.where(checked["risk_codes"].to_numpy() != "", "block", "")
+        else:
+            checked = book
         orders = checked.loc[checked["client_order_id"].notna().to_numpy()]
-        blocked = orders["risk_codes"].to_numpy() != ""
-        return RiskCheck(orders.loc[~blocked], orders.loc[blocked], risk_summary(orders, run.params.risk))
+        action = orders["risk_action"].to_numpy()
+        return RiskCheck(orders.loc[action == ""], orders.loc[action == "block"],
+                         risk_summary(orders, run.params.risk), orders.loc[action == "reject"],
+                         _decisions(book))
 
     def execute(self, run: "TradeRun", orders: pd.DataFrame, dry_run: bool) -> FillResult:
         raise NotImplementedError
@@ -169,6 +192,15 @@ class BaseProvider:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+def _decisions(book: pd.DataFrame) -> pd.DataFrame | None:
+    """The risk decisions :func:`prepare_book` left on a book (None for a book made elsewhere)."""
+    kept = book.attrs.get("risk_decisions")
+    if kept is None:
+        return None
+    return pd.DataFrame(kept, columns=["client_order_id", *DECISION_FRAME_COLUMNS]).astype(
+        {"observed": "float64", "limit": "float64", "qty_before": "int64", "qty_after": "int64"})
 
 
 def _nothing_done(orders: pd.DataFrame) -> FillResult:

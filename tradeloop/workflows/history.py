@@ -50,6 +50,7 @@ import pandas as pd
 
 from ..core import codes
 from ..core.engine import NEW, REJECTED, STATUS_NAMES, close_out, execute_step
+from ..core.controls import RESIZE, decide, rejections
 from ..core.risk import post_trade, risk_checks, sector_limits
 from ..core.shortfall import OrderPath, PeriodLedger
 from ..core.sizing import limit_prices, size_orders
@@ -70,6 +71,7 @@ from ..venue.liquidity import NoLiquidityLimit
 from .params import RunParams
 from .simulation import (
     ORDER_STATUS_NAMES,
+    OUTCOME_BLOCKED,
     OUTCOME_CANCELED,
     OUTCOME_RISK,
     SIM_ORDER_COLUMNS,
@@ -84,11 +86,13 @@ __all__ = ["simulate", "prepare_history", "HistoryInputs", "Simulation", "SIM_OR
 
 #: Bit of each risk rule in an order's risk mask.
 _RISK_BIT = {c.name: c.bit for c in codes.rows(codes.RISK_RULE)}
+#: Risk rule names by bit.
+_RULE_NAMES = np.array([c.name for c in sorted(codes.rows(codes.RISK_RULE), key=lambda c: c.bit)], dtype=object)
 #: Outcome code (``simulation_orders.status_code``) by the order status the engine left, for an order risk did not
 #: block: each outcome row of the table names its status (the risk outcome is decided before execution).
 _OUTCOME_OF_STATUS = np.full(len(STATUS_NAMES), -1, dtype=np.int8)
 for _row in codes.rows(codes.OUTCOME):
-    if _row.reason != "risk":
+    if _row.reason not in ("risk", "blocked"):  # decided before execution
         _OUTCOME_OF_STATUS[STATUS_NAMES.index(_row.status)] = _row.code
 
 
@@ -289,6 +293,7 @@ class HistoryInputs:
     hold0: np.ndarray
     pv0: np.ndarray
     cash0: np.ndarray | None
+    padv: np.ndarray | None = None  # adv per price row, read only under risk.max_adv_participation
 
     @property
     def S(self) -> int:  # noqa: N802
@@ -306,7 +311,8 @@ class HistoryInputs:
                                                           self.psym.astype(np.int32, copy=False))
         # volume changes the fills only under a liquidity model (then it is part of the identity)
         return (*weights, self.wvalue, *prices, self.pprice, self.plot.astype(np.int64, copy=False),
-                self.psec.astype(np.int32, copy=False), *((b"volume", self.pvol) if self.pvol is not None else ()))
+                self.psec.astype(np.int32, copy=False), *((b"volume", self.pvol) if self.pvol is not None else ()),
+                *((b"adv", self.padv) if self.padv is not None else ()))
 
 
 def _symbols(weights: pd.DataFrame, prices: pd.DataFrame, positions: pd.DataFrame | None) -> dict:
@@ -356,6 +362,15 @@ def _price_values(prices: pd.DataFrame, pdate: np.ndarray, params: RunParams) ->
     elif pvol is None:
         pvol = np.full(len(prices), np.nan)
     return pprice, plot, pvol
+
+
+def _adv_values(prices: pd.DataFrame, pdate: np.ndarray, params: RunParams) -> np.ndarray | None:
+    """ADV per price row under ``risk.max_adv_participation`` (NaN: missing); None otherwise."""
+    if params.risk.max_adv_participation is None:
+        return None
+    if "adv" not in prices:
+        return np.full(len(prices), np.nan)
+    return _numeric(prices, "adv", "prices", _Rows(prices["symbol"], pdate), allow_missing=True, nonnegative=True)
 
 
 def _sector_codes(prices: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -464,7 +479,7 @@ def prepare_history(weights: pd.DataFrame, prices: pd.DataFrame, *, portfolio_va
                     positions: pd.DataFrame | None = None, cash=None) -> HistoryInputs:
     """Validate and factorize the inputs of :func:`simulate` (same arguments) into :class:`HistoryInputs`."""
     check_columns(weights, "weights", ("date", "symbol", "weight"), ("portfolio",))
-    check_columns(prices, "prices", ("date", "symbol", "price"), ("volume", "sector", "lot_size"))
+    check_columns(prices, "prices", ("date", "symbol", "price"), ("volume", "sector", "lot_size", "adv"))
     if positions is not None:
         check_columns(positions, "positions", ("symbol", "qty"), ("portfolio",))
     wdate = _dates(weights["date"], "weights")
@@ -476,7 +491,8 @@ def prepare_history(weights: pd.DataFrame, prices: pd.DataFrame, *, portfolio_va
     pprice, plot, pvol = _price_values(prices, pdate, params)
     psec, sectors = _sector_codes(prices)
     rows = _by_date(weights, wdate, w_sorted, pdate, dates, sym, wvalue,
-                    {"pprice": pprice, "plot": plot, "psec": psec, "pvol": pvol})
+                    {"pprice": pprice, "plot": plot, "psec": psec, "pvol": pvol,
+                     "padv": _adv_values(prices, pdate, params)})
     portfolios = sym["portfolios"]
     _check_leverage(rows, dates, portfolios, sym["named"], len(sym["universe"]), params.max_leverage)
     hold0 = _initial_holdings(positions, sym)
@@ -497,6 +513,7 @@ class _Rules:
     sector_limit: np.ndarray | None  # per sector code, the last entry for an unknown sector
     limited: bool  # a liquidity model: orders fill over params.steps steps, partly
     recover: bool  # inputs dense: an order's weight, price, lot and sector are read back later, not kept
+    restricted: dict | None = None  # rebalancing controls set: the restricted lists as slot masks
 
     def limit(self, price: np.ndarray, sell: np.ndarray) -> np.ndarray | None:
         """LIMIT orders' limit prices (None for MARKET orders)."""
@@ -515,8 +532,12 @@ def _rules(h: HistoryInputs, params: RunParams) -> _Rules:
     # Output bytes are the loop's main cost (every new page is a fault): when the inputs are dense, an order's
     # weight, price, lot size and sector are read back from the inputs later instead of being copied here.
     recover = h.dense_w and h.dense_p and (not bool((h.psec < 0).any()) or len(h.sectors) == 0)
+    restricted = None
+    if limits.controls_active:
+        restricted = {k: np.tile(np.isin(h.universe, limits.restricted.get(k, [])), h.P)
+                      for k in ("no_buy", "no_trade")}
     return _Rules(params, np.repeat(np.arange(h.P, dtype=np.intp), h.S), name_cap, sector_limit,
-                  h.pvol is not None, recover)
+                  h.pvol is not None, recover, restricted)
 
 
 class _Market:
@@ -544,6 +565,12 @@ class _Market:
         out = np.full(self.h.S, fill, dtype=values.dtype)
         out[self.h.psym[rows]] = values[rows]
         return out
+
+    def adv(self, t: int) -> np.ndarray:
+        """ADV per slot on date ``t`` (NaN: none that date)."""
+        rows = slice(self.h.pbounds[t], self.h.pbounds[t + 1])
+        out = self._spread(self.h.padv, rows, np.nan)
+        return out if self.h.P == 1 else np.tile(out, self.h.P)
 
     def prices(self, t: int) -> tuple:
         """``(price, lot, mark, sector, volume)`` per slot; mark: today's price, else the last known one."""
@@ -575,13 +602,16 @@ def _orders_of_day(rules: _Rules, h: HistoryInputs, t: int, day: tuple, hold: np
                    cash: np.ndarray | None) -> tuple:
     """Size one date's orders (:func:`~tradeloop.core.sizing.size_orders`) and check them
     (:func:`~tradeloop.core.risk.risk_checks`). Returns ``(rows, sell, qty, untrimmed, risk mask, cash)`` for the
-    slots that trade, cash being each portfolio's cash the sizing started from, and ``(delta, untrimmed)`` of every
-    slot (the shortfall's rounding and cash trim concern slots without an order too)."""
-    weight, price, lot, sec = day
+    slots that trade, cash being each portfolio's cash the sizing started from, ``(delta, untrimmed)`` of every
+    slot (the shortfall's rounding and cash trim concern slots without an order too), the orders of a blocked book
+    (None: none) and the date's risk decisions (None: none)."""
+    weight, price, lot, sec = day[:4]
     limits, group = rules.params.risk, rules.group
+    label = lambda i: f"{h.universe[i % h.S]!r} on {pd.Timestamp(h.dates[t]).date()}"  # noqa: E731
     delta, untrimmed, cash, missing = size_orders(
-        weight, price, lot, hold, group, pv, cash, rules.params.cash_buffer,
-        label=lambda i: f"{h.universe[i % h.S]!r} on {pd.Timestamp(h.dates[t]).date()}")
+        weight, price, lot, hold, group, pv, cash, rules.params.cash_buffer, label=label)
+    if rules.restricted is not None:
+        return _controlled_orders(rules, h, t, day, hold, pv, (delta, untrimmed, cash, missing), label)
     is_order, sell = delta != 0, delta < 0
     if missing.any():  # a weight without a price is an order of unknown size (rejected by execution)
         unsized = missing & (weight != 0) & (delta == 0)
@@ -603,14 +633,44 @@ def _orders_of_day(rules: _Rules, h: HistoryInputs, t: int, day: tuple, hold: np
                          growing=growing, codes=group, ngroups=h.P, name_cap=rules.name_cap, sec_codes=sec_codes,
                          sector_lim=sector_lim)
     rows = np.flatnonzero(is_order)
-    mask = np.zeros(len(qty), dtype=np.uint8)
+    mask = np.zeros(len(qty), dtype=np.uint16)
     for code, blocked, _, _ in checks:
-        mask |= blocked.view(np.uint8) << np.uint8(_RISK_BIT[code])
-    return rows, sell[rows], qty[rows], untrimmed[rows], mask[rows], cash, (delta, untrimmed)
+        mask |= blocked.view(np.uint8).astype(np.uint16) << np.uint16(_RISK_BIT[code])
+    dec = rejections(checks, qty, sell) if mask.any() else None
+    return rows, sell[rows], qty[rows], untrimmed[rows], mask[rows], cash, (delta, untrimmed), None, dec
+
+
+def _sector_inputs(rules: _Rules, h: HistoryInputs, t: int, sec, post) -> dict:
+    """``sec_codes`` / ``sector_lim`` for the risk kernel; a held symbol without a sector is refused."""
+    if not rules.params.risk.uses_sectors:
+        return {}
+    unknown = (sec == len(h.sectors)) & (post != 0)
+    if unknown.any():
+        syms = h.universe[np.flatnonzero(unknown) % h.S][:10].tolist()
+        raise ValidationError(f"sector is unknown for {syms} on {pd.Timestamp(h.dates[t]).date()}; a sector cap "
+                              "is set, so every held symbol needs a sector")
+    return {"sec_codes": rules.group * (len(h.sectors) + 1) + sec, "sector_lim": rules.sector_limit[sec]}
+
+
+def _controlled_orders(rules: _Rules, h: HistoryInputs, t: int, day: tuple, hold, pv, sized, label) -> tuple:
+    """:func:`_orders_of_day` with rebalancing controls: :func:`~tradeloop.core.controls.decide` after sizing.
+    Also returns the rows of blocked books (not sent) and the date's decisions."""
+    weight, price, lot, sec, adv = day
+    delta, untrimmed, cash, missing = sized
+    post = hold + delta
+    inputs = _sector_inputs(rules, h, t, sec, post)
+    if rules.name_cap is not None:
+        inputs["name_cap"] = rules.name_cap
+    d = decide(rules.params.risk, simulation=True, weight=weight, price=price, lot=lot, current=hold, delta=delta,
+               missing=missing, codes=rules.group, ngroups=h.P, pv=pv, adv=adv, no_buy=rules.restricted["no_buy"],
+               no_trade=rules.restricted["no_trade"], risk_inputs=inputs, label=label)
+    rows = np.flatnonzero(d.is_order)
+    return (rows, d.sell[rows], np.abs(d.delta[rows]), untrimmed[rows], d.mask[rows], cash, (delta, untrimmed),
+            d.blocked[rules.group[rows]], d.decisions)
 
 
 def _execute_day(rules: _Rules, qty: np.ndarray, sell: np.ndarray, price: np.ndarray, risk: np.ndarray, caps,
-                 fills: Buffers | None, first_row: int) -> dict:
+                 fills: Buffers | None, first_row: int, held: np.ndarray | None = None) -> dict:
     """Work one date's orders with :func:`~tradeloop.core.engine.execute_step`: once without a liquidity model
     (every order fills whole or not at all), else over ``params.steps`` steps, stopping once a step fills nothing
     (the quote and caps are the same every step, as in a run's frozen snapshot). Risk-blocked orders start
@@ -621,11 +681,11 @@ def _execute_day(rules: _Rules, qty: np.ndarray, sell: np.ndarray, price: np.nda
     models = {"limit": limit_prices(price, ~sell, p.limit_offset_bps) if is_limit else None,
               "is_limit": np.full(n, True) if is_limit else None, "slippage": p.slippage,
               "commission": p.commission, "side": np.where(sell, "SELL", "BUY")}
-    status = np.where(risk != 0, REJECTED, NEW)
+    status = np.where((risk != 0) if held is None else (risk != 0) | held, REJECTED, NEW)
     filled = np.zeros(n, dtype=np.int64)
     if not rules.limited:
         r = execute_step(status, qty, filled, price, sell, **models)
-        return {"status": _outcomes(r.status, risk), "filled": r.filled, "commission": r.commission,
+        return {"status": _outcomes(r.status, risk, held), "filled": r.filled, "commission": r.commission,
                 "flow": r.cash_flow, "fill_price": np.where(r.filled > 0, r.fill_price, np.nan)}
     avg, commission, flow = np.full(n, np.nan), np.zeros(n), np.zeros(n)
     n_fills = np.zeros(n, dtype=np.int32)
@@ -640,18 +700,20 @@ def _execute_day(rules: _Rules, qty: np.ndarray, sell: np.ndarray, price: np.nda
         flow[now] += r.cash_flow[now]
         n_fills[now] += 1
         fills.append(len(now), order=first_row + now, seq=k, qty=r.fill_qty[now], commission=r.commission[now])
-    return {"status": _outcomes(status, risk), "filled": filled, "n_fills": n_fills, "avg": avg,
+    return {"status": _outcomes(status, risk, held), "filled": filled, "n_fills": n_fills, "avg": avg,
             "commission": commission, "flow": flow, "fill_price": np.where(filled > 0, r.fill_price, np.nan)}
 
 
-def _outcomes(status: np.ndarray, risk: np.ndarray) -> np.ndarray:
-    """Outcome codes (``simulation_orders.status_code``) of orders the engine left in ``status``."""
-    return np.where(risk != 0, np.int8(OUTCOME_RISK), _OUTCOME_OF_STATUS.take(status))
+def _outcomes(status: np.ndarray, risk: np.ndarray, held: np.ndarray | None = None) -> np.ndarray:
+    """Outcome codes (``simulation_orders.status_code``) of orders the engine left in ``status``; ``held``: orders
+    of a blocked book that no rule flagged (not sent)."""
+    out = np.where(risk != 0, np.int8(OUTCOME_RISK), _OUTCOME_OF_STATUS.take(status))
+    return out if held is None else np.where(held & (risk == 0), np.int8(OUTCOME_BLOCKED), out)
 
 
 def _order_columns(rules: _Rules) -> dict:
     columns = {"pos": np.int32, "sell": np.bool_, "qty": np.int64, "current": np.int64, "untrimmed": np.int64,
-               "status": np.int8, "risk": np.uint8, "fill_price": np.float64, "commission": np.float64}
+               "status": np.int8, "risk": np.uint16, "fill_price": np.float64, "commission": np.float64}
     if not rules.recover:
         columns.update({"price": np.float64, "lot": np.int64, "sector": np.int32, "weight": np.float64})
     if rules.limited:  # orders may fill in parts over params.steps steps: what filled, in how many fills, at what average
@@ -672,6 +734,7 @@ def _run_dates(h: HistoryInputs, rules: _Rules, progress: bool, grouped: bool = 
         if rules.limited else None
     counts = np.zeros(D, dtype=np.int64)
     ledger = PeriodLedger(D, group, P, grouped=grouped)
+    decisions = Buffers(64, _DECISION_COLUMNS)
     days = range(D)
     if progress:
         from tqdm.auto import tqdm
@@ -683,10 +746,12 @@ def _run_dates(h: HistoryInputs, rules: _Rules, progress: bool, grouped: bool = 
         ledger.period(mark)  # the previous date's period ends at this date's marks
         marks = mark if rules.recover and not market.has_nan_price else np.nan_to_num(mark)
         pv = h.pv0 if t == 0 else cash + np.bincount(group, weights=hold * marks, minlength=P)
-        oi, sell, qty, untrimmed, risk, cash, sized = _orders_of_day(rules, h, t, (weight, price, lot, sec), hold, pv,
-                                                                     cash)
+        day_in = (weight, price, lot, sec, None if h.padv is None else market.adv(t))
+        oi, sell, qty, untrimmed, risk, cash, sized, held, dec = _orders_of_day(rules, h, t, day_in, hold, pv, cash)
+        if dec is not None:
+            _keep_decisions(decisions, t, dec)
         caps = rules.params.liquidity.step_caps(vol[oi], lot[oi]) if rules.limited else None
-        done = _execute_day(rules, qty, sell, price[oi], risk, caps, fills, orders.n)
+        done = _execute_day(rules, qty, sell, price[oi], risk, caps, fills, orders.n, held)
         filled, flow = done.pop("filled"), done.pop("flow")
         day["cash_before"][t] = cash
         cash = cash + np.bincount(group[oi], weights=flow, minlength=P)
@@ -696,7 +761,8 @@ def _run_dates(h: HistoryInputs, rules: _Rules, progress: bool, grouped: bool = 
         if rules.limited:
             done["filled"] = filled
         path = OrderPath(oi, sell, qty, filled, hold[oi], done["fill_price"], done["commission"], risk,
-                         done["status"] == OUTCOME_CANCELED, limit=rules.limit(price[oi], sell))
+                         done["status"] == OUTCOME_CANCELED, limit=rules.limit(price[oi], sell),
+                         finished=None if held is None else ~held, decisions=_resized(dec, oi))
         orders.append(len(oi), pos=oi, sell=sell, qty=qty, current=hold[oi], untrimmed=untrimmed, risk=risk,
                       **inputs, **done)
         counts[t] = len(oi)
@@ -715,7 +781,30 @@ def _run_dates(h: HistoryInputs, rules: _Rules, progress: bool, grouped: bool = 
     raw = orders.final()
     raw["t"] = np.repeat(np.arange(D, dtype=np.int32), counts)
     ledger.symbol_sector = market.last_sec.copy()
-    return {"orders": raw, "fills": None if fills is None else fills.final(), "day": day, "ledger": ledger}
+    return {"orders": raw, "fills": None if fills is None else fills.final(), "day": day, "ledger": ledger,
+            "decisions": decisions.final()}
+
+
+#: Columns of the decisions a simulation keeps (:class:`tradeloop.core.controls.Decisions` plus the date).
+_DECISION_COLUMNS = {"t": np.int32, "pos": np.int32, "rule": np.int8, "action": np.int8, "observed": np.float64,
+                     "limit": np.float64, "qty_before": np.int64, "qty_after": np.int64, "sell": np.bool_}
+
+
+def _resized(dec, oi: np.ndarray) -> tuple | None:
+    """The date's resize decisions of orders still sent, for the shortfall: ``(order, rule, qty_before,
+    qty_after)``, ``order`` a position in ``oi`` (skipped orders and orders cut to 0 are not orders)."""
+    if dec is None:
+        return None
+    keep = (dec.action == RESIZE) & (dec.qty_after > 0)
+    if not keep.any():
+        return None
+    return (np.searchsorted(oi, dec.row[keep]), _RULE_NAMES[dec.rule[keep]], dec.qty_before[keep],
+            dec.qty_after[keep])
+
+
+def _keep_decisions(buffers: Buffers, t: int, dec) -> None:
+    buffers.append(len(dec), t=t, pos=dec.row, rule=dec.rule, action=dec.action, observed=dec.observed,
+                   limit=dec.limit, qty_before=dec.qty_before, qty_after=dec.qty_after, sell=dec.sell)
 
 
 def simulate(
@@ -807,6 +896,7 @@ def run_history(h: HistoryInputs, params: RunParams, *, model_version: str, simu
         initial_positions=h.hold0, orders_raw=out["orders"], day_pv=day["pv"], day_cash_before=day["cash_before"],
         day_cash_after=day["cash_after"], day_holdings=(day["gross"], day["net"], day["npos"]),
         given_id=simulation_id, fills_raw=out["fills"], _digest_parts=h.digest_parts(), ledger=out["ledger"],
+        decisions_raw=out["decisions"],
         _inputs={"recover": rules.recover, "wvalue": h.wvalue, "pbounds": h.pbounds, "psym": h.psym,
                  "pprice": h.pprice, "plot": h.plot, "psec": h.psec},
     )

@@ -41,7 +41,15 @@ import numpy as np
 import pandas as pd
 
 from ..display import facts_html, short_repr
-from ..core.digest import EXECUTE_EVENT, EXECUTE_PAYLOAD_VERSION, FILL_DIGEST_COLUMNS, frame_digest, record_digests
+from ..core.digest import (
+    EXECUTE_EVENT,
+    EXECUTE_PAYLOAD_VERSION,
+    FILL_DIGEST_COLUMNS,
+    decisions_digest,
+    frame_digest,
+    record_digests,
+)
+from ..core.controls import control_book
 from ..core.engine import FillResult
 from ..core.fsm import (
     TERMINAL_ORDER_STATUSES,
@@ -199,7 +207,9 @@ def _store_run(store: Store, snapshot: DecisionSnapshot, *, params: RunParams | 
     given = TradeRun(run_id=run_id, snapshot_id=snapshot.snapshot_id, provider=provider, dry_run=bool(dry_run),
                      params=params, positions=positions, fallback_prices=fallback_prices)
     _refuse_conflict(store, given)  # before the first write
-    size_book(given, snapshot)  # sizing refuses quantities that are not exact: before the first write, too
+    book = size_book(given, snapshot)  # sizing refuses quantities that are not exact: before the first write, too
+    if params.risk.controls_active:  # and the controls refuse a missing adv
+        control_book(book, params.risk)
     row = {"run_id": run_id, "snapshot_id": snapshot.snapshot_id, "provider": provider, "dry_run": bool(dry_run),
            "params": json.dumps(params.to_dict(), sort_keys=True)}
     with store.transaction():
@@ -308,7 +318,8 @@ def _summary(row: dict, orders: pd.DataFrame, fills: pd.DataFrame) -> RunResult:
 
 
 def _audit(store: Store, run: TradeRun, *, attempt: int, previous: str, status: str, outcome: dict | None,
-           error: str | None, new_orders: int, new_fills: int, environmental: bool = False) -> RunResult:
+           error: str | None, new_orders: int, new_fills: int, environmental: bool = False,
+           decisions: pd.DataFrame | None = None) -> RunResult:
     """Append the ``trade_run.execute`` event (inside the caller's transaction) and return the run's summary, made
     from the same rows the event's digests cover, so the caller need not read them again.
 
@@ -316,9 +327,12 @@ def _audit(store: Store, run: TradeRun, *, attempt: int, previous: str, status: 
     the digests of its orders and fills and of its whole stored input and history
     (:func:`~tradeloop.core.digest.record_digests`), and whether a failure was ``environmental``.
     """
+    if decisions is not None:  # the attempt's risk decisions, in the same transaction as its audit event
+        store.replace_risk_decisions(run.run_id, decisions)
     orders = store.orders(run.run_id, fill_counts=False)
     fills = store.fills(run.run_id)
     record = store.run_record(run.run_id)
+    risk_decisions = store.risk_decisions(run.run_id)
     payload = {
         "payload_version": EXECUTE_PAYLOAD_VERSION,
         "snapshot_id": run.snapshot_id,
@@ -343,6 +357,8 @@ def _audit(store: Store, run: TradeRun, *, attempt: int, previous: str, status: 
         "environmental": bool(environmental),
         "orders_digest": frame_digest(orders, ORDER_IDENTITY + ORDER_STATE, "client_order_id"),
         "fills_digest": frame_digest(fills, FILL_DIGEST_COLUMNS, "fill_id"),
+        "risk_decisions": int(len(risk_decisions)),
+        "risk_decisions_digest": decisions_digest(risk_decisions),
         **record_digests(record["row"], record["snapshot_hash"], record["positions"], record["fallback_prices"],
                          record["events"]),
     }
@@ -402,6 +418,8 @@ class _Progress:
     new_orders: int = 0
     new_fills: int = 0
     outcome: dict | None = None
+    decisions: pd.DataFrame | None = None
+    rejects: tuple | None = None  # orders risk rejected one by one and their events, committed with the first batch
 
 
 def _pid_alive(pid: int) -> bool:
@@ -515,10 +533,14 @@ def _work(store: Store, attempt: _Attempt, snapshot: DecisionSnapshot, provider:
         progress.new_orders = store.insert_orders(orders_of(book))
         store.renew_lease(run.run_id, options.lease_expiry())
     options.faults("after_orders")
-    _, blocked, progress.outcome = provider.risk_check(run, book)
+    check = provider.risk_check(run, book)
+    progress.outcome, progress.decisions = check.reasons, check.decisions
     stored = store.orders(run.run_id)
-    if len(blocked):
-        return _block(store, attempt, stored, blocked, progress), None
+    if len(check.blocked):
+        return _block(store, attempt, stored, check.blocked, progress), None
+    if check.rejected is not None and len(check.rejected):  # rejected one by one: the rest proceed
+        progress.rejects = risk_rejections(stored, check.rejected)
+        stored = stored.loc[~stored["client_order_id"].isin(progress.rejects[0]["client_order_id"]).to_numpy()]
     active = stored.loc[~stored["status"].isin(TERMINAL_ORDER_STATUSES).to_numpy()]
     active = with_market_data(active, snapshot)
     result = provider.execute(run, active, run.dry_run)
@@ -537,6 +559,9 @@ def _commit_fills(store: Store, attempt: _Attempt, result: FillResult, options: 
     for i, batch in enumerate(batches):
         last = i == len(batches) - 1
         with store.transaction():
+            if i == 0 and progress.rejects is not None:
+                store.update_orders(progress.rejects[0])
+                store.insert_order_events(progress.rejects[1])
             if batch is not None:
                 orders, fills, events = batch
                 store.update_orders(orders)
@@ -570,7 +595,7 @@ def _audit_attempt(store: Store, attempt: _Attempt, status: str, progress: _Prog
                    error: str | None, environmental: bool = False) -> RunResult:
     return _audit(store, attempt.run, attempt=attempt.number, previous=attempt.previous, status=status,
                   outcome=progress.outcome, error=error, new_orders=progress.new_orders,
-                  new_fills=progress.new_fills, environmental=environmental)
+                  new_fills=progress.new_fills, environmental=environmental, decisions=progress.decisions)
 
 
 def _fill_batches(result: FillResult, size: int) -> list[tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]]:
@@ -604,12 +629,12 @@ def _block(store: Store, attempt: _Attempt, stored: pd.DataFrame, blocked: pd.Da
 def _recheck_terminal(store, run, snapshot, provider, attempt) -> RunResult:
     """Re-running a done/blocked run: rebuild its orders (reused by id, nothing new), touch nothing, audit it."""
     book = provider.prepare(run, snapshot)
-    outcome = provider.risk_check(run, book).reasons
+    check = provider.risk_check(run, book)
     with store.transaction():
         new_orders = store.insert_orders(orders_of(book))
         store.update_run(run.run_id, attempts=attempt)
-        summary = _audit(store, run, attempt=attempt, previous=run.status, status=run.status, outcome=outcome,
-                         error=None, new_orders=new_orders, new_fills=0)
+        summary = _audit(store, run, attempt=attempt, previous=run.status, status=run.status, outcome=check.reasons,
+                         error=None, new_orders=new_orders, new_fills=0, decisions=check.decisions)
     return summary
 
 

@@ -25,14 +25,14 @@ from ..core.sizing import combine_keys, format_client_order_ids, limit_prices
 from .params import RunParams
 
 __all__ = ["Simulation", "Buffers", "SIM_ORDER_COLUMNS", "SIM_SUMMARY_COLUMNS", "ORDER_STATUS_NAMES", "OUTCOME_FILLED",
-           "OUTCOME_RISK", "OUTCOME_MISSING_PRICE", "OUTCOME_CANCELED"]
+           "OUTCOME_RISK", "OUTCOME_MISSING_PRICE", "OUTCOME_CANCELED", "OUTCOME_BLOCKED", "DECISION_COLUMNS"]
 
 #: Status of a simulated order by outcome code: 0 FILLED, 1 REJECTED by risk, 2 REJECTED for a missing price,
 #: 3 CANCELED (``unfilled_at_close``: a LIMIT order whose limit was not reached, or what a liquidity model left open
 #: after the date's last step; ``filled_qty`` says whether some of it filled).
 ORDER_STATUS_NAMES = tuple(c.status for c in codes.rows(codes.OUTCOME))
-OUTCOME_FILLED, OUTCOME_RISK, OUTCOME_MISSING_PRICE, OUTCOME_CANCELED = (
-    codes.code_of(codes.OUTCOME, name) for name in ("filled", "risk", "missing_price", "canceled"))
+OUTCOME_FILLED, OUTCOME_RISK, OUTCOME_MISSING_PRICE, OUTCOME_CANCELED, OUTCOME_BLOCKED = (
+    codes.code_of(codes.OUTCOME, name) for name in ("filled", "risk", "missing_price", "canceled", "blocked"))
 _FILLED, _RISK, _NO_PRICE, _CANCELED = OUTCOME_FILLED, OUTCOME_RISK, OUTCOME_MISSING_PRICE, OUTCOME_CANCELED
 #: ``;``-joined risk rule names per ``risk_mask`` value.
 _MASK_NAMES = np.array(codes.risk_mask_names(), dtype=object)
@@ -142,6 +142,7 @@ class Simulation:
     day_holdings: tuple = ()
     given_id: str | None = None
     fills_raw: dict | None = None
+    decisions_raw: dict | None = None
     _digest_parts: tuple = ()
     _inputs: dict | None = None
     #: the dense half of the shortfall attribution (:class:`tradeloop.core.shortfall.PeriodLedger`)
@@ -284,10 +285,11 @@ class Simulation:
         sell = o["sell"]
         status = o["status"]
         risk_text, risk_reason = self._risk_text()
-        # reject reason category: -1 none, 0 missing_price, 1 unfilled_at_close, 2 + risk mask
-        reason_code = np.where(status == _RISK, 2 + o["risk"].astype(np.int32),
-                               np.where(status == _NO_PRICE, 0, np.where(status == _CANCELED, 1, -1)))
-        reasons = ["missing_price", "unfilled_at_close"] + list(risk_reason)
+        # reject reason category: -1 none, 0 missing_price, 1 unfilled_at_close, 2 blocked, 3 + risk mask
+        reason_code = np.where(status == _RISK, 3 + o["risk"].astype(np.int32),
+                               np.where(status == _NO_PRICE, 0, np.where(status == _CANCELED, 1,
+                                                                         np.where(status == OUTCOME_BLOCKED, 2, -1))))
+        reasons = ["missing_price", "unfilled_at_close", "blocked"] + list(risk_reason)
         signed = np.where(sell, -o["qty"], o["qty"])
         limit = (limit_prices(self._col("price"), ~sell, self.params.limit_offset_bps) if self.params.order_type == "LIMIT"
                  else np.full(len(t), np.nan))
@@ -315,7 +317,7 @@ class Simulation:
             "avg_fill_price": self.avg_fill_price,
             "fill_price": o["fill_price"],
             "commission": o["commission"],
-            "risk_codes": pd.Categorical.from_codes(o["risk"].astype(np.int8), risk_text),
+            "risk_codes": pd.Categorical.from_codes(o["risk"].astype(np.int32), risk_text),
             "reject_reason": pd.Categorical.from_codes(reason_code, reasons),
         })
         return pd.DataFrame(cols, copy=False)
@@ -437,7 +439,7 @@ class Simulation:
                 "cash_before": self.day_cash_before.ravel(),
                 "n_orders": by_status.sum(axis=1),
                 "n_filled": by_status[:, _FILLED],
-                "n_blocked": by_status[:, _RISK],
+                "n_blocked": by_status[:, _RISK] + by_status[:, OUTCOME_BLOCKED],
                 "n_missing_price": by_status[:, _NO_PRICE],
                 "n_canceled": by_status[:, _CANCELED],
                 "n_partial": per_run((status == _CANCELED) & (fq > 0)).astype(np.int64),
@@ -451,12 +453,10 @@ class Simulation:
                 "net_exposure": net / end_value,
                 "n_positions": n_positions.astype(np.int64),
             })
-        masks = len(_MASK_NAMES)
-        by_mask = np.bincount(run * masks + o["risk"], minlength=D * P * masks).reshape(D * P, masks)
-        bits = (np.arange(masks)[:, None] >> np.arange(len(RISK_CODES))[None, :]) & 1
-        blocked = by_mask @ bits
+        present = int(np.bitwise_or.reduce(o["risk"])) if len(o["risk"]) else 0
         for i, code in enumerate(RISK_CODES):
-            cols[f"blocked_{code}"] = blocked[:, i].astype(np.int64)
+            cols[f"blocked_{code}"] = (per_run((o["risk"] >> i) & 1).astype(np.int64) if present >> i & 1
+                                       else np.zeros(D * P, dtype=np.int64))
         return pd.DataFrame(cols)
 
     @cached_property
@@ -478,7 +478,7 @@ class Simulation:
             "symbols": len(self.universe),
             "orders": int(len(st)),
             "filled": int((st == _FILLED).sum()),
-            "blocked": int((st == _RISK).sum()),
+            "blocked": int(((st == _RISK) | (st == OUTCOME_BLOCKED)).sum()),
             "missing_price": int((st == _NO_PRICE).sum()),
             "canceled": int((st == _CANCELED).sum()),
             "partially_filled": int(((st == _CANCELED) & (self.filled_qty > 0)).sum()),

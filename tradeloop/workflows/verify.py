@@ -36,10 +36,12 @@ import numpy as np
 import pandas as pd
 
 from ..core.digest import (
+    DECISIONS_SINCE,
     DIGEST_PREFIX,
     EXECUTE_EVENT,
     FILL_DIGEST_COLUMNS,
     RECORD_KEYS,
+    decisions_digest,
     frame_digest,
     payload_version,
     record_digests,
@@ -140,15 +142,30 @@ def replay_run(store: Store, run_id: str) -> Replay:
         rejects, events = risk_rejections(orders, check.blocked)
         orders.loc[rejects.index, ["status", "reject_reason"]] = rejects[["status", "reject_reason"]]
         return Replay(run_id, "blocked", orders, no_fills, events, outcome)
+    working, rejected, rejected_events = orders, orders.iloc[:0], no_events
+    if check.rejected is not None and len(check.rejected):  # risk rejected these one by one; the rest executed
+        rejected, rejected_events = risk_rejections(orders, check.rejected)
+        rejected_events = rejected_events.assign(step=None).loc[:, ["client_order_id", "step", *_EVENT_COLUMNS]]
+        working = orders.drop(index=rejected.index)
     if run.dry_run:
-        return Replay(run_id, "done", orders, no_fills, no_events, outcome)
+        return Replay(run_id, "done", _with_rejected(orders, rejected), no_fills, rejected_events, outcome)
     try:
-        result = provider.execute(run, with_market_data(orders, snapshot), False)
+        result = provider.execute(run, with_market_data(working, snapshot), False)
     except Exception as exc:  # the stored run must have failed the same way
         error = str(exc) if isinstance(exc, TradeloopError) else f"{type(exc).__name__}: {exc}"
         return Replay(run_id, "failed", orders, no_fills, no_events, outcome, error)
-    return Replay(run_id, "done", result.orders, result.fills.loc[:, list(_FILL_COLUMNS)],
-                  result.events.loc[:, ["client_order_id", "step", *_EVENT_COLUMNS]], outcome)
+    events = result.events.loc[:, ["client_order_id", "step", *_EVENT_COLUMNS]]
+    if len(rejected):
+        events = pd.concat([rejected_events, events], ignore_index=True)
+    return Replay(run_id, "done", pd.concat([rejected, result.orders]) if len(rejected) else result.orders,
+                  result.fills.loc[:, list(_FILL_COLUMNS)], events, outcome)
+
+
+def _with_rejected(orders: pd.DataFrame, rejected: pd.DataFrame) -> pd.DataFrame:
+    if len(rejected):
+        orders = orders.copy()
+        orders.loc[rejected.index, ["status", "reject_reason"]] = rejected[["status", "reject_reason"]]
+    return orders
 
 
 def _cell(value):
@@ -360,6 +377,8 @@ def execute_record_problems(row: dict, orders: pd.DataFrame, fills: pd.DataFrame
             problems.append(f"{key}: database has {row[key]!r}, audit record has {last[key]!r}")
     if payload_version(last) >= 2:
         problems += _record_problems(row, last, record)
+    if payload_version(last) >= DECISIONS_SINCE and record is not None:
+        problems += _decision_problems(last, record["risk_decisions"])
     if attempts and int(row["attempts"]) != len(events):
         problems.append(f"attempts: run has {row['attempts']} attempt(s) but {len(events)} audit event(s)")
     return problems
@@ -384,6 +403,15 @@ def _record_problems(row: dict, last: dict, record: dict | None) -> list[str]:
             problems.append(f"{key}: its last audit event (attempt {last.get('attempt')}) does not match "
                             f"{_RECORD_WHAT[key]}")
     return problems
+
+
+def _decision_problems(last: dict, decisions: pd.DataFrame) -> list[str]:
+    """The run's stored risk decisions against its last execute event (version 3 on): an edited, added or deleted
+    ``risk_decisions`` row is a difference."""
+    if decisions_digest(decisions) == last.get("risk_decisions_digest"):
+        return []
+    return [f"risk_decisions: its last audit event (attempt {last.get('attempt')}) does not match the stored risk "
+            f"decisions (database has {len(decisions)} row(s), audit record has {last.get('risk_decisions')!r})"]
 
 
 def audit_check(db_path: str | Path | None, run_id: str) -> list[str]:
