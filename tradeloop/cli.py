@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 import pandas as pd
 
+from .core.controls import describe
 from .core.lifecycle import lifecycle_paths, replay_order_events
 from .core.snapshot import load_snapshot_file
 from .core.validate import read_table
@@ -362,6 +363,7 @@ def show(run_id, order_id, all_orders, limit, db, as_json):
         fills = store.fills(run_id)
         audit = store.audit_events(run_id)
         events = store.order_events(run_id)
+        decisions = store.risk_decisions(run_id)
         model_version = store.load_snapshot(row["snapshot_id"]).model_version
     if order_id is not None:
         _show_order(run_id, order_id, orders, fills, events, as_json)
@@ -372,7 +374,7 @@ def show(run_id, order_id, all_orders, limit, db, as_json):
             **result.to_dict(), "params": params, "attempts": row["attempts"], "model_version": model_version,
             "order_rows": _frame_records(orders), "fill_rows": _frame_records(fills),
             "audit_events": [{**e, "payload": json.loads(e["payload"])} for e in _frame_records(audit)],
-            "order_events": _frame_records(events),
+            "order_events": _frame_records(events), "risk_decisions": _decision_records(decisions),
         }, sort_keys=True, default=str))
         return
     limit = limit or (len(orders) if all_orders else 10)
@@ -380,6 +382,28 @@ def show(run_id, order_id, all_orders, limit, db, as_json):
     click.echo(f"model     {model_version}  attempts {row['attempts']}  created {row['created_at']}"
                f"  finished {row['finished_at'] or '-'}")
     _show_summary(params, orders, fills, audit, events, limit, all_orders)
+    _show_decisions(decisions, limit)
+
+
+def _decision_records(decisions: pd.DataFrame) -> list[dict]:
+    """Risk decisions as JSON records: the stored columns (``limit_value`` as ``limit``) and their ``text``."""
+    frame = decisions.rename(columns={"limit_value": "limit"})
+    records = _frame_records(frame)
+    for r in records:
+        r["text"] = describe(r["symbol"], r["side"], r["rule"], r["action"], r["observed"], r["limit"],
+                             int(r["qty_before"]), int(r["qty_after"]))
+    return records
+
+
+def _show_decisions(decisions: pd.DataFrame, limit: int) -> None:
+    """The risk decisions of a run or simulation, one sentence each (the first ``limit``)."""
+    records = _decision_records(decisions)
+    click.echo(f"\nrisk decisions ({len(records)})")
+    for r in records[:limit]:
+        when = f"{str(r['date'])[:10]} " if r.get("date") else ""
+        click.echo(f"  {when}{r['text']}")
+    if len(records) > limit:
+        click.echo(f"  … {len(records) - limit} more (all: --json)")
 
 
 def _show_summary(params, orders, fills, audit, events, limit: int, all_orders: bool) -> None:
@@ -434,8 +458,9 @@ def _show_simulation(store: Store, simulation_id: str, as_json: bool) -> None:
         "final_value": [round(float(v), 2) for v in runs.groupby("portfolio")["end_value"].last()],
         "created_at": str(sim["created_at"]),
     }
+    decisions = store.simulation_decisions(simulation_id)
     if as_json:
-        click.echo(_dumps(totals, sort_keys=True))
+        click.echo(_dumps({**totals, "risk_decisions": _decision_records(decisions)}, sort_keys=True, default=str))
         return
     click.echo(f"simulation {simulation_id}  (model {totals['model_version']}, created {totals['created_at']})")
     click.echo(f"dates      {totals['dates']}  {totals['first_date']} .. {totals['last_date']}  symbols "
@@ -445,6 +470,7 @@ def _show_simulation(store: Store, simulation_id: str, as_json: bool) -> None:
     click.echo(f"notional   bought {totals['buy_notional']:,.2f}  sold {totals['sell_notional']:,.2f}  commission "
                f"{totals['commission']:,.2f}")
     click.echo(f"final      value {', '.join(f'{v:,.2f}' for v in totals['final_value'])}")
+    _show_decisions(decisions, 10)
 
 
 @cli.command(cls=_Command)

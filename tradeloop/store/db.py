@@ -410,6 +410,12 @@ class Store:
             return run_rows.replace_risk_decisions(self.con, run_id, decisions)
 
     @_in_session
+    def simulation_decisions(self, simulation_id: str) -> pd.DataFrame:
+        """A stored simulation's risk decisions: date, portfolio, run_id, then the columns of
+        :meth:`risk_decisions`, ordered by date, portfolio, symbol, rule."""
+        return sim_rows.simulation_decisions(self.con, simulation_id)
+
+    @_in_session
     def risk_decisions(self, run_id: str) -> pd.DataFrame:
         """A run's risk decisions: client_order_id, symbol, side, rule, observed, limit_value, action, qty_before,
         qty_after (one row per order and rule), ordered by client_order_id then rule."""

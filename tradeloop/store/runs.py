@@ -155,6 +155,11 @@ def integrity(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple]]:
         out["rows_without_run"] += [(table, *r) for r in con.execute(
             f"SELECT run_id, count(*) FROM {table} t WHERE NOT EXISTS (SELECT 1 FROM trade_runs r "
             "WHERE r.run_id = t.run_id) GROUP BY 1 ORDER BY 1").fetchall()]
+    # a run's decisions need its run, a simulation's its simulation
+    out["rows_without_run"] += [("risk_decisions", *r) for r in con.execute(
+        "SELECT coalesce(simulation_id, run_id), count(*) FROM risk_decisions t WHERE CASE WHEN simulation_id IS NULL "
+        "THEN NOT EXISTS (SELECT 1 FROM trade_runs r WHERE r.run_id = t.run_id) ELSE NOT EXISTS (SELECT 1 FROM "
+        "simulations s WHERE s.simulation_id = t.simulation_id) END GROUP BY 1 ORDER BY 1").fetchall()]
     return out
 
 

@@ -52,9 +52,14 @@ DIGESTS = {
     "simulation_shortfall": ("shortfall_digest", "shortfall_rows", (
         "level", "date", "portfolio", "symbol", "sector", "item", "weight_gap", "abs_weight_gap", "contribution",
         "amount"), ("level", "date", "portfolio", "symbol", "item")),
+    # every risk decision (skip, resize, reject, block) of the simulation; saved before decisions: none
+    "risk_decisions": ("decisions_digest", "decisions", ("date", "portfolio", "run_id", "client_order_id", "symbol",
+                                                         "side", "rule", "observed", "limit_value", "action",
+                                                         "qty_before", "qty_after"),
+                       ("date", "portfolio", "symbol", "rule")),
 }
 #: Digests a simulation saved before that table existed does not record (checked only when it has rows).
-LATER_DIGESTS = {"shortfall_digest": 8}
+LATER_DIGESTS = {"shortfall_digest": 8, "decisions_digest": 9}
 
 
 def simulation_digests(tables: dict[str, pa.Table]) -> dict[str, str]:
@@ -92,8 +97,9 @@ def simulation_tables(con, simulation_id: str) -> dict[str, pa.Table]:
     with warnings.catch_warnings():  # DuckDB suggests con.sql, which refuses to run after a partly fetched result
         warnings.filterwarnings("ignore", "Arrow output on a DB-API result", UserWarning)
         for table, (_, _, columns, order) in DIGESTS.items():
+            sort = ", ".join(order) + (", client_order_id" if table == "risk_decisions" else "")
             out[table] = con.execute(f"SELECT {', '.join(columns)} FROM {table} WHERE simulation_id = ? "
-                                     f"ORDER BY {', '.join(order)}", [simulation_id]).to_arrow_table()
+                                     f"ORDER BY {sort}", [simulation_id]).to_arrow_table()
     return out
 
 
@@ -175,7 +181,8 @@ def _write(store, rec: SimulationRecord) -> dict:
     )
     store.append_audit(rec.simulation_id, SIM_EVENT, {
         **info, **digests, "inputs_digest": rec.inputs_digest, "runs": counts["simulation_runs"],
-        "order_fills": counts["simulation_order_fills"], "shortfall_rows": counts["simulation_shortfall"]})
+        "order_fills": counts["simulation_order_fills"], "shortfall_rows": counts["simulation_shortfall"],
+        "decisions": counts["risk_decisions"]})
     return counts
 
 
@@ -191,9 +198,12 @@ def _tables(sim) -> dict[str, pa.Table]:
     if fills.num_rows:
         fills = fills.sort_by([(c, "ascending") for c in ("date", "portfolio", "order_key", "seq")
                                if c in fills.column_names])
+    decisions = sim.risk_decisions.rename(columns={"limit": "limit_value"})
+    decisions = decisions.sort_values(["date", "portfolio", "symbol", "rule", "client_order_id"], kind="stable")
     return {"simulation_orders": sim.orders_arrow(),
             "simulation_runs": pa.Table.from_pandas(runs, preserve_index=False),
-            "simulation_order_fills": fills, "simulation_shortfall": sim.shortfall_arrow()}
+            "simulation_order_fills": fills, "simulation_shortfall": sim.shortfall_arrow(),
+            "risk_decisions": pa.Table.from_pandas(decisions, preserve_index=False)}
 
 
 def shortfall_rows(con, simulation_id: str) -> pd.DataFrame:
@@ -224,6 +234,13 @@ def simulations(con) -> pd.DataFrame:
 def simulation_runs(con, simulation_id: str) -> pd.DataFrame:
     return con.execute("SELECT * FROM simulation_runs WHERE simulation_id = ? ORDER BY date, portfolio",
                        [simulation_id]).df()
+
+
+def simulation_decisions(con, simulation_id: str) -> pd.DataFrame:
+    """A simulation's risk decisions (``risk_decisions`` rows), ordered by date, portfolio, symbol, rule."""
+    return con.execute("SELECT date, portfolio, run_id, client_order_id, symbol, side, rule, observed, limit_value, "
+                       "action, qty_before, qty_after FROM risk_decisions WHERE simulation_id = ? ORDER BY date, "
+                       "portfolio, symbol, rule, client_order_id", [simulation_id]).df()
 
 
 def simulation_orders(con, simulation_id: str, run_id: str | None = None) -> pd.DataFrame:

@@ -20,7 +20,8 @@ from ..display import facts_html, short_repr
 from ..core.digest import canonical_json
 from ..core.engine import average_fill_price
 from ..core.risk import RISK_CODES
-from ..core.sizing import hash_strings
+from ..core.controls import ACTION_NAMES, RULE_BITS
+from ..core.sizing import hash_strings, order_keys
 from ..core.sizing import combine_keys, format_client_order_ids, limit_prices
 from .params import RunParams
 
@@ -43,6 +44,9 @@ SIM_ORDER_COLUMNS = (
     "sector", "lot_size", "target_weight", "current_qty", "target_qty", "untrimmed_qty", "status", "filled_qty",
     "n_fills", "avg_fill_price", "fill_price", "commission", "risk_codes", "reject_reason",
 )
+#: Columns of :attr:`Simulation.risk_decisions`.
+DECISION_COLUMNS = ("date", "portfolio", "run_id", "client_order_id", "symbol", "side", "rule", "observed", "limit",
+                    "action", "qty_before", "qty_after")
 #: Columns of :attr:`Simulation.summary`.
 SIM_SUMMARY_COLUMNS = (
     "date", "portfolio", "run_id", "portfolio_value", "cash_before", "n_orders", "n_filled", "n_blocked",
@@ -234,6 +238,35 @@ class Simulation:
         sym = o["pos"] if len(self.portfolios) == 1 else o["pos"] % S
         return combine_keys(first[self._order_run] ^ h_sym[sym],
                             h_side[o["sell"].astype(np.intp)], h_mv)
+
+    @cached_property
+    def risk_decisions(self) -> pd.DataFrame:
+        """Every risk decision of the simulation (:func:`tradeloop.core.controls.decide`): :data:`DECISION_COLUMNS`,
+        one row per (order, rule), ordered by date, portfolio, symbol, rule. ``action`` is skip, resize, reject or
+        block; ``qty_after`` 0 means the order was not sent (or was rejected)."""
+        d = self.decisions_raw
+        if d is None:
+            d = {k: np.zeros(0, dtype=np.int64) for k in ("t", "pos", "rule", "action", "qty_before", "qty_after")}
+            d.update(observed=np.zeros(0), limit=np.zeros(0), sell=np.zeros(0, dtype=bool))
+        S = len(self.universe)
+        t, pos = d["t"].astype(np.int64), d["pos"].astype(np.int64)
+        order = np.lexsort((d["rule"], pos % S, pos // S, t))
+        t, pos = t[order], pos[order]
+        runs = self.run_ids[self._run_index(t, pos)] if len(t) else np.zeros(0, dtype=object)
+        symbols = self.universe[pos % S] if len(t) else np.zeros(0, dtype=object)
+        sides = np.where(d["sell"][order], "SELL", "BUY").astype(object)
+        rule_names = np.array([None] * (max(RULE_BITS.values()) + 1), dtype=object)
+        for name, bit in RULE_BITS.items():
+            rule_names[bit] = name
+        cols = {"date": self.dates[t], "portfolio": self.portfolios[pos // S] if self.named_portfolios
+                else np.full(len(t), "", dtype=object), "run_id": runs,
+                "client_order_id": format_client_order_ids(symbols, sides, order_keys(
+                    runs, symbols, sides, self.model_version)) if len(t) else np.zeros(0, dtype=object),
+                "symbol": symbols, "side": sides, "rule": rule_names[d["rule"][order].astype(np.intp)],
+                "observed": d["observed"][order], "limit": d["limit"][order],
+                "action": np.array(ACTION_NAMES, dtype=object)[d["action"][order].astype(np.intp)],
+                "qty_before": d["qty_before"][order], "qty_after": d["qty_after"][order]}
+        return pd.DataFrame(cols, columns=list(DECISION_COLUMNS))
 
     def client_order_ids(self, rows: np.ndarray | slice | None = None) -> np.ndarray:
         """Readable ``client_order_id`` text for the given order rows (all by default; costly for millions)."""
