@@ -6,6 +6,8 @@ Arithmetic is written in the same order as the vectorized kernels so that result
 (``np.round``) is used where the models use it, because Python's ``round`` rounds differently.
 Single portfolio only. Liquidity (``VolumeParticipation``) and ``params.steps`` are worked order by order, step by
 step, as the mock venue's rules say: each step fills at most the cap, the rest is canceled at the date's close.
+The rebalancing controls (band, dust, restricted, ADV, max_orders, turnover) and the breach policy
+(``risk.on_breach``: block, reject, resize, skip) are applied order by order in the documented stage order.
 """
 
 from __future__ import annotations
@@ -21,6 +23,120 @@ from tradeloop.venue.slippage import FixedBpsSlippage, NoSlippage
 from tradeloop.workflows.params import RunParams
 
 EPS = 1e-9
+RTOL = 1e-9
+#: The default action of each rule in a simulation (docs/params.md).
+SIM_DEFAULTS = {"max_order_notional": "reject", "max_position_ratio": "reject", "single_name_cap": "reject",
+                "sector_cap": "reject", "max_gross_exposure": "reject", "no_short": "reject", "max_turnover": "resize",
+                "restricted": "reject", "max_adv_participation": "resize", "max_orders": "reject"}
+
+
+def _exceeds(x: float, limit: float) -> bool:
+    return x > limit + RTOL * abs(limit)
+
+
+def _below(x: float, limit: float) -> bool:
+    return x < limit - RTOL * abs(limit)
+
+
+def _lots(qty: float, lot: int) -> int:
+    """Whole lots in ``qty`` shares, as shares (>= 0)."""
+    return max(math.floor(qty / lot + EPS), 0) * lot
+
+
+def _controls(book: list, lim, act, pv: float, adv: dict) -> bool:
+    """The control stages on the date's orders (dicts with ``s, w, px, lot, cur, q, sell, priced, live, codes``);
+    returns whether the date is blocked."""
+    blocked = False
+
+    def breach(o, rule):
+        nonlocal blocked
+        o["codes"].append(rule)
+        o["live"] = False
+        blocked = blocked or act(rule) == "block"
+
+    for o in book:
+        o["cand"] = o["live"] and o["priced"] and not (o["w"] == 0 and o["cur"] != 0 and o["cur"] + o["d0"] == 0)
+    for o in book:
+        if not o["cand"]:
+            continue
+        drift = abs(o["w"] - o["cur"] * o["px"] / pv)
+        skip = lim.no_trade_band is not None and _below(drift, lim.no_trade_band)
+        if not skip and lim.no_trade_band_relative is not None and o["w"] != 0:
+            skip = _below(drift / abs(o["w"]), lim.no_trade_band_relative)
+        if not skip and lim.min_order_qty is not None:
+            skip = _below(float(o["q"]), lim.min_order_qty)
+        if not skip and lim.min_order_notional is not None:
+            skip = _below(o["q"] * o["px"], lim.min_order_notional)
+        if skip:
+            o["q"], o["live"], o["order"] = 0, False, False
+    if lim.restricted:
+        for o in book:
+            if o["live"] and (o["s"] in lim.restricted.get("no_trade", []) or
+                              (o["s"] in lim.restricted.get("no_buy", []) and not o["sell"])):
+                breach(o, "restricted")
+    if lim.max_adv_participation is not None:
+        frac = lim.max_adv_participation
+        for o in book:
+            if not (o["live"] and o["priced"]):
+                continue
+            a = adv.get(o["s"], math.nan)
+            if math.isnan(a):
+                raise ValueError(f"adv is missing for {o['s']}")
+            cap = frac * a
+            if _exceeds(o["q"], cap):
+                if act("max_adv_participation") == "resize":
+                    new = _lots(cap, o["lot"])
+                    if new > 0 and _exceeds(new, cap):
+                        new -= o["lot"]
+                    _resize(o, min(new, o["q"]))
+                else:
+                    breach(o, "max_adv_participation")
+    if lim.max_orders is not None:
+        live = [(i, o) for i, o in enumerate(book) if o["live"]]
+        live.sort(key=lambda io: (-(io[1]["q"] * io[1]["px"]), io[0]))
+        for _, o in live[lim.max_orders:]:
+            breach(o, "max_orders")
+    if lim.max_turnover is not None:
+        cap = lim.max_turnover
+        total = 0.0
+        for o in book:
+            if o["live"]:
+                total += o["q"] * o["px"]
+        if _exceeds(total / pv, cap):
+            rows = [o for o in book if o["live"] and o["q"] * o["px"] > 0]
+            if act("max_turnover") != "resize":
+                for o in rows:
+                    breach(o, "max_turnover")
+            else:
+                factor = cap * pv / (total if total > 0 else 1.0)
+                new = [_lots(o["q"] * factor, o["lot"]) for o in rows]
+                after = 0.0
+                for o, n in zip(rows, new):
+                    after += n * o["px"]
+                if _exceeds(after / pv, cap):
+                    new = [math.floor(o["q"] * factor / o["lot"]) * o["lot"] for o in rows]
+                for o, n in zip(rows, new):
+                    if n < o["q"]:
+                        _resize(o, n)
+    return blocked
+
+
+def _resize(o: dict, new: int) -> None:
+    o["q"] = max(0, min(new, o["q"]))
+    if o["q"] == 0:
+        o["live"], o["order"] = False, False
+
+
+def _resize_target(rule: str, o: dict, lim: float, pv: float) -> int:
+    lot, px, cur = o["lot"], o["px"], o["cur"]
+    if rule == "max_order_notional":
+        q = _lots(lim / px, lot)
+        return q - lot if q > 0 and _exceeds(q * px, lim) else q
+    if rule == "no_short":
+        return _lots(max(cur, 0), lot)
+    sign = -1 if o["sell"] else 1
+    q = _lots(lim * pv / px - sign * cur, lot)
+    return q - lot if q > 0 and _exceeds(abs(cur + sign * q) * px / pv, lim) else q
 
 
 def _fill_price(model, buy: bool, price: float) -> float:
@@ -66,13 +182,18 @@ def loop_simulate(weights: pd.DataFrame, prices: pd.DataFrame, *, portfolio_valu
     """
     p = params or RunParams()
     lim = p.risk
+
+    def act(rule: str) -> str:
+        return lim.on_breach.get(rule) or SIM_DEFAULTS.get(rule, "skip")
     w_by_date = {d: dict(zip(g["symbol"].astype(str), g["weight"].astype(float)))
                  for d, g in weights.groupby("date", sort=True, observed=True)}
-    px_by_date, vol_by_date = {}, {}
+    px_by_date, vol_by_date, adv_by_date = {}, {}, {}
     for d, g in prices.groupby("date", sort=True, observed=True):
         rows = {}
         if "volume" in g:
             vol_by_date[d] = dict(zip(g["symbol"].astype(str), g["volume"].astype(float)))
+        if "adv" in g:
+            adv_by_date[d] = dict(zip(g["symbol"].astype(str), g["adv"].astype(float)))
         sec_col = g["sector"].astype(object) if "sector" in g else [None] * len(g)
         lot_col = g["lot_size"] if "lot_size" in g else [p.lot_size] * len(g)
         for s, pr, sec, lot in zip(g["symbol"].astype(str), g["price"].astype(float), sec_col, lot_col):
@@ -99,6 +220,12 @@ def loop_simulate(weights: pd.DataFrame, prices: pd.DataFrame, *, portfolio_valu
         if t == 0:
             pv = float(portfolio_value)
         else:
+            if p.borrow_bps_per_year:  # the short market value held since the previous date, at today's marks
+                short = 0.0
+                for s in universe:
+                    short += min(hold[s], 0) * last_px.get(s, 0.0)
+                held_days = (d - all_dates[t - 1]).total_seconds() / 86_400.0
+                cash_now = cash_now - (-short * (p.borrow_bps_per_year / 1e4) * (held_days / 365.0))
             held = 0.0
             for s in universe:
                 held += hold[s] * last_px.get(s, 0.0)
@@ -142,11 +269,12 @@ def loop_simulate(weights: pd.DataFrame, prices: pd.DataFrame, *, portfolio_valu
                 continue
             sell = delta < 0 or (unsized and w < 0)
             rows.append((s, w, pr, lot, cur, delta, untrimmed, missing, sell))
-        # risk: post-trade book over every symbol
+        # rebalancing controls, then the original rules on the orders left ("live")
+        rows, ctl, blocked = _apply_controls(rows, lim, act, pv, adv_by_date.get(d, {}))
         post_w = {}
         posts = {s: hold[s] for s in universe}
-        for r in rows:
-            if r is not None:
+        for r, c in zip(rows, ctl):
+            if r is not None and c["live"]:
                 s, w, pr, lot, cur, delta, untrimmed, missing, sell = r
                 posts[s] = cur + delta
         gross = 0.0
@@ -159,37 +287,22 @@ def loop_simulate(weights: pd.DataFrame, prices: pd.DataFrame, *, portfolio_valu
             gross += abs(pw)
             key = last_sec.get(s)
             sector_exp[key] = sector_exp.get(key, 0.0) + abs(pw)
-        flows = 0.0
-        for r in rows:
+        flagged = []
+        for r, c in zip(rows, ctl):
             if r is None:
+                flagged.append(None)
+                continue
+            flagged.append(_original_rules(r, c, lim, post_w, gross, sector_exp, last_sec, pv, act))
+            blocked = blocked or any(act(code) == "block" for code in c["codes"])
+        flows = 0.0
+        for r, c in zip(rows, ctl):
+            if r is None or c["q"] == 0 and not c["order"]:
                 continue
             s, w, pr, lot, cur, delta, untrimmed, missing, sell = r
-            qty = abs(delta)
-            post = cur + delta
-            px = 0.0 if missing else pr
-            growing = (not missing) and abs(post) > abs(cur)
-            pw = abs(post_w[s])
-            codes = []
-            if lim.max_order_notional is not None and not missing and qty * px > lim.max_order_notional:
-                codes.append("max_order_notional")
-            if lim.max_position_ratio is not None and growing and pw > lim.max_position_ratio:
-                codes.append("max_position_ratio")
-            cap = lim.single_name_caps.get(s)
-            if lim.single_name_caps and cap is not None and growing and pw > cap:
-                codes.append("single_name_cap")
-            if lim.uses_sectors:
-                sec = last_sec.get(s)
-                cap = lim.sector_caps.get(sec, lim.sector_cap) if sec is not None else lim.sector_cap
-                if sec is None and post != 0:
-                    raise ValueError(f"sector unknown for {s}")
-                if cap is not None and growing and sector_exp[sec] > cap:
-                    codes.append("sector_cap")
-            if lim.max_gross_exposure is not None and growing and gross > lim.max_gross_exposure:
-                codes.append("max_gross_exposure")
-            if not lim.allow_short and (-qty if sell else qty) < 0 and post < 0:
-                codes.append("no_short")
+            qty = c["q"]
+            codes = c["codes"]
             fill_px, comm, status, fq, n_fills, avg = math.nan, 0.0, None, 0, 0, math.nan
-            if codes:
+            if codes or blocked:
                 status = "REJECTED"
             elif missing:
                 status = "REJECTED"
@@ -226,3 +339,67 @@ def loop_simulate(weights: pd.DataFrame, prices: pd.DataFrame, *, portfolio_valu
         cash_now = cash_now + flows
         days.append({"date": d, "portfolio_value": pv, "cash_before": cash_before, "cash_after": cash_now})
     return orders, days
+
+
+def _apply_controls(rows: list, lim, act, pv: float, adv: dict) -> tuple[list, list, bool]:
+    """Rows and a control record per row (``q``, ``live``, ``order``, ``codes``) after the control stages."""
+    ctl = []
+    for r in rows:
+        if r is None:
+            ctl.append({"q": 0, "live": False, "order": False, "codes": []})
+            continue
+        s, w, pr, lot, cur, delta, untrimmed, missing, sell = r
+        ctl.append({"s": s, "w": w, "px": 0.0 if missing else pr, "lot": lot, "cur": cur, "q": abs(delta),
+                    "d0": delta, "sell": sell, "priced": not missing, "live": True, "order": True, "codes": []})
+    book = [c for c in ctl if "s" in c]
+    blocked = _controls(book, lim, act, pv, adv) if lim.controls_active else False
+    out = []
+    for r, c in zip(rows, ctl):
+        if r is None:
+            out.append(None)
+            continue
+        s, w, pr, lot, cur, delta, untrimmed, missing, sell = r
+        out.append((s, w, pr, lot, cur, -c["q"] if sell else c["q"], untrimmed, missing, sell))
+    return out, ctl, blocked
+
+
+def _original_rules(r: tuple, c: dict, lim, post_w: dict, gross: float, sector_exp: dict, last_sec: dict,
+                    pv: float, act) -> None:
+    """The six original rules on one live order: flag it (reject/block) or resize it, by ``act``."""
+    if not c["live"]:
+        return
+    s, w, pr, lot, cur, delta, untrimmed, missing, sell = r
+    qty = c["q"]
+    post = cur + delta
+    px = 0.0 if missing else pr
+    growing = (not missing) and abs(post) > abs(cur)
+    pw = abs(post_w[s])
+    hits = []  # (rule, limit)
+    if lim.max_order_notional is not None and not missing and qty * px > lim.max_order_notional:
+        hits.append(("max_order_notional", lim.max_order_notional))
+    if lim.max_position_ratio is not None and growing and pw > lim.max_position_ratio:
+        hits.append(("max_position_ratio", lim.max_position_ratio))
+    cap = lim.single_name_caps.get(s)
+    if lim.single_name_caps and cap is not None and growing and pw > cap:
+        hits.append(("single_name_cap", cap))
+    if lim.uses_sectors:
+        sec = last_sec.get(s)
+        cap = lim.sector_caps.get(sec, lim.sector_cap) if sec is not None else lim.sector_cap
+        if sec is None and post != 0:
+            raise ValueError(f"sector unknown for {s}")
+        if cap is not None and growing and sector_exp[sec] > cap:
+            hits.append(("sector_cap", cap))
+    if lim.max_gross_exposure is not None and growing and gross > lim.max_gross_exposure:
+        hits.append(("max_gross_exposure", lim.max_gross_exposure))
+    if not lim.allow_short and (-qty if sell else qty) < 0 and post < 0:
+        hits.append(("no_short", 0.0))
+    hard = [rule for rule, _ in hits if act(rule) != "resize"]
+    if hard:
+        c["codes"] += hard
+        c["live"] = False
+        return
+    target = qty
+    for rule, limit in hits:
+        target = min(target, _resize_target(rule, c, limit, pv))
+    if target < qty:
+        _resize(c, target)

@@ -120,6 +120,8 @@ review.verdict
 """, "verdict"),
     md("## Risk outcome"),
     code("review.risk_table", CHECK_TAG),
+    md("## Risk decisions\nEvery order a risk rule skipped, resized, rejected or blocked, with the rule and its limit."),
+    code("review.decisions_table"),
     md("## By side and sector"),
     code("review.by_side", CHECK_TAG),
     code("review.by_sector"),

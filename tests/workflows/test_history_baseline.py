@@ -42,13 +42,13 @@ def histories(draw):
             # thin volumes so that a participation cap binds; NaN = unknown volume
             volume = draw(st.sampled_from([float("nan"), 0.0, 150.0, 1_000.0, 4_321.0, 1e9]))
             prows.append({"date": d, "symbol": s, "price": price, "sector": sectors[s], "lot_size": lots[s],
-                          "volume": volume})
+                          "volume": volume, "adv": draw(st.sampled_from([0.0, 300.0, 5_000.0, 1e7]))})
     if not rows:
         rows = [{"date": dates[0], "symbol": symbols[0], "weight": 0.0}]
     for d in dates:  # every date needs one price row
         if not any(r["date"] == d for r in prows):
             prows.append({"date": d, "symbol": symbols[0], "price": 10.0, "sector": sectors[symbols[0]],
-                          "lot_size": lots[symbols[0]], "volume": 500.0})
+                          "lot_size": lots[symbols[0]], "volume": 500.0, "adv": 5_000.0})
     weights = pd.DataFrame(rows)
     weights = weights.loc[weights["date"].isin(dates)]
     prices = pd.DataFrame(prows)
@@ -62,6 +62,29 @@ def histories(draw):
         "max_gross_exposure": draw(opt(st.floats(0.3, 1.2))),
         "allow_short": allow_short,
     }
+    if draw(st.booleans()):  # rebalancing controls and breach policies
+        risk.update({
+            "min_order_notional": draw(opt(st.floats(10, 5_000))),
+            "min_order_qty": draw(opt(st.integers(1, 60))),
+            "no_trade_band": draw(opt(st.floats(0.001, 0.05))),
+            "no_trade_band_relative": draw(opt(st.floats(0.01, 0.5))),
+            "max_turnover": draw(opt(st.floats(0.05, 1.5))),
+            "restricted": draw(st.fixed_dictionaries({}, optional={
+                "no_buy": st.lists(st.sampled_from(symbols), max_size=2),
+                "no_trade": st.lists(st.sampled_from(symbols), max_size=1)})),
+            "max_adv_participation": draw(opt(st.floats(0.01, 1.0))),
+            "max_orders": draw(opt(st.integers(1, 5))),
+            "on_breach": draw(st.fixed_dictionaries({}, optional={
+                "max_order_notional": st.sampled_from(["block", "reject", "resize"]),
+                "max_position_ratio": st.sampled_from(["reject", "resize"]),
+                "single_name_cap": st.sampled_from(["reject", "resize"]),
+                "no_short": st.sampled_from(["reject", "resize"]),
+                "sector_cap": st.sampled_from(["block", "reject"]),
+                "max_turnover": st.sampled_from(["resize", "block"]),
+                "restricted": st.sampled_from(["reject", "block"]),
+                "max_adv_participation": st.sampled_from(["resize", "reject", "block"]),
+                "max_orders": st.sampled_from(["reject", "block"])})),
+        })
     limit = draw(st.booleans())
     liquidity = draw(st.one_of(
         st.just({"model": "NoLiquidityLimit"}),
@@ -79,6 +102,7 @@ def histories(draw):
             {"model": "BpsCommission", "bps": 2}])),
         "liquidity": liquidity,
         "steps": draw(st.integers(1, 4)),
+        "borrow_bps_per_year": draw(st.sampled_from([0.0, 0.0, 50.0, 300.0])),
     })
     positions = {s: draw(st.sampled_from([0, 0, 10, 100, 35])) for s in symbols}
     value = draw(st.sampled_from([10_000.0, 250_000.0, 1_000_000.0]))

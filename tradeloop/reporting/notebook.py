@@ -154,6 +154,10 @@ class Review:
         return tables.risk_table(self.report)
 
     @cached_property
+    def decisions_table(self) -> tables.Table:
+        return tables.decisions_table(self.report)
+
+    @cached_property
     def by_side(self) -> tables.Table:
         return tables.side_summary(self.report)
 

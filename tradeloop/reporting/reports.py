@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ..display import facts_html, preview_html, short_repr
+from ..core.controls import describe
 from ..core.snapshot import load_snapshot_file
 from ..core.validate import read_table
 from ..errors import ValidationError
@@ -90,6 +91,9 @@ class RunReport:
     audit : DataFrame
         The run's audit events in chain order: ``seq, event_type, attempt, previous_status, status, orders,
         fills, notional, error``.
+    decisions : DataFrame
+        Every risk decision (``risk_decisions``): ``symbol, side, rule, action, qty_before, qty_after, observed,
+        limit, text`` (``text``: the decision as a sentence), ordered by symbol and rule.
     """
 
     result: RunResult
@@ -102,6 +106,7 @@ class RunReport:
     sectors: pd.DataFrame
     cash: pd.DataFrame
     audit: pd.DataFrame
+    decisions: pd.DataFrame = field(default_factory=lambda: decisions_view(pd.DataFrame()))
 
     @property
     def run_id(self) -> str:
@@ -246,7 +251,19 @@ def _report(store: Store, run_id: str) -> RunReport:
     orders = store.orders(run_id)
     fills = store.fills(run_id)
     audit = store.audit_events(run_id)
-    return _build_report(result, snapshot.portfolio_value, book, orders, fills, outcome, audit)
+    report = _build_report(result, snapshot.portfolio_value, book, orders, fills, outcome, audit)
+    return replace(report, decisions=decisions_view(store.risk_decisions(run_id)))
+
+
+def decisions_view(decisions: pd.DataFrame) -> pd.DataFrame:
+    """A run's stored risk decisions for people: the columns of :attr:`RunReport.decisions`."""
+    cols = ["symbol", "side", "rule", "action", "qty_before", "qty_after", "observed", "limit", "text"]
+    if decisions.empty:
+        return pd.DataFrame(columns=cols)
+    frame = decisions.rename(columns={"limit_value": "limit"}).sort_values(["symbol", "rule"], kind="stable")
+    frame["text"] = [describe(r.symbol, r.side, r.rule, r.action, r.observed, r.limit, int(r.qty_before),
+                              int(r.qty_after)) for r in frame.itertuples()]
+    return frame.loc[:, cols].reset_index(drop=True)
 
 
 def _build_report(result, portfolio_value, book, orders, fills, outcome, audit) -> RunReport:

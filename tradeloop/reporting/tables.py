@@ -83,6 +83,16 @@ def risk_table(report) -> Table:
     return Table(caption, frame)
 
 
+def decisions_table(report) -> Table:
+    """Every risk decision of a run (skip, resize, reject, block), one sentence per order and rule."""
+    d = report.decisions
+    if not len(d):
+        return Table("no risk decision: every order was sent as sized", pd.DataFrame())
+    counts = ", ".join(f"{k} {v}" for k, v in d["action"].value_counts().sort_index().items())
+    return Table(f"{len(d)} risk decision(s) ({counts}), one row per order and rule:",
+                 d.loc[:, ["text", "rule", "action", "qty_before", "qty_after", "observed", "limit"]])
+
+
 def order_notional(orders: pd.DataFrame) -> pd.Series:
     """``qty × price`` of each order (its reference price; 0 when it has none)."""
     return (orders["qty"] * orders["price"].fillna(0.0)).astype(float)

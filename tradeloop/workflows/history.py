@@ -729,6 +729,8 @@ def _run_dates(h: HistoryInputs, rules: _Rules, progress: bool, grouped: bool = 
     hold, cash = h.hold0.copy(), h.cash0
     day = {k: np.empty((D, P)) for k in ("pv", "cash_before", "cash_after", "gross", "net")}
     day["npos"] = np.empty((D, P), dtype=np.int64)
+    borrow = rules.params.borrow_bps_per_year > 0
+    day["borrow"] = np.zeros((D, P))
     orders = Buffers(len(h.wvalue) + P * h.S, _order_columns(rules))
     fills = Buffers(len(h.wvalue), {"order": np.int64, "seq": np.int32, "qty": np.int64, "commission": np.float64}) \
         if rules.limited else None
@@ -745,6 +747,10 @@ def _run_dates(h: HistoryInputs, rules: _Rules, progress: bool, grouped: bool = 
         price, lot, mark, sec, vol = market.prices(t)
         ledger.period(mark)  # the previous date's period ends at this date's marks
         marks = mark if rules.recover and not market.has_nan_price else np.nan_to_num(mark)
+        if borrow and t:  # short market value held since the previous date, at today's marks
+            day["borrow"][t] = borrow_cost(hold, marks, group, P, rules.params.borrow_bps_per_year,
+                                           h.dates[t] - h.dates[t - 1])
+            cash = cash - day["borrow"][t]
         pv = h.pv0 if t == 0 else cash + np.bincount(group, weights=hold * marks, minlength=P)
         day_in = (weight, price, lot, sec, None if h.padv is None else market.adv(t))
         oi, sell, qty, untrimmed, risk, cash, sized, held, dec = _orders_of_day(rules, h, t, day_in, hold, pv, cash)
@@ -800,6 +806,15 @@ def _resized(dec, oi: np.ndarray) -> tuple | None:
         return None
     return (np.searchsorted(oi, dec.row[keep]), _RULE_NAMES[dec.rule[keep]], dec.qty_before[keep],
             dec.qty_after[keep])
+
+
+def borrow_cost(hold: np.ndarray, marks: np.ndarray, group: np.ndarray, P: int, bps_per_year: float,
+                held: np.timedelta64) -> np.ndarray:
+    """Borrow cost per portfolio: ``|short market value| × bps_per_year / 1e4 × days held / 365`` (calendar days,
+    fractions included), the short market value at the marks of the date the cost is charged."""
+    short = np.bincount(group, weights=np.minimum(hold, 0) * marks, minlength=P)
+    days = held / np.timedelta64(1, "s") / 86_400.0
+    return -short * (bps_per_year / 1e4) * (days / 365.0)
 
 
 def _keep_decisions(buffers: Buffers, t: int, dec) -> None:
@@ -894,6 +909,7 @@ def run_history(h: HistoryInputs, params: RunParams, *, model_version: str, simu
         dates=h.dates, universe=h.universe, portfolios=h.portfolios, named_portfolios=h.named, sectors=h.sectors,
         params=params, model_version=model_version, portfolio_value=h.pv0, initial_cash=h.cash0,
         initial_positions=h.hold0, orders_raw=out["orders"], day_pv=day["pv"], day_cash_before=day["cash_before"],
+        day_borrow=day["borrow"],
         day_cash_after=day["cash_after"], day_holdings=(day["gross"], day["net"], day["npos"]),
         given_id=simulation_id, fills_raw=out["fills"], _digest_parts=h.digest_parts(), ledger=out["ledger"],
         decisions_raw=out["decisions"],

@@ -13,7 +13,8 @@ Keys (all optional; unknown keys are refused by name)::
       "slippage": {"model": "FixedBpsSlippage", "bps": 5},
       "commission": {"model": "PerShareCommission", "rate": 0.005, "minimum": 1.0},
       "liquidity": {"model": "VolumeParticipation", "max_rate": 0.1},
-      "steps": 1                      # time in force: execution steps before open orders are CANCELED
+      "steps": 1,                     # time in force: execution steps before open orders are CANCELED
+      "borrow_bps_per_year": 0        # simulations: borrow cost on the short market value, per period held
     }
 """
 
@@ -53,6 +54,8 @@ class RunParams:
     commission: CommissionModel = field(default_factory=NoCommission)
     liquidity: LiquidityModel = field(default_factory=NoLiquidityLimit)
     steps: int = 1
+    #: simulations: cost of borrowing shares, charged on the short market value for each period held
+    borrow_bps_per_year: float = 0.0
 
     def __post_init__(self):
         check_whole("params.steps", self.steps, maximum=MAX_STEPS)
@@ -71,6 +74,7 @@ class RunParams:
             raise ValidationError("params.order_type is 'LIMIT' but params.limit_offset_bps is not set")
         if self.cash is not None:
             check_number("params.cash", self.cash, minimum=float("-inf"))
+        check_number("params.borrow_bps_per_year", self.borrow_bps_per_year, below=100_000)
 
     @classmethod
     def from_dict(cls, data: Mapping | None) -> "RunParams":
@@ -112,6 +116,8 @@ class RunParams:
             "commission": model_to_dict(self.commission),
             "liquidity": model_to_dict(self.liquidity),
             "steps": self.steps,
+            # left out at 0, so the params JSON (and ids hashed from it) of a run without it are unchanged
+            **({"borrow_bps_per_year": self.borrow_bps_per_year} if self.borrow_bps_per_year else {}),
         }
 
     def canonical_json(self) -> str:

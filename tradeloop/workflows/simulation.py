@@ -51,7 +51,7 @@ DECISION_COLUMNS = ("date", "portfolio", "run_id", "client_order_id", "symbol", 
 SIM_SUMMARY_COLUMNS = (
     "date", "portfolio", "run_id", "portfolio_value", "cash_before", "n_orders", "n_filled", "n_blocked",
     "n_missing_price", "n_canceled", "n_partial", "buy_notional", "sell_notional", "commission", "turnover",
-    "cash_after", "end_value", "gross_exposure", "net_exposure", "n_positions",
+    "cash_after", "end_value", "gross_exposure", "net_exposure", "n_positions", "borrow_cost",
 ) + tuple(f"blocked_{c}" for c in RISK_CODES)
 
 
@@ -144,6 +144,7 @@ class Simulation:
     day_cash_before: np.ndarray
     day_cash_after: np.ndarray
     day_holdings: tuple = ()
+    day_borrow: np.ndarray | None = None
     given_id: str | None = None
     fills_raw: dict | None = None
     decisions_raw: dict | None = None
@@ -485,6 +486,8 @@ class Simulation:
                 "gross_exposure": gross / end_value,
                 "net_exposure": net / end_value,
                 "n_positions": n_positions.astype(np.int64),
+                "borrow_cost": (self.day_borrow.ravel() if self.day_borrow is not None
+                                else np.zeros(D * P)),
             })
         present = int(np.bitwise_or.reduce(o["risk"])) if len(o["risk"]) else 0
         for i, code in enumerate(RISK_CODES):
@@ -518,6 +521,7 @@ class Simulation:
             "fills": int(self.n_fills.sum()),
             "blocked_by_code": {c: int(s[f"blocked_{c}"].sum()) for c in RISK_CODES if s[f"blocked_{c}"].sum()},
             "commission": round(float(s["commission"].sum()), 2),
+            "borrow_cost": round(float(s["borrow_cost"].sum()), 2),
             "final_cash": [round(float(x), 2) for x in self.day_cash_after[-1]] if len(self.dates) else [],
             "final_value": [round(float(x), 2) for x in s["end_value"].to_numpy()[-len(self.portfolios):]],
         }
