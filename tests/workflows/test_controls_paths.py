@@ -90,6 +90,31 @@ CASES = {
         rows("AB", [0.5, 0.2], [10.0, 10.0]),
         {"single_name_caps": {"A": 0.25}, "on_breach": {"single_name_cap": "resize"}}, held(A=1000),
         {"A": ("BUY", 1500, "FILLED", ""), "B": ("BUY", 2000, "FILLED", "")}),
+    # the original rules named in on_breach: the same rejection on both paths
+    "max_position_ratio reject": (
+        rows("AB", [0.5, 0.2], [10.0, 10.0]),
+        {"max_position_ratio": 0.3, "on_breach": {"max_position_ratio": "reject"}}, None,
+        {"A": ("BUY", 5000, "REJECTED", "risk:max_position_ratio"), "B": ("BUY", 2000, "FILLED", "")}),
+    "single_name_cap reject": (
+        rows("AB", [0.5, 0.2], [10.0, 10.0]),
+        {"single_name_caps": {"A": 0.25}, "on_breach": {"single_name_cap": "reject"}}, None,
+        {"A": ("BUY", 5000, "REJECTED", "risk:single_name_cap"), "B": ("BUY", 2000, "FILLED", "")}),
+    # sector T: 0.5 + 0.2 = 0.7 > 0.6, both grow it; sector U: 0.1
+    "sector_cap reject": (
+        rows("ABC", [0.5, 0.2, 0.1], [10.0, 10.0, 10.0], sector=["T", "T", "U"]),
+        {"sector_cap": 0.6, "on_breach": {"sector_cap": "reject"}}, None,
+        {"A": ("BUY", 5000, "REJECTED", "risk:sector_cap"), "B": ("BUY", 2000, "REJECTED", "risk:sector_cap"),
+         "C": ("BUY", 1000, "FILLED", "")}),
+    # A held −1,000 (−0.1) and sold to −0.2: it grows gross exposure 0.2 + 0.7 = 0.9 > 0.8, as does B
+    "max_gross_exposure reject": (
+        rows("AB", [-0.2, 0.7], [10.0, 10.0]),
+        {"max_gross_exposure": 0.8, "allow_short": True, "on_breach": {"max_gross_exposure": "reject"}},
+        held(A=-1000),
+        {"A": ("SELL", 1000, "REJECTED", "risk:max_gross_exposure"),
+         "B": ("BUY", 7000, "REJECTED", "risk:max_gross_exposure")}),
+    "no_short reject": (
+        rows("AB", [-0.01, 0.2], [10.0, 10.0]), {"on_breach": {"no_short": "reject"}}, held(A=100),
+        {"A": ("SELL", 200, "REJECTED", "risk:no_short"), "B": ("BUY", 2000, "FILLED", "")}),
     # A held 100, target −100: SELL 200 would go short; cut to the 100 held
     "no_short resize": (
         rows("AB", [-0.01, 0.2], [10.0, 10.0]), {"on_breach": {"no_short": "resize"}}, held(A=100),
@@ -126,6 +151,13 @@ BLOCKS = {
     "max_turnover block": (rows("AB", [0.5, 0.3], [10.0, 20.0]),
                            {"max_turnover": 0.5, "on_breach": {"max_turnover": "block"}},
                            {"A": ("BUY", 5000), "B": ("BUY", 1500)}, {"A": "max_turnover", "B": "max_turnover"}),
+    "max_position_ratio block in a simulation too": (
+        rows("AB", [0.5, 0.2], [10.0, 10.0]),
+        {"max_position_ratio": 0.3, "on_breach": {"max_position_ratio": "block"}},
+        {"A": ("BUY", 5000), "B": ("BUY", 2000)}, {"A": "max_position_ratio"}),
+    "no_short block in a simulation too": (
+        rows("AB", [-0.01, 0.2], [10.0, 10.0]), {"on_breach": {"no_short": "block"}},
+        {"A": ("SELL", 200), "B": ("BUY", 2000)}, {"A": "no_short"}),
     "max_order_notional block in a simulation too": (
         rows("AB", [0.5, 0.2], [10.0, 10.0]),
         {"max_order_notional": 30_000, "on_breach": {"max_order_notional": "block"}},
@@ -136,7 +168,7 @@ BLOCKS = {
 @pytest.mark.parametrize("name", list(BLOCKS))
 def test_block_case(engine, name):
     data, risk, orders, breaching = BLOCKS[name]
-    out = engine(data, value=V, params={"risk": risk})
+    out = engine(data, value=V, params={"risk": risk}, positions=held(A=100) if "no_short" in name else None)
     assert {s: (o["side"], o["qty"]) for s, o in out.orders.iterrows()} == orders
     assert out.flagged == breaching
     assert out.fills.empty
