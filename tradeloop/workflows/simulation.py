@@ -521,9 +521,10 @@ class Simulation:
             "fills": int(self.n_fills.sum()),
             "blocked_by_code": {c: int(s[f"blocked_{c}"].sum()) for c in RISK_CODES if s[f"blocked_{c}"].sum()},
             "commission": round(float(s["commission"].sum()), 2),
-            "borrow_cost": round(float(s["borrow_cost"].sum()), 2),
             "final_cash": [round(float(x), 2) for x in self.day_cash_after[-1]] if len(self.dates) else [],
             "final_value": [round(float(x), 2) for x in s["end_value"].to_numpy()[-len(self.portfolios):]],
+            # only when borrowing was charged, so a simulation without it describes itself as before
+            **({"borrow_cost": round(float(s["borrow_cost"].sum()), 2)} if self.params.borrow_bps_per_year else {}),
         }
 
     def to_json(self) -> str:
