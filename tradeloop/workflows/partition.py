@@ -71,6 +71,17 @@ def _interleave(parts: list[dict], S: int, D: int) -> tuple[dict, dict | None, d
     return orders, fills, day
 
 
+def _decisions(parts: list[dict], S: int) -> dict:
+    """The portfolios' risk decisions as the whole loop's (slots portfolio-major; their order is the reader's)."""
+    out = {}
+    for key in parts[0]["decisions"]:
+        columns = [part["decisions"][key] for part in parts]
+        if key == "pos":
+            columns = [(p * S + c).astype(c.dtype) for p, c in enumerate(columns)]
+        out[key] = np.concatenate(columns)
+    return out
+
+
 #: The shortfall ledger's arrays by axis: per (date, portfolio[, cause]) and per slot (portfolio × symbol).
 _LEDGER_BY_PORTFOLIO = ("paper_weight", "implemented_weight", "paper_return", "implemented_return", "slippage",
                         "commission", "gap", "abs_gap", "contribution")
@@ -128,6 +139,7 @@ def partitioned_simulation(weights, prices, *, portfolio_value, params: RunParam
         initial_positions=h.hold0, orders_raw=orders, day_pv=day["pv"], day_cash_before=day["cash_before"],
         day_cash_after=day["cash_after"], day_holdings=(day["gross"], day["net"], day["npos"]),
         fills_raw=fills, _digest_parts=h.digest_parts(), ledger=_ledger(parts, h.S),
+        decisions_raw=_decisions(parts, h.S), day_borrow=day["borrow"],
         _inputs={"recover": False, "wvalue": h.wvalue, "pbounds": h.pbounds, "psym": h.psym, "pprice": h.pprice,
                  "plot": h.plot, "psec": h.psec})
     return sim, where
