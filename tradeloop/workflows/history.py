@@ -633,9 +633,9 @@ def _orders_of_day(rules: _Rules, h: HistoryInputs, t: int, day: tuple, hold: np
                          growing=growing, codes=group, ngroups=h.P, name_cap=rules.name_cap, sec_codes=sec_codes,
                          sector_lim=sector_lim)
     rows = np.flatnonzero(is_order)
-    mask = np.zeros(len(qty), dtype=np.uint16)
+    mask = np.zeros(len(qty), dtype=np.uint8)  # the six original rules have bits 0-5
     for code, blocked, _, _ in checks:
-        mask |= blocked.view(np.uint8).astype(np.uint16) << np.uint16(_RISK_BIT[code])
+        mask |= blocked.view(np.uint8) << np.uint8(_RISK_BIT[code])
     dec = rejections(checks, qty, sell) if mask.any() else None
     return rows, sell[rows], qty[rows], untrimmed[rows], mask[rows], cash, (delta, untrimmed), None, dec
 
