@@ -104,10 +104,10 @@ def _risk_masks(reasons: pd.Series) -> np.ndarray:
     text = reasons.astype(object).where(reasons.notna(), "").astype(str)
     bits = np.zeros(len(text), dtype=np.int64)
     risky = text.str.startswith(RISK_PREFIX).to_numpy()
-    if risky.any():
-        names = text[risky].str.removeprefix(RISK_PREFIX).str.split(";")
-        index = {r: i for i, r in enumerate(risk_rule_names())}
-        bits[risky] = [sum(1 << index[r] for r in rules if r in index) for rules in names]
+    if risky.any():  # one pass per rule, none per order: ';' + rules + ';' holds ';rule;' for each of its rules
+        wrapped = ";" + text[risky].str.removeprefix(RISK_PREFIX) + ";"
+        for bit, rule in enumerate(risk_rule_names()):
+            bits[risky] |= wrapped.str.contains(f";{rule};", regex=False).to_numpy().astype(np.int64) << bit
     return bits
 
 
@@ -207,7 +207,8 @@ class Shortfall:
         (their difference ×1e4) and ``compounding_bps`` (``value_gap_bps − total_bps``: what compounding adds to
         the arithmetic sum).
     tracking_error : float
-        Standard deviation of the periods' return gaps (bps per period; NaN with fewer than two periods).
+        Standard deviation of the periods' return gaps (bps per period, pooled over portfolios; NaN with fewer
+        than two periods).
     """
 
     data: ShortfallData
@@ -271,9 +272,7 @@ class Shortfall:
     @cached_property
     def tracking_error(self) -> float:
         by = self.by_date
-        gaps = by.groupby("portfolio", sort=False)["gap_bps"] if self.data.named else None
-        periods = by.loc[by["date"] != by["date"].max(), "gap_bps"] if gaps is None else by.loc[
-            by["date"] != by["date"].max(), "gap_bps"]
+        periods = by.loc[by["date"] != by["date"].max(), "gap_bps"]  # the last date starts no period
         return float(periods.std(ddof=1)) if len(periods) > 1 else float("nan")
 
     @cached_property
