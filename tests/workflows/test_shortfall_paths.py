@@ -221,6 +221,9 @@ def test_cumulative_compounding_is_the_difference_of_the_value_curves():
     assert cum["total_bps"].iloc[-1] == pytest.approx(sf.total)
     assert np.isfinite(sf.tracking_error) and sf.tracking_error > 0
     assert "Shortfall" in sf._repr_html_()
+    # Σ ŵ: the positions reached, valued at the date's marks, over the value before trading
+    held = sim.positions.groupby("date")["market_value"].sum().reindex(sf.by_date["date"]).fillna(0.0).to_numpy()
+    np.testing.assert_allclose(sf.by_date["implemented_weight"], held / sf.by_date["portfolio_value"], atol=1e-12)
 
 
 def test_shortfall_refuses_what_it_cannot_attribute(tmp_path):

@@ -75,16 +75,16 @@ def risk_cause(rule: str) -> int:
 
 def _per_value(x, price, value):
     """``x × price / value`` with 0 where the price is unknown."""
-    with np.errstate(invalid="ignore"):
-        out = x * price / value
-    return np.where(np.isnan(price), 0.0, out)
+    out = x * price / value
+    missing = np.isnan(price)
+    return np.where(missing, 0.0, out) if missing.any() else out
 
 
 def rounding_gap(weight, price, target, value) -> np.ndarray:
     """``w − T p / V``: paper quantity to the lot-floored target ``T`` (signed shares); 0 without a price."""
-    with np.errstate(invalid="ignore"):
-        out = weight - target * price / value
-    return np.where(np.isnan(price), 0.0, out)
+    missing = np.isnan(price)
+    out = weight - target * price / value
+    return np.where(missing, 0.0, out) if missing.any() else out
 
 
 def trim_gap(untrimmed, qty, price, value) -> np.ndarray:
@@ -160,10 +160,12 @@ def implemented_weight(held, mark, value) -> np.ndarray:
 
 
 def period_returns(mark, next_mark) -> np.ndarray:
-    """``next_mark / mark − 1``; 0 where either mark is unknown or not positive."""
-    ok = (mark > 0) & (next_mark > 0)
+    """``next_mark / mark − 1``; 0 where either mark is unknown (NaN or 0: a mark, once known, stays known)."""
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(ok, next_mark / np.where(ok, mark, 1.0) - 1.0, 0.0)
+        r = np.divide(next_mark, mark)
+    r -= 1.0
+    ok = np.isfinite(r)
+    return r if ok.all() else np.where(ok & (np.nan_to_num(next_mark) > 0), r, 0.0)
 
 
 def attribute(*, weight, price, mark, value, current, target, untrimmed, sized, qty, filled, sell, risk_mask,
@@ -236,13 +238,49 @@ class PeriodLedger:
     def __init__(self, n_dates: int, group: np.ndarray, n_groups: int, *, grouped: bool = False):
         D, P, N, K = n_dates, n_groups, len(group), len(CAUSES)
         self.group, self.P, self.grouped = group, P, grouped
-        for name in ("paper_weight", "implemented_weight", "paper_return", "implemented_return", "slippage",
-                     "commission"):
+        for name in ("paper_weight", "paper_return", "implemented_return", "slippage", "commission"):
             setattr(self, name, np.zeros((D, P)))
         self.gap, self.abs_gap, self.contribution = (np.zeros((D, P, K)) for _ in range(3))
-        self.slot_gap, self.slot_abs_gap, self.slot_contribution = (np.zeros((N, K)) for _ in range(3))
-        self.slot_costs, self.slot_cost_return = np.zeros((N, 2)), np.zeros((N, 2))
+        # per slot, cause-major: a cause's row is contiguous, so the dense causes add to it without a stride
+        self._slot = np.zeros((3, K, N))  # gap, |gap|, contribution
+        self._costs = np.zeros((4, N))  # slippage, commission (currency), then each / V
         self._open: tuple | None = None
+
+    @property
+    def implemented_weight(self) -> np.ndarray:
+        """Σ ŵ per (date, portfolio): Σ w minus every cause's gap (the causes of a symbol sum to its gap)."""
+        return self.paper_weight - self.gap.sum(axis=2)
+
+    slot_gap = property(lambda self: self._slot[0].T)
+    slot_abs_gap = property(lambda self: self._slot[1].T)
+    slot_contribution = property(lambda self: self._slot[2].T)
+    slot_costs = property(lambda self: self._costs[:2].T)
+    slot_cost_return = property(lambda self: self._costs[2:].T)
+
+    #: Arrays per (date, portfolio[, cause]) and per slot (cause- or cost-major), and how :meth:`join` combines them.
+    _BY_PORTFOLIO = ("paper_weight", "paper_return", "implemented_return", "slippage", "commission", "gap", "abs_gap",
+                     "contribution")
+    _BY_SLOT = ("_slot", "_costs")
+
+    @classmethod
+    def join(cls, ledgers: list["PeriodLedger"], n_symbols: int) -> "PeriodLedger":
+        """The ledgers of a history's portfolios, each run alone (``grouped``), as the one ledger of the whole loop:
+        portfolio axis 1, slots portfolio-major."""
+        whole = cls.__new__(cls)
+        known = {"group", "P", "grouped", "_open", "symbol_sector", *cls._BY_PORTFOLIO, *cls._BY_SLOT}
+        unknown = set(vars(ledgers[0])) - known
+        if unknown:  # a new ledger array must say how it combines, not be dropped silently
+            raise TypeError(f"PeriodLedger.join does not combine: {sorted(unknown)}")
+        for name in cls._BY_PORTFOLIO:
+            setattr(whole, name, np.concatenate([getattr(x, name) for x in ledgers], axis=1))
+        for name in cls._BY_SLOT:
+            setattr(whole, name, np.concatenate([getattr(x, name) for x in ledgers], axis=-1))
+        whole.group, whole.P, whole.grouped = np.repeat(np.arange(len(ledgers), dtype=np.intp), n_symbols), len(
+            ledgers), False
+        whole._open = None
+        if hasattr(ledgers[0], "symbol_sector"):
+            whole.symbol_sector = ledgers[0].symbol_sector
+        return whole
 
     def _sum(self, values: np.ndarray, slots: np.ndarray | None = None) -> np.ndarray:
         if self.P == 1 and not self.grouped:  # grouped: one portfolio of a partitioned history sums as the whole
@@ -250,34 +288,46 @@ class PeriodLedger:
         group = self.group if slots is None else self.group[slots]
         return np.bincount(group, weights=values, minlength=self.P)
 
+    def _dot(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Σ a b per portfolio."""
+        return np.dot(a, b).reshape(1) if self.P == 1 and not self.grouped else self._sum(a * b)
+
     def decision(self, t: int, *, weight, price, value, target, trimmed, held, mark, orders: OrderPath) -> None:
         """Date ``t`` over every slot: ``value`` (V, per slot or a scalar), ``target`` the signed lot-floored
         targets, ``trimmed`` the shares the cash trim removed (signed), ``held`` the positions reached, ``mark`` the
-        valuation price (NaN: unknown); ``orders`` what became of its orders."""
+        valuation price (NaN or 0: unknown; kept until the next :meth:`period`, so the caller must not change it in
+        place meanwhile); ``orders`` what became of its orders."""
+        if np.isnan(mark).any():
+            mark = np.nan_to_num(mark)
         rg = rounding_gap(weight, price, target, value)
         tg = trim_gap(trimmed, 0, price, value) if trimmed.any() else None
-        wh = implemented_weight(held, mark, value)
-        self.paper_weight[t], self.implemented_weight[t] = self._sum(weight), self._sum(wh)
+        wh = held * mark / value
+        self.paper_weight[t] = self._sum(weight)  # Σ ŵ is Σ w minus the gaps: summed at the end (implemented_weight)
         for j, g in ((ROUNDING, rg), (CASH_TRIM, tg)):
             if g is not None:
-                self.gap[t, :, j], self.abs_gap[t, :, j] = self._sum(g), self._sum(np.abs(g))
-                self.slot_gap[:, j] += g
-                self.slot_abs_gap[:, j] += np.abs(g)
+                ag = np.abs(g)
+                self.gap[t, :, j], self.abs_gap[t, :, j] = self._sum(g), self._sum(ag)
+                self._slot[0, j] += g
+                self._slot[1, j] += ag
         coo = self._orders(t, orders, weight, price, value, mark)
-        self._open = (t, weight, wh, rg, tg, np.array(mark, dtype=np.float64), coo)
+        self._open = (t, weight, wh, rg, tg, mark, coo)
 
     def _orders(self, t, o: OrderPath, weight, price, value, mark) -> tuple:
-        """Costs and order causes of date ``t``'s orders; returns their causes as ``(slot, cause, gap)``."""
+        """Costs and order causes of date ``t``'s orders; returns their causes as ``(slot, port, cause, gap)``."""
         s = o.slots
         p = price[s]
         v = value if np.ndim(value) == 0 else value[s]
-        sign = np.where(o.sell, -1, 1)
-        slip = slippage(sign * o.filled, o.fill_price, p) if o.slippage is None else o.slippage
+        if o.slippage is None:
+            with np.errstate(invalid="ignore"):
+                slip = np.where(o.sell, -o.filled, o.filled) * (o.fill_price - p)
+            if np.isnan(slip).any():  # nothing filled: no fill price
+                slip = np.where(o.filled != 0, slip, 0.0)
+        else:
+            slip = o.slippage
         self.slippage[t], self.commission[t] = self._sum(slip, s), self._sum(o.commission, s)
-        self.slot_costs[s, 0] += slip
-        self.slot_costs[s, 1] += o.commission
-        self.slot_cost_return[s, 0] += slip / v
-        self.slot_cost_return[s, 1] += o.commission / v
+        for row, cost in enumerate((slip, o.commission)):  # one row at a time: numpy's fast 1-d path
+            np.add.at(self._costs[row], s, cost)
+            np.add.at(self._costs[row + 2], s, cost / v)
         missing = np.isnan(p)
         need = (o.risk != 0) | (o.qty != o.filled) | missing
         if o.decisions is not None and len(o.decisions[0]):
@@ -286,6 +336,8 @@ class PeriodLedger:
         if not len(n):
             return None
         vn = v if np.ndim(v) == 0 else v[n]
+        sign = np.zeros(len(s), dtype=np.int64)
+        sign[n] = np.where(o.sell[n], -1, 1)
         gap = order_gap(weight[s[n]], p[n], mark[s[n]], vn, o.current[n], sign[n] * o.qty[n],
                         sign[n] * o.filled[n])
         mask = np.where(missing[n], 0, o.risk[n])
@@ -306,8 +358,8 @@ class PeriodLedger:
         port = np.zeros(len(slot), dtype=np.int64) if self.P == 1 else self.group[slot]
         np.add.at(self.gap[t], (port, cause), g)
         np.add.at(self.abs_gap[t], (port, cause), np.abs(g))
-        np.add.at(self.slot_gap, (slot, cause), g)
-        np.add.at(self.slot_abs_gap, (slot, cause), np.abs(g))
+        np.add.at(self._slot[0], (cause, slot), g)
+        np.add.at(self._slot[1], (cause, slot), np.abs(g))
         return slot, port, cause, g
 
     def period(self, next_mark) -> None:
@@ -317,15 +369,15 @@ class PeriodLedger:
             return
         t, weight, wh, rg, tg, mark, coo = self._open
         r = period_returns(mark, next_mark)
-        self.paper_return[t], self.implemented_return[t] = self._sum(weight * r), self._sum(wh * r)
+        self.paper_return[t], self.implemented_return[t] = self._dot(weight, r), self._dot(wh, r)
         for j, g in ((ROUNDING, rg), (CASH_TRIM, tg)):
             if g is not None:
                 gr = g * r
                 self.contribution[t, :, j] = self._sum(gr)
-                self.slot_contribution[:, j] += gr
+                self._slot[2, j] += gr
         if coo is not None:
             slot, port, cause, g = coo
             gr = g * r[slot]
             np.add.at(self.contribution[t], (port, cause), gr)
-            np.add.at(self.slot_contribution, (slot, cause), gr)
+            np.add.at(self._slot[2], (cause, slot), gr)
         self._open = None

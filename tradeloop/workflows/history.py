@@ -773,10 +773,14 @@ def _run_dates(h: HistoryInputs, rules: _Rules, progress: bool, grouped: bool = 
                       **inputs, **done)
         counts[t] = len(oi)
         delta_all, untrimmed_all = sized
-        target = hold + np.where(delta_all < 0, -untrimmed_all, untrimmed_all)
+        trimmed = untrimmed_all - np.abs(delta_all)  # only buys are trimmed: the lot-floored target is delta + this
+        target = hold + delta_all
+        if trimmed.any():
+            target += trimmed
         hold[oi] += np.where(sell, -filled, filled)
+        # marks is a fresh array each date (nan_to_num, np.tile) or a slice of the dense prices: never changed later
         ledger.decision(t, weight=weight, price=price, value=pv[0] if P == 1 else pv[group], target=target,
-                        trimmed=untrimmed_all - np.abs(delta_all), held=hold, mark=mark, orders=path)
+                        trimmed=trimmed, held=hold, mark=marks, orders=path)
         value = hold * marks
         if P == 1 and not grouped:
             day["gross"][t], day["net"][t], day["npos"][t] = np.abs(value).sum(), value.sum(), np.count_nonzero(hold)

@@ -10,11 +10,11 @@ stored rows) is the same as :func:`~tradeloop.workflows.history.simulate`'s.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 
 import numpy as np
 
+from ..core.shortfall import PeriodLedger
 from ..core.validate import check_model_version
 from .executors import check_scheduler, open_pool
 from .history import HistoryInputs, _rules, _run_dates, prepare_history
@@ -82,27 +82,9 @@ def _decisions(parts: list[dict], S: int) -> dict:
     return out
 
 
-#: The shortfall ledger's arrays by axis: per (date, portfolio[, cause]) and per slot (portfolio × symbol).
-_LEDGER_BY_PORTFOLIO = ("paper_weight", "implemented_weight", "paper_return", "implemented_return", "slippage",
-                        "commission", "gap", "abs_gap", "contribution")
-_LEDGER_BY_SLOT = ("slot_gap", "slot_abs_gap", "slot_contribution", "slot_costs", "slot_cost_return")
-
-
 def _ledger(parts: list[dict], S: int):
-    """The portfolios' shortfall ledgers as the whole loop's one ledger (portfolio axis 1, slots portfolio-major)."""
-    ledgers = [part["ledger"] for part in parts]
-    P = len(ledgers)
-    whole = copy.copy(ledgers[0])
-    known = {"group", "P", "grouped", "_open", "symbol_sector", *_LEDGER_BY_PORTFOLIO, *_LEDGER_BY_SLOT}
-    unknown = set(vars(whole)) - known
-    if unknown:  # a new ledger array must say how it combines, not be dropped silently
-        raise TypeError(f"PeriodLedger has arrays partition.py does not combine: {sorted(unknown)}")
-    for name in _LEDGER_BY_PORTFOLIO:
-        setattr(whole, name, np.concatenate([getattr(x, name) for x in ledgers], axis=1))
-    for name in _LEDGER_BY_SLOT:
-        setattr(whole, name, np.concatenate([getattr(x, name) for x in ledgers], axis=0))
-    whole.group, whole.P, whole.grouped = np.repeat(np.arange(P, dtype=np.intp), S), P, False
-    return whole
+    """The portfolios' shortfall ledgers as the whole loop's one ledger (:meth:`PeriodLedger.join`)."""
+    return PeriodLedger.join([part["ledger"] for part in parts], S)
 
 
 def simulate_partitioned(weights, prices, *, portfolio_value, params: RunParams | None = None, positions=None,
