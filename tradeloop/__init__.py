@@ -1,94 +1,68 @@
 """tradeloop: turn a portfolio model's target weights into risk-checked, simulated, auditable trades.
 
 Snapshot -> orders -> risk -> execution -> fills -> DuckDB store and hash-chained audit trail.
+
+The public names below are imported when first used (``tl.simulate``, ``from tradeloop import Store``), so
+``import tradeloop`` itself loads neither pandas nor DuckDB. To add one: a row in :data:`_PUBLIC`.
 """
 
-from .core.engine import fill_orders
-from .core.fsm import ORDER_TRANSITIONS, RUN_TRANSITIONS
-from .core.risk import RiskLimits, check_risk
-from .core.sizing import build_book, build_orders, client_order_ids
-from .core.snapshot import DecisionSnapshot, freeze_snapshot, load_snapshot_file
-from .errors import (
-                     IllegalTransition,
-                     NotATradeloopDatabase,
-                     PluginError,
-                     ProviderUnavailable,
-                     RunConflict,
-                     RunNotFound,
-                     StoreBusy,
-                     TradeloopError,
-                     ValidationError,
-)
-from .resources import copy_notebooks, sample_file
-from .store.db import Store
-from .venue.commission import BpsCommission, NoCommission, PerShareCommission
-from .venue.providers import (
-                     BaseProvider,
-                     ExecutionProvider,
-                     LeanExecutionProvider,
-                     MockExecutionProvider,
-                     get_provider,
-                     provider_names,
-)
-from .venue.slippage import FixedBpsSlippage, NoSlippage
-from .workflows.params import RunParams, load_params
-from .workflows.run import (
-                     RunResult,
-                     TradeRun,
-                     create_run,
-                     execute_run,
-                     run_result,
-                     run_snapshot,
-)
+from importlib import import_module
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "BpsCommission", "NoCommission", "PerShareCommission", "IllegalTransition", "ProviderUnavailable", "PluginError",
-    "RunConflict", "RunNotFound", "StoreBusy", "TradeloopError", "ValidationError", "BaseProvider", "ExecutionProvider",
-    "NotATradeloopDatabase",
-    "LeanExecutionProvider", "MockExecutionProvider", "get_provider", "provider_names", "fill_orders", "build_book",
-    "build_orders", "client_order_ids", "RunParams", "load_params", "RiskLimits", "check_risk", "RunResult",
-    "TradeRun", "create_run", "execute_run", "run_result", "run_snapshot", "FixedBpsSlippage", "NoSlippage",
-    "DecisionSnapshot", "freeze_snapshot", "load_snapshot_file", "ORDER_TRANSITIONS", "RUN_TRANSITIONS", "Store",
-    "sample_file", "copy_notebooks",
-]
+#: Public name -> the module that defines it (relative to this package).
+_PUBLIC = {
+    **dict.fromkeys(("fill_orders", "FillResult", "work_orders"), ".core.engine"),
+    **dict.fromkeys(("ORDER_TRANSITIONS", "RUN_TRANSITIONS"), ".core.fsm"),
+    **dict.fromkeys(("RiskLimits", "check_risk"), ".core.risk"),
+    **dict.fromkeys(("build_book", "build_orders", "client_order_ids"), ".core.sizing"),
+    **dict.fromkeys(("DecisionSnapshot", "freeze_snapshot", "load_snapshot_file"), ".core.snapshot"),
+    **dict.fromkeys(("lifecycle_paths", "replay_order_events"), ".core.lifecycle"),
+    "synthetic_history": ".core.synthetic",
+    **dict.fromkeys(("IllegalTransition", "NotATradeloopDatabase", "PluginError", "ProviderUnavailable",
+                     "RunConflict", "RunNotFound", "StoreBusy", "TradeloopError", "ValidationError"), ".errors"),
+    **dict.fromkeys(("copy_notebooks", "sample_file"), ".resources"),
+    "Settings": ".settings",
+    "Store": ".store.db",
+    "ArtifactRecord": ".store.artifacts",
+    "save_simulation": ".store.simulations",
+    **dict.fromkeys(("BpsCommission", "NoCommission", "PerShareCommission"), ".venue.commission"),
+    **dict.fromkeys(("FixedBpsSlippage", "NoSlippage"), ".venue.slippage"),
+    **dict.fromkeys(("NoLiquidityLimit", "VolumeParticipation"), ".venue.liquidity"),
+    **dict.fromkeys(("BaseProvider", "ExecutionProvider", "LeanExecutionProvider", "MockExecutionProvider",
+                     "get_provider", "provider_names", "FIX_ORD_STATUS", "LEAN_ORDER_STATUS", "provider_table"),
+                    ".venue.providers"),
+    **dict.fromkeys(("assert_conformance", "check_provider"), ".testing"),
+    **dict.fromkeys(("RunParams", "load_params"), ".workflows.params"),
+    **dict.fromkeys(("RunResult", "TradeRun", "create_run", "execute_run", "run_result", "run_snapshot"),
+                    ".workflows.run"),
+    **dict.fromkeys(("Replay", "Verification", "replay_run", "verify_run", "verify_store"), ".workflows.verify"),
+    **dict.fromkeys(("RunReport", "audit_check", "audit_line", "batch_table", "load_report", "run_from_files"),
+                    ".reporting.reports"),
+    **dict.fromkeys(("BatchResult", "run_batch", "run_notebook", "verify_artifact"), ".workflows.batch"),
+    **dict.fromkeys(("Simulation", "simulate"), ".workflows.history"),
+    **dict.fromkeys(("Shortfall", "shortfall"), ".workflows.shortfall"),
+    **dict.fromkeys(("SweepResult", "sweep"), ".workflows.sweep"),
+}
 
-from .core.engine import FillResult, work_orders  # noqa: E402
-from .core.lifecycle import lifecycle_paths, replay_order_events  # noqa: E402
-from .venue.liquidity import NoLiquidityLimit, VolumeParticipation  # noqa: E402
-from .venue.providers import FIX_ORD_STATUS, LEAN_ORDER_STATUS, provider_table  # noqa: E402
+__all__ = list(_PUBLIC)
 
-__all__ += ["FIX_ORD_STATUS", "LEAN_ORDER_STATUS", "provider_table", "FillResult", "work_orders", "lifecycle_paths",
-            "replay_order_events", "NoLiquidityLimit", "VolumeParticipation"]
-from .testing import assert_conformance, check_provider  # noqa: E402
 
-__all__ += ["assert_conformance", "check_provider"]
-from .workflows.verify import Replay, Verification, replay_run, verify_run, verify_store
+#: Subpackages and modules reachable as attributes (``tradeloop.workflows``) without importing them first.
+_SUBMODULES = ("core", "store", "venue", "workflows", "reporting", "cli", "display", "errors", "resources",
+               "settings", "testing")
 
-__all__ += ["Replay", "Verification", "replay_run", "verify_run", "verify_store"]
-from .reporting.reports import (
-                     RunReport,
-                     audit_check,
-                     audit_line,
-                     batch_table,
-                     load_report,
-                     run_from_files,
-)
-from .store.artifacts import ArtifactRecord
-from .workflows.batch import BatchResult, run_batch, run_notebook, verify_artifact
 
-__all__ += ["RunReport", "audit_check", "audit_line", "batch_table", "load_report", "run_from_files",
-            "ArtifactRecord", "verify_artifact", "BatchResult", "run_batch", "run_notebook"]
-from .settings import Settings
-from .core.synthetic import synthetic_history
-from .store.simulations import save_simulation
-from .workflows.history import Simulation, simulate
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return import_module(f".{name}", __name__)
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tradeloop' has no attribute {name!r}")
+    value = getattr(import_module(module, __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
 
-__all__ += ["Simulation", "save_simulation", "simulate", "synthetic_history", "Settings"]
-from .workflows.shortfall import Shortfall, shortfall  # noqa: E402
 
-__all__ += ["Shortfall", "shortfall"]
-from .workflows.sweep import SweepResult, sweep  # noqa: E402
-
-__all__ += ["SweepResult", "sweep"]
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_PUBLIC))

@@ -9,26 +9,46 @@
 from __future__ import annotations
 
 import errno
+import importlib
 import json
 import os
 import sys
 from pathlib import Path
 
 import click
-import pandas as pd
 
-from .core.controls import describe
-from .core.lifecycle import lifecycle_paths, replay_order_events
-from .core.snapshot import load_snapshot_file
-from .core.validate import read_table
 from .errors import RunNotFound, StoreBusy, TradeloopError, ValidationError
-from .resources import copy_notebooks
-from .settings import Settings, default_db_path
-from .store.db import Store
-from .venue.providers import provider_table
-from .workflows.faults import crash_hook
-from .workflows.params import load_params
-from .workflows.run import RunResult, create_run, execute_run, run_result
+
+#: What the commands use, imported when a command runs (:func:`_load_deferred`), not when the CLI is built: so
+#: ``tradeloop --help`` starts without pandas, numpy or DuckDB. Name -> (module, attribute; None: the module).
+_DEFERRED = {
+    "pd": ("pandas", None),
+    "describe": (".core.controls", "describe"),
+    "lifecycle_paths": (".core.lifecycle", "lifecycle_paths"),
+    "replay_order_events": (".core.lifecycle", "replay_order_events"),
+    "load_snapshot_file": (".core.snapshot", "load_snapshot_file"),
+    "read_table": (".core.validate", "read_table"),
+    "copy_notebooks": (".resources", "copy_notebooks"),
+    "Settings": (".settings", "Settings"),
+    "default_db_path": (".settings", "default_db_path"),
+    "Store": (".store.db", "Store"),
+    "provider_table": (".venue.providers", "provider_table"),
+    "crash_hook": (".workflows.faults", "crash_hook"),
+    "load_params": (".workflows.params", "load_params"),
+    "RunResult": (".workflows.run", "RunResult"),
+    "create_run": (".workflows.run", "create_run"),
+    "execute_run": (".workflows.run", "execute_run"),
+    "run_result": (".workflows.run", "run_result"),
+}
+
+
+def _load_deferred() -> None:
+    """Bind the names of :data:`_DEFERRED` in this module (once)."""
+    names = globals()
+    for name, (module, attr) in _DEFERRED.items():
+        if name not in names:
+            loaded = importlib.import_module(module, __package__)
+            names[name] = loaded if attr is None else getattr(loaded, attr)
 
 __all__ = ["main", "cli", "EXIT_CODES", "data_dir"]
 
@@ -43,6 +63,7 @@ _DISK_FULL = {errno.ENOSPC: "No space left on device", errno.EFBIG: "File too la
 
 def data_dir() -> Path:
     """The sample data ``tradeloop demo`` reads: ``$TRADELOOP_DATA``, else the data shipped with tradeloop."""
+    _load_deferred()
     return Settings.from_env().data_dir
 
 
@@ -67,6 +88,7 @@ class _Command(click.Command):
 
     def invoke(self, ctx):
         try:
+            _load_deferred()
             return super().invoke(ctx)
         except (ValidationError, RunNotFound) as e:
             click.echo(f"error: {e}", err=True)
@@ -111,6 +133,7 @@ def _disk_full(e: BaseException) -> bool:
 
 
 def _db_of(ctx: click.Context) -> Path:
+    _load_deferred()
     db = ctx.params.get("db")
     return Path(db) if db else default_db_path()
 
