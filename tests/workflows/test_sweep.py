@@ -184,10 +184,11 @@ def test_bad_scheduler_in_the_environment_is_refused(history, tmp_path):
 
 def test_ctrl_c_leaves_the_database_consistent(history, tmp_path):
     """SIGINT to the driver mid-sweep: the stored combinations are whole, verify agrees, a re-run completes."""
+    combinations = 60  # long enough that the sweep is still running when SIGINT comes, on a quiet machine too
     w, p = tl.synthetic_history(120, 150, seed=5)
     w.to_csv(tmp_path / "w.csv", index=False)
     p.to_csv(tmp_path / "p.csv", index=False)
-    (tmp_path / "g.json").write_text(json.dumps({"cash_buffer": [i / 100 for i in range(30)]}))
+    (tmp_path / "g.json").write_text(json.dumps({"cash_buffer": [i / 200 for i in range(combinations)]}))
     db = tmp_path / "int.duckdb"
     args = ["sweep", "--weights", tmp_path / "w.csv", "--prices", tmp_path / "p.csv", "--grid", tmp_path / "g.json",
             "--portfolio-value", "1e6", "--model-version", "m", "--db", db, "--no-progress"]
@@ -200,11 +201,11 @@ def test_ctrl_c_leaves_the_database_consistent(history, tmp_path):
     proc.communicate(timeout=60)
     assert proc.returncode != 0  # interrupted, not finished
     stored = _stored(db)
-    assert 1 <= stored < 30
+    assert 1 <= stored < combinations
     assert run_cli("verify", "--all", "--db", db).returncode == 0
     again = run_cli(*args, "--json", timeout=300)
     statuses = [r["status"] for r in json.loads(again.stdout)["combinations"]]
-    assert statuses.count("stored") == stored and statuses.count("new") == 30 - stored
+    assert statuses.count("stored") == stored and statuses.count("new") == combinations - stored
     assert run_cli("verify", "--all", "--db", db).returncode == 0
 
 
