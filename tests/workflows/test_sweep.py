@@ -192,8 +192,10 @@ def test_ctrl_c_leaves_the_database_consistent(history, tmp_path):
     db = tmp_path / "int.duckdb"
     args = ["sweep", "--weights", tmp_path / "w.csv", "--prices", tmp_path / "p.csv", "--grid", tmp_path / "g.json",
             "--portfolio-value", "1e6", "--model-version", "m", "--db", db, "--no-progress"]
+    # SIGINT back to its default in the child: an earlier test's cluster may leave it ignored in this process
     proc = subprocess.Popen([sys.executable, "-m", "tradeloop", *map(str, args)], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None and _stored(db) < 2:
         time.sleep(0.05)
