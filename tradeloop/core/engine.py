@@ -106,14 +106,17 @@ class StepResult:
 
 
 def fill_prices(slippage, side: np.ndarray, price: np.ndarray, limit: np.ndarray,
-                is_limit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                is_limit: np.ndarray, books: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The fill-price kernel of :func:`execute_step`.
 
     Returns ``(fill_price, crosses)``: the slippage model's price (``None``: the reference price), capped at the
     limit for LIMIT orders, and whether each order may fill at all (MARKET always; LIMIT when the reference price
-    crosses its limit).
+    crosses its limit). ``books``: the book of each order, passed on to a per-book model (stacked sweeps).
     """
-    fill_px = np.asarray(price, dtype="float64") if slippage is None else slippage.fill_prices(side, price)
+    if slippage is None:
+        fill_px = np.asarray(price, dtype="float64")
+    else:
+        fill_px = slippage.fill_prices(side, price) if books is None else slippage.fill_prices(side, price, books)
     if not np.any(is_limit):  # MARKET only: every order may fill at the model's price
         return fill_px, np.ones(len(fill_px), dtype=bool)
     with np.errstate(invalid="ignore"):
@@ -147,7 +150,8 @@ def close_out(status: np.ndarray, reason: np.ndarray, working: np.ndarray | None
 def execute_step(status: np.ndarray, qty: np.ndarray, filled: np.ndarray, price: np.ndarray, sell: np.ndarray, *,
                  limit: np.ndarray | None = None, is_limit: np.ndarray | None = None, caps: np.ndarray | None = None,
                  slippage=None, commission=None, avg_price: np.ndarray | None = None, close: bool = True,
-                 side: np.ndarray | None = None, events: bool = False) -> StepResult:
+                 side: np.ndarray | None = None, events: bool = False,
+                 books: np.ndarray | None = None) -> StepResult:
     """One execution step over arrays: the rules in the module docstring, no loop over orders.
 
     Parameters
@@ -174,6 +178,9 @@ def execute_step(status: np.ndarray, qty: np.ndarray, filled: np.ndarray, price:
         'BUY'/'SELL' text for the models (default: built from ``sell``).
     events : bool
         Also return the state changes (:class:`StepEvents`).
+    books : int array, optional
+        The book of each order when the models are per book (:class:`tradeloop.workflows.sweep_kernel.PerBook`):
+        they are then called with the books of the rows as a third argument.
     """
     n = len(qty)
     status = np.array(status, dtype=np.int8)  # a copy: the caller's array stays as it was
@@ -197,7 +204,7 @@ def execute_step(status: np.ndarray, qty: np.ndarray, filled: np.ndarray, price:
 
     if side is None:
         side = np.where(sell, "SELL", "BUY")
-    fill_px, crosses = fill_prices(slippage, side, price, limit, False if is_limit is None else is_limit)
+    fill_px, crosses = fill_prices(slippage, side, price, limit, False if is_limit is None else is_limit, books)
     may = working if is_limit is None else working & crosses
     if caps is None:
         fill_qty = np.where(may, qty - filled, 0)
@@ -211,7 +218,8 @@ def execute_step(status: np.ndarray, qty: np.ndarray, filled: np.ndarray, price:
     fee = np.zeros(n)
     flow = np.zeros(n)
     if len(now):
-        fee[now] = 0.0 if commission is None else commission.commissions(q, px)
+        if commission is not None:
+            fee[now] = commission.commissions(q, px) if books is None else commission.commissions(q, px, books[now])
         flow[now] = np.where(sell[now], 1.0, -1.0) * q * px - fee[now]
     new_filled = filled + fill_qty
     avg = None

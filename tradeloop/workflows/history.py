@@ -505,7 +505,11 @@ def prepare_history(weights: pd.DataFrame, prices: pd.DataFrame, *, portfolio_va
 
 @dataclass(frozen=True)
 class _Rules:
-    """What the date loop needs besides the inputs: per-slot constants of the risk limits and the models."""
+    """What the date loop needs besides the inputs: per-slot constants of the risk limits and the models.
+
+    ``risk``, ``cash_buffer``, ``slippage`` and ``commission`` are ``params``' own for one simulation; a stacked
+    sweep (:mod:`tradeloop.workflows.sweep_kernel`) gives per-slot limits, a buffer per portfolio and models per
+    book instead, with ``book_of_slot`` and ``books`` saying which book each slot belongs to."""
 
     params: RunParams
     group: np.ndarray  # portfolio of each (portfolio, symbol) slot
@@ -514,6 +518,13 @@ class _Rules:
     limited: bool  # a liquidity model: orders fill over params.steps steps, partly
     recover: bool  # inputs dense: an order's weight, price, lot and sector are read back later, not kept
     restricted: dict | None = None  # rebalancing controls set: the restricted lists as slot masks
+    risk: object = None
+    cash_buffer: float | np.ndarray = 0.0
+    slippage: object = None
+    commission: object = None
+    sector_offset: np.ndarray | None = None  # per slot: where its book's sector limits start in sector_limit
+    book_of_slot: np.ndarray | None = None
+    books: int = 1
 
     def limit(self, price: np.ndarray, sell: np.ndarray) -> np.ndarray | None:
         """LIMIT orders' limit prices (None for MARKET orders)."""
@@ -537,7 +548,8 @@ def _rules(h: HistoryInputs, params: RunParams) -> _Rules:
         restricted = {k: np.tile(np.isin(h.universe, limits.restricted.get(k, [])), h.P)
                       for k in ("no_buy", "no_trade")}
     return _Rules(params, np.repeat(np.arange(h.P, dtype=np.intp), h.S), name_cap, sector_limit,
-                  h.pvol is not None, recover, restricted)
+                  h.pvol is not None, recover, restricted, risk=limits, cash_buffer=params.cash_buffer,
+                  slippage=params.slippage, commission=params.commission)
 
 
 class _Market:
@@ -606,10 +618,10 @@ def _orders_of_day(rules: _Rules, h: HistoryInputs, t: int, day: tuple, hold: np
     slot (the shortfall's rounding and cash trim concern slots without an order too), the orders of a blocked book
     (None: none) and the date's risk decisions (None: none)."""
     weight, price, lot, sec = day[:4]
-    limits, group = rules.params.risk, rules.group
+    limits, group = rules.risk, rules.group
     label = lambda i: f"{h.universe[i % h.S]!r} on {pd.Timestamp(h.dates[t]).date()}"  # noqa: E731
     delta, untrimmed, cash, missing = size_orders(
-        weight, price, lot, hold, group, pv, cash, rules.params.cash_buffer, label=label)
+        weight, price, lot, hold, group, pv, cash, rules.cash_buffer, label=label)
     if rules.restricted is not None:
         return _controlled_orders(rules, h, t, day, hold, pv, (delta, untrimmed, cash, missing), label)
     is_order, sell = delta != 0, delta < 0
@@ -628,7 +640,7 @@ def _orders_of_day(rules: _Rules, h: HistoryInputs, t: int, day: tuple, hold: np
             raise ValidationError(f"sector is unknown for {syms} on {pd.Timestamp(h.dates[t]).date()}; a sector cap "
                                   "is set, so every held symbol needs a sector")
         sec_codes = group * (len(h.sectors) + 1) + sec
-        sector_lim = rules.sector_limit[sec]
+        sector_lim = rules.sector_limit[sec if rules.sector_offset is None else sec + rules.sector_offset]
     checks = risk_checks(limits, is_order=is_order, price=price, qty=qty, signed=delta, post=post, post_w=post_w,
                          growing=growing, codes=group, ngroups=h.P, name_cap=rules.name_cap, sec_codes=sec_codes,
                          sector_lim=sector_lim)
@@ -670,7 +682,8 @@ def _controlled_orders(rules: _Rules, h: HistoryInputs, t: int, day: tuple, hold
 
 
 def _execute_day(rules: _Rules, qty: np.ndarray, sell: np.ndarray, price: np.ndarray, risk: np.ndarray, caps,
-                 fills: Buffers | None, first_row: int, held: np.ndarray | None = None) -> dict:
+                 fills: Buffers | None, first_row: int, held: np.ndarray | None = None,
+                 books: np.ndarray | None = None) -> dict:
     """Work one date's orders with :func:`~tradeloop.core.engine.execute_step`: once without a liquidity model
     (every order fills whole or not at all), else over ``params.steps`` steps, stopping once a step fills nothing
     (the quote and caps are the same every step, as in a run's frozen snapshot). Risk-blocked orders start
@@ -679,8 +692,8 @@ def _execute_day(rules: _Rules, qty: np.ndarray, sell: np.ndarray, price: np.nda
     p, n = rules.params, len(qty)
     is_limit = p.order_type == "LIMIT"
     models = {"limit": limit_prices(price, ~sell, p.limit_offset_bps) if is_limit else None,
-              "is_limit": np.full(n, True) if is_limit else None, "slippage": p.slippage,
-              "commission": p.commission, "side": np.where(sell, "SELL", "BUY")}
+              "is_limit": np.full(n, True) if is_limit else None, "slippage": rules.slippage,
+              "commission": rules.commission, "side": np.where(sell, "SELL", "BUY"), "books": books}
     status = np.where((risk != 0) if held is None else (risk != 0) | held, REJECTED, NEW)
     filled = np.zeros(n, dtype=np.int64)
     if not rules.limited:
@@ -735,7 +748,7 @@ def _run_dates(h: HistoryInputs, rules: _Rules, progress: bool, grouped: bool = 
     fills = Buffers(len(h.wvalue), {"order": np.int64, "seq": np.int32, "qty": np.int64, "commission": np.float64}) \
         if rules.limited else None
     counts = np.zeros(D, dtype=np.int64)
-    ledger = PeriodLedger(D, group, P, grouped=grouped)
+    ledger = PeriodLedger(D, group, P, grouped=grouped, books=rules.books)
     decisions = Buffers(64, _DECISION_COLUMNS)
     days = range(D)
     if progress:
@@ -757,7 +770,8 @@ def _run_dates(h: HistoryInputs, rules: _Rules, progress: bool, grouped: bool = 
         if dec is not None:
             _keep_decisions(decisions, t, dec)
         caps = rules.params.liquidity.step_caps(vol[oi], lot[oi]) if rules.limited else None
-        done = _execute_day(rules, qty, sell, price[oi], risk, caps, fills, orders.n, held)
+        done = _execute_day(rules, qty, sell, price[oi], risk, caps, fills, orders.n, held,
+                            None if rules.book_of_slot is None else rules.book_of_slot[oi])
         filled, flow = done.pop("filled"), done.pop("flow")
         day["cash_before"][t] = cash
         cash = cash + np.bincount(group[oi], weights=flow, minlength=P)
@@ -784,6 +798,10 @@ def _run_dates(h: HistoryInputs, rules: _Rules, progress: bool, grouped: bool = 
         value = hold * marks
         if P == 1 and not grouped:
             day["gross"][t], day["net"][t], day["npos"][t] = np.abs(value).sum(), value.sum(), np.count_nonzero(hold)
+        elif rules.books > 1 and P == rules.books:  # stacked books of one portfolio each: each book's sums as a lone portfolio's
+            books = value.reshape(P, -1)
+            day["gross"][t], day["net"][t] = np.abs(books).sum(axis=1), books.sum(axis=1)
+            day["npos"][t] = np.count_nonzero(hold.reshape(P, -1), axis=1)
         else:
             day["gross"][t] = np.bincount(group, weights=np.abs(value), minlength=P)
             day["net"][t] = np.bincount(group, weights=value, minlength=P)
@@ -908,6 +926,12 @@ def run_history(h: HistoryInputs, params: RunParams, *, model_version: str, simu
     """The date loop of :func:`simulate` over inputs :func:`prepare_history` checked with the same ``params``."""
     rules = _rules(h, params)
     out = _run_dates(h, rules, progress)
+    return make_simulation(h, rules.recover, params, model_version, simulation_id, out)
+
+
+def make_simulation(h: HistoryInputs, recover: bool, params: RunParams, model_version: str,
+                    simulation_id: str | None, out: dict) -> Simulation:
+    """The :class:`Simulation` of the date loop's output ``out`` (``orders``, ``fills``, ``day``) over ``h``."""
     day = out["day"]
     return Simulation(
         dates=h.dates, universe=h.universe, portfolios=h.portfolios, named_portfolios=h.named, sectors=h.sectors,
@@ -917,6 +941,6 @@ def run_history(h: HistoryInputs, params: RunParams, *, model_version: str, simu
         day_cash_after=day["cash_after"], day_holdings=(day["gross"], day["net"], day["npos"]),
         given_id=simulation_id, fills_raw=out["fills"], _digest_parts=h.digest_parts(), ledger=out["ledger"],
         decisions_raw=out["decisions"],
-        _inputs={"recover": rules.recover, "wvalue": h.wvalue, "pbounds": h.pbounds, "psym": h.psym,
+        _inputs={"recover": recover, "wvalue": h.wvalue, "pbounds": h.pbounds, "psym": h.psym,
                  "pprice": h.pprice, "plot": h.plot, "psec": h.psec},
     )
