@@ -438,8 +438,7 @@ def _check_leverage(rows: dict, dates, portfolios, named: bool, S: int, max_leve
     D, P = len(dates), len(portfolios)
     wvalue, wbounds = rows["wvalue"], rows["wbounds"]
     if P == 1:
-        gross = np.add.reduceat(np.abs(wvalue), wbounds[:-1]) if len(wvalue) else np.zeros(D)
-        gross[np.diff(wbounds) == 0] = 0.0
+        gross = _gross_per_date(wvalue, wbounds)
     else:
         gross = np.bincount(rows["wd"].astype(np.int64) * P + rows["wpos"] // S, weights=np.abs(wvalue),
                             minlength=D * P)
@@ -450,6 +449,26 @@ def _check_leverage(rows: dict, dates, portfolios, named: bool, S: int, max_leve
             f"weights on {pd.Timestamp(dates[t]).date()}{f' for portfolio {portfolios[p]!r}' if named else ''} sum "
             f"to {gross[over[0]]:.6g} in absolute value, beyond params.max_leverage {max_leverage:g}"
         )
+
+
+def _gross_per_date(wvalue: np.ndarray, wbounds: np.ndarray, chunk: int = 1 << 18) -> np.ndarray:
+    """Σ |weight| per date, a few hundred thousand rows at a time through one reused buffer (no temporary the size
+    of the whole table); the same ``reduceat`` sums as over the whole column."""
+    D = len(wbounds) - 1
+    gross = np.zeros(D)
+    buf = np.empty(min(len(wvalue), chunk))
+    a = 0
+    while a < D:
+        # whole dates per chunk (at least one, however many rows it has)
+        b = max(a + 1, int(np.searchsorted(wbounds, wbounds[a] + chunk, side="right")) - 1)
+        b = min(b, D)
+        lo, hi = wbounds[a], wbounds[b]
+        if hi > lo:
+            part = np.abs(wvalue[lo:hi], out=buf[: hi - lo]) if hi - lo <= len(buf) else np.abs(wvalue[lo:hi])
+            gross[a:b] = np.add.reduceat(part, wbounds[a:b] - lo)
+        a = b
+    gross[np.diff(wbounds) == 0] = 0.0
+    return gross
 
 
 def _initial_holdings(positions: pd.DataFrame | None, sym: dict) -> np.ndarray:
