@@ -111,8 +111,11 @@ class _Rows:
         return f"{self._symbols.iloc[i]}@{day.date() if day == day.normalize() else day.isoformat()}"
 
 
-def _dates(col: pd.Series, what: str) -> np.ndarray:
-    """The date rules (see :func:`simulate`): naive UTC ``datetime64[ns]`` values, whole seconds, one per row."""
+def _dates(col: pd.Series, what: str) -> tuple[np.ndarray, np.ndarray, bool]:
+    """The date rules (see :func:`simulate`): naive UTC ``datetime64[ns]`` values, whole seconds, one per row.
+
+    Returns ``(values, starts, is_sorted)``: ``starts`` the first row of each run of equal values, found once here
+    and reused by every later step (a date column repeats each date per symbol)."""
     if col.dtype == np.dtype("datetime64[ns]"):  # already naive datetimes: no parsing, no copy
         out = col.to_numpy()
     elif isinstance(col.dtype, pd.DatetimeTZDtype):
@@ -138,7 +141,8 @@ def _dates(col: pd.Series, what: str) -> np.ndarray:
         i = int(first[np.flatnonzero(fraction)[0]])
         raise ValidationError(f"{what}: date {str(col.iloc[i])!r} in row {i + 1} has a fraction of a second; dates "
                               "are whole seconds (two rebalances are at least a second apart)")
-    return out
+    # sorted <=> the values of consecutive runs increase (within a run they are equal)
+    return out, first, bool(np.all(ns[first[1:]] > ns[first[:-1]]))
 
 
 def _parse_dates(col: pd.Series, text: pd.Series, what: str, fmt: str) -> np.ndarray:
@@ -154,11 +158,11 @@ def _parse_dates(col: pd.Series, text: pd.Series, what: str, fmt: str) -> np.nda
     return values.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
 
 
-def _date_codes(values: np.ndarray, index: pd.Index, is_sorted: bool) -> np.ndarray:
-    """Position of each date in ``index`` (-1 if absent); sorted input is mapped run by run, without hashing."""
-    if not is_sorted or len(values) == 0:
+def _date_codes(values: np.ndarray, starts: np.ndarray, index: pd.Index) -> np.ndarray:
+    """Position of each date in ``index`` (-1 if absent), mapped run by run (``starts``: the first row of each run
+    of equal values), without hashing every row."""
+    if len(values) == 0:
         return index.get_indexer(values)
-    starts = np.r_[0, np.flatnonzero(values[1:] != values[:-1]) + 1]
     lengths = np.diff(np.r_[starts, len(values)])
     return np.repeat(index.get_indexer(values[starts]), lengths)
 
@@ -395,14 +399,16 @@ def _sector_codes(prices: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return psec, names[order]
 
 
-def _by_date(weights, wdate, w_sorted, pdate, dates, sym: dict, wvalue, price_rows: dict) -> dict:
-    """Weight and price rows sorted by (date, slot), refused when duplicate, with each date's row bounds."""
+def _by_date(weights, wdates, pdates, dates, sym: dict, wvalue, price_rows: dict) -> dict:
+    """Weight and price rows sorted by (date, slot), refused when duplicate, with each date's row bounds
+    (``wdates`` / ``pdates``: what :func:`_dates` returned for each table)."""
     universe, psym, wpos, named = sym["universe"], sym["psym"], sym["wpos"], sym["named"]
     S, N = len(universe), len(sym["portfolios"]) * len(universe)
     date_index = pd.Index(dates)
     D = len(dates)
-    wd = _date_codes(wdate, date_index, w_sorted)
-    pd_codes = _date_codes(pdate, date_index, len(pdate) < 2 or bool(np.all(pdate[1:] >= pdate[:-1])))
+    (wdate, wstarts, _), (pdate, pstarts, _) = wdates, pdates
+    wd = _date_codes(wdate, wstarts, date_index)
+    pd_codes = _date_codes(pdate, pstarts, date_index)
     cols = dict(price_rows, psym=psym)
     if pd_codes.min(initial=0) < 0:  # price rows on other dates are not used
         idx = np.flatnonzero(pd_codes >= 0)
@@ -501,15 +507,15 @@ def prepare_history(weights: pd.DataFrame, prices: pd.DataFrame, *, portfolio_va
     check_columns(prices, "prices", ("date", "symbol", "price"), ("volume", "sector", "lot_size", "adv"))
     if positions is not None:
         check_columns(positions, "positions", ("symbol", "qty"), ("portfolio",))
-    wdate = _dates(weights["date"], "weights")
-    pdate = _dates(prices["date"], "prices")
-    w_sorted = len(wdate) < 2 or bool(np.all(wdate[1:] >= wdate[:-1]))
-    dates = wdate[np.r_[0, np.flatnonzero(wdate[1:] != wdate[:-1]) + 1]] if w_sorted else np.unique(wdate)
+    wdates, pdates = _dates(weights["date"], "weights"), _dates(prices["date"], "prices")
+    wdate, wstarts, w_sorted = wdates
+    pdate = pdates[0]
+    dates = wdate[wstarts] if w_sorted else np.unique(wdate[wstarts])
     sym = _symbols(weights, prices, positions)
     wvalue = _numeric(weights, "weight", "weights", _Rows(weights["symbol"], wdate))
     pprice, plot, pvol = _price_values(prices, pdate, params)
     psec, sectors = _sector_codes(prices)
-    rows = _by_date(weights, wdate, w_sorted, pdate, dates, sym, wvalue,
+    rows = _by_date(weights, wdates, pdates, dates, sym, wvalue,
                     {"pprice": pprice, "plot": plot, "psec": psec, "pvol": pvol,
                      "padv": _adv_values(prices, pdate, params)})
     portfolios = sym["portfolios"]
