@@ -244,3 +244,17 @@ def test_rows_carry_the_shortfall_by_cause_of_each_simulation(history, tmp_path)
     assert sum(rows[causes].iloc[0]) == pytest.approx(rows["shortfall_bps"].iloc[0])
     capped = rows["shortfall_risk:max_position_ratio"]
     assert capped.iloc[0] != 0 and capped.iloc[1] == 0  # only the combination with the position cap
+
+
+def test_one_stacked_pass_stores_what_separate_processes_store(history, tmp_path):
+    """Without a scheduler, combinations that differ only in limits, buffers or costs run as one stacked pass
+    (workflows/sweep_kernel.py): the stored rows, digests and audit events are those of one process per combination."""
+    kwargs = dict(grid={**GRID, "commission": [{"model": "BpsCommission", "bps": 1}, {"model": "NoCommission"}]},
+                  portfolio_value=1e6, model_version="sw-1", progress=False)
+    stacked = sweep(history["weights"], history["prices"], db=tmp_path / "stacked.duckdb", **kwargs)
+    separate = sweep(history["weights"], history["prices"], db=tmp_path / "separate.duckdb", workers=2, **kwargs)
+    assert stacked.ran_on.startswith("this process, one stacked pass of 8")
+    assert stacked.counts == separate.counts == {"new": 8}
+    assert stored_rows(tmp_path / "stacked.duckdb") == stored_rows(tmp_path / "separate.duckdb")
+    again = sweep(history["weights"], history["prices"], db=tmp_path / "stacked.duckdb", **kwargs)
+    assert again.counts == {"stored": 8}

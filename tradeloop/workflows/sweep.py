@@ -260,12 +260,43 @@ def sweep(weights, prices, *, grid, portfolio_value, model_version: str = "sim",
     outcome: dict[int, dict] = {c.index: {"status": "failed", "error": f"invalid params: {c.error}"}
                                 for c in combos if c.params is None}
     runnable = [c for c in combos if c.params is not None]
-    with open_pool(scheduler, workers) as pool:
-        _run(pool, target, runnable, data, model_version, stored, outcome, progress)
-        ran_on = pool.describe
+    stacked = _stacked(runnable, data, model_version, stored) if scheduler is None and (workers or 1) == 1 else None
+    if stacked is not None:  # one pass of the date loop for every combination (workflows/sweep_kernel.py)
+        for c, result in zip(runnable, stacked):
+            outcome[c.index] = _store(target, result)
+        ran_on = f"this process, one stacked pass of {len(runnable)} combination(s)"
+    else:
+        with open_pool(scheduler, workers) as pool:
+            _run(pool, target, runnable, data, model_version, stored, outcome, progress)
+            ran_on = pool.describe
     rows = _rows(target, combos, outcome)
     paths = tuple(dict.fromkeys(k for c in combos for k in c.settings))
     return SweepResult(db=db, ran_on=ran_on, rows=rows, paths=paths, labels=tuple(c.label for c in combos))
+
+
+def _stacked(runnable: list[Combination], data: dict, model_version: str, stored: frozenset) -> list[dict] | None:
+    """The results :func:`simulate_combination` would give for every combination, from one stacked pass
+    (:func:`~tradeloop.workflows.sweep_kernel.simulate_stacked`) when the combinations differ only in limits,
+    buffers or costs; None otherwise, or when the pass raised (each combination then runs, and fails, alone)."""
+    from .sweep_kernel import simulate_stacked, stackable
+
+    if len(runnable) < 2:
+        return None
+    try:
+        params = [RunParams.from_dict(c.params) for c in runnable]
+        if not stackable(params):
+            return None
+        h = prepare_history(data["weights"], data["prices"], portfolio_value=data["portfolio_value"],
+                            params=params[0], positions=data["positions"], cash=data["cash"])
+        ids = ["sim-" + history_digest(h, p, model_version)[:16] for p in params]
+        todo = [i for i, sid in enumerate(ids) if sid not in stored]
+        sims = simulate_stacked(data["weights"], data["prices"], [params[i] for i in todo],
+                                portfolio_value=data["portfolio_value"], positions=data["positions"],
+                                cash=data["cash"], model_version=model_version) if todo else []
+    except TradeloopError:
+        return None
+    records = dict(zip(todo, (simulation_record(sim) for sim in sims)))
+    return [{"simulation_id": sid, "record": records.get(i)} for i, sid in enumerate(ids)]
 
 
 def _run(pool, target: Store, runnable: list[Combination], data: dict, model_version: str, stored: frozenset,
