@@ -77,7 +77,8 @@ def stored_rows(db: Path) -> dict:
     with tl.Store(db, read_only=True) as s:
         sims = s.con.execute("SELECT * EXCLUDE (created_at) FROM simulations ORDER BY simulation_id").df()
         out["simulations"] = sims.to_dict("records")
-        for table in ("simulation_runs", "simulation_orders", "simulation_order_fills"):
+        for table in ("simulation_runs", "simulation_orders", "simulation_order_fills", "simulation_shortfall",
+                      "risk_decisions"):
             df = s.con.execute(f"SELECT * FROM {table} ORDER BY ALL").df()
             out[table] = df.astype(object).where(df.notna(), None).to_dict("records")  # NaN == NaN here
         events = s.con.execute("SELECT seq, run_id, event_type, payload FROM audit_events ORDER BY seq").df()

@@ -255,6 +255,23 @@ def test_one_stacked_pass_stores_what_separate_processes_store(history, tmp_path
     separate = sweep(history["weights"], history["prices"], db=tmp_path / "separate.duckdb", workers=2, **kwargs)
     assert stacked.ran_on.startswith("this process, one stacked pass of 8")
     assert stacked.counts == separate.counts == {"new": 8}
-    assert stored_rows(tmp_path / "stacked.duckdb") == stored_rows(tmp_path / "separate.duckdb")
+    rows = stored_rows(tmp_path / "stacked.duckdb")
+    assert rows == stored_rows(tmp_path / "separate.duckdb")
+    assert rows["risk_decisions"] and rows["simulation_shortfall"]
     again = sweep(history["weights"], history["prices"], db=tmp_path / "stacked.duckdb", **kwargs)
     assert again.counts == {"stored": 8}
+
+
+def test_a_sweep_with_controls_stores_what_one_process_per_combination_stores(history, tmp_path):
+    """Rebalancing controls are not stacked: without a scheduler such a sweep runs combination by combination and
+    stores exactly what separate processes store (rows, decisions, shortfall, digests)."""
+    grid = {"cash_buffer": [0.0, 0.05], "risk.max_order_notional": [20_000, None],
+            "risk.min_order_notional": [2_000], "risk.max_turnover": [0.4]}
+    kwargs = dict(grid=grid, portfolio_value=1e6, model_version="sw-1", progress=False)
+    one = sweep(history["weights"], history["prices"], db=tmp_path / "one.duckdb", **kwargs)
+    separate = sweep(history["weights"], history["prices"], db=tmp_path / "separate.duckdb", workers=2, **kwargs)
+    assert "stacked" not in one.ran_on
+    assert one.counts == separate.counts == {"new": 4}
+    rows = stored_rows(tmp_path / "one.duckdb")
+    assert rows == stored_rows(tmp_path / "separate.duckdb")
+    assert {r["rule"] for r in rows["risk_decisions"]} >= {"min_order_notional", "max_order_notional"}

@@ -12,7 +12,7 @@ import tradeloop as tl
 from tradeloop.errors import ValidationError
 from tradeloop.workflows.sweep_kernel import PerBook, simulate_stacked, stackable
 
-FRAMES = ("orders", "fills", "summary", "positions", "cash")
+FRAMES = ("orders", "fills", "summary", "positions", "cash", "risk_decisions")
 
 
 def _history(seed: int = 3, portfolios: int = 1, missing: bool = False, dates: int = 12, symbols: int = 25):
@@ -33,6 +33,7 @@ def _assert_same(stacked: tl.Simulation, alone: tl.Simulation) -> None:
     for name in ("by_date", "by_cause", "by_symbol", "by_sector"):
         pd.testing.assert_frame_equal(getattr(a, name), getattr(b, name), check_exact=True, obj=f"shortfall {name}")
     assert a.to_dict() == b.to_dict()
+    assert stacked.describe() == alone.describe()
 
 
 def _check(w, p, params_list, **kwargs) -> list[tl.Simulation]:
@@ -63,6 +64,43 @@ def test_each_combination_equals_its_own_simulation(portfolios, missing):
     assert len({s.summary.drop(columns="run_id").to_csv() for s in sims}) == len(sims)
 
 
+def test_risk_decisions_and_shortfall_per_combination():
+    """Each combination keeps only its own risk decisions (slots renumbered to its book) and its own shortfall."""
+    w, p = _history(seed=4, missing=True)
+    params = [tl.RunParams.from_dict({"risk": {"max_order_notional": notional, "max_position_ratio": ratio,
+                                               "allow_short": True}})
+              for notional, ratio in ((4_000, 0.05), (None, 0.04), (15_000, None), (None, None))]
+    sims = _check(w, p, params, portfolio_value=1e6)
+    counts = [len(s.risk_decisions) for s in sims]
+    assert counts[3] == 0 < min(counts[:3]) and len(set(counts[:3])) == 3
+    rules = [set(s.risk_decisions["rule"]) for s in sims]
+    assert rules[1] == {"max_position_ratio"} and rules[2] == {"max_order_notional"}
+    assert len({tl.shortfall(s).total for s in sims}) == 4
+
+
+def test_an_equal_borrow_rate_is_stacked():
+    w, p = _history(seed=6, missing=True)
+    params = [tl.RunParams.from_dict({"borrow_bps_per_year": 75, "cash_buffer": buf,
+                                      "risk": {"allow_short": True, "max_order_notional": n}})
+              for buf, n in ((0.0, None), (0.03, 8_000))]
+    sims = _check(w, p, params, portfolio_value=5e5)
+    assert all(s.describe()["borrow_cost"] > 0 for s in sims)
+
+
+@pytest.mark.parametrize("risk", [
+    {"min_order_notional": 500}, {"no_trade_band": 0.002}, {"max_turnover": 0.3}, {"max_orders": 5},
+    {"restricted": {"no_buy": ["S0001"]}}, {"on_breach": {"max_order_notional": "resize"}, "max_order_notional": 9e3},
+])
+def test_rebalancing_controls_are_not_stacked(risk):
+    """Controls run through controls.decide with per-portfolio budgets: such combinations are refused here, and a
+    sweep runs them one by one (tests/workflows/test_sweep.py)."""
+    with_control = tl.RunParams.from_dict({"risk": risk})
+    assert not stackable([tl.RunParams(), with_control])
+    assert not stackable([with_control, with_control])
+    with pytest.raises(ValidationError, match="differ only in"):
+        simulate_stacked(*_history(), [tl.RunParams(), with_control], portfolio_value=1e6)
+
+
 def test_sector_and_name_caps_per_combination():
     w, p = _history(seed=5)
     symbols = sorted(w["symbol"].unique())
@@ -84,7 +122,7 @@ def test_liquidity_and_limit_orders_over_several_steps():
     assert all(s.fills_raw is not None for s in sims)
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     combos=st.lists(st.tuples(
         st.sampled_from([0.0, 0.01, 0.05]),
@@ -96,12 +134,15 @@ def test_liquidity_and_limit_orders_over_several_steps():
     ), min_size=1, max_size=6),
     seed=st.integers(0, 50),
     value=st.sampled_from([1e5, 7.7e5, 3e6]),
+    shorts=st.booleans(),
+    borrow=st.sampled_from([0.0, 40.0]),
 )
-def test_stacked_equals_separate_for_any_grid(combos, seed, value):
-    w, p = _history(seed=seed, dates=6, symbols=15)
+def test_stacked_equals_separate_for_any_grid(combos, seed, value, shorts, borrow):
+    w, p = _history(seed=seed, dates=6, symbols=15, missing=shorts)
     params = [tl.RunParams.from_dict({
-        "cash_buffer": buf,
-        "risk": {"max_order_notional": notional, "max_position_ratio": ratio, "max_gross_exposure": gross},
+        "cash_buffer": buf, "borrow_bps_per_year": borrow,
+        "risk": {"max_order_notional": notional, "max_position_ratio": ratio, "max_gross_exposure": gross,
+                 "allow_short": shorts},
         "slippage": {"model": "FixedBpsSlippage", "bps": slip}, "commission": {"model": "BpsCommission", "bps": fee},
     }) for buf, notional, ratio, gross, slip, fee in combos]
     _check(w, p, params, portfolio_value=value)
