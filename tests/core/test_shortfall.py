@@ -54,6 +54,34 @@ def test_a_resize_decision_goes_to_its_rule():
     assert sum(out.values()) == pytest.approx(0.5 - 300 * 10 / 10_000)
 
 
+def test_rules_resizing_one_order_at_once_share_the_cut_as_the_airport_rule():
+    # row 0: 600 cut to 500 by one rule and to 400 by another (the order keeps 400): 600 → 500 is shared (50 each),
+    # 500 → 400 is the deeper rule's alone; row 1: one rule, its whole cut; row 2: three rules to 0, a third each;
+    # row 3: a chain (1,000 → 800 in one stage, then 800 → 600 / 800 → 400 together)
+    row = np.array([0, 0, 1, 2, 2, 2, 3, 3, 3])
+    before = np.array([600, 600, 50, 90, 90, 90, 1000, 800, 800])
+    after = np.array([500, 400, 0, 0, 0, 0, 800, 600, 400])
+    assert k.shared_cuts(row, before, after).tolist() == pytest.approx([50, 150, 50, 30, 30, 30, 200, 100, 300])
+    r, cause, gap = k.decision_gaps(row[:2], np.array([0, 1]), before[:2], after[:2], np.array([-1, -1]),
+                                    np.array([10.0, 10.0]), 10_000.0)
+    assert cause.tolist() == [k.risk_cause(codes.risk_rule_names()[0]), k.risk_cause(codes.risk_rule_names()[1])]
+    assert gap.tolist() == pytest.approx([-0.05, -0.15])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.sampled_from([0, 100, 500]), st.integers(0, 500)), max_size=12))
+def test_shared_cuts_sum_to_each_orders_cut_and_are_never_negative(rows):
+    row = np.array([r for r, _, _ in rows], dtype=np.int64)
+    before = np.array([b + 500 for _, b, _ in rows], dtype=np.int64)
+    after = np.array([min(a, b + 500) for _, b, a in rows], dtype=np.int64)
+    got = k.shared_cuts(row, before, after)
+    assert (got >= -1e-9).all()
+    for key in set(zip(row.tolist(), before.tolist())):
+        mine = (row == key[0]) & (before == key[1])
+        assert got[mine].sum() == pytest.approx(key[1] - after[mine].min())
+        assert (got[mine] <= before[mine] - after[mine] + 1e-9).all()  # no rule takes more than it cut
+
+
 def test_unfilled_cause_precedence():
     f = np.array
     got = k.unfilled_cause(missing=f([True, False, False, False, False]), blocked=f([False, True, False, False, False]),

@@ -10,6 +10,7 @@ import pytest
 from engines import DATE, ENGINES, MODEL_VERSION
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_history_baseline import histories
 
 import tradeloop as tl
 from tradeloop.core.shortfall import CAUSES, COSTS
@@ -95,9 +96,87 @@ def test_explicit_costs_alone(path):
                "commission": {"model": "PerShareCommission", "rate": 0.01, "minimum": 1.0}})
     assert _gaps(sf) == {}
     out = sf.to_dict()
-    assert out["explicit_costs"] == {"slippage": pytest.approx(500 * 0.005), "commission": pytest.approx(5.0)}
+    assert out["explicit_costs"] == {"slippage": pytest.approx(500 * 0.005), "commission": pytest.approx(5.0),
+                                     "borrow": 0.0}
     assert out["causes"]["slippage"] == pytest.approx(2.5) and out["causes"]["commission"] == pytest.approx(5.0)
     assert out["total_bps"] == pytest.approx(7.5)
+
+
+#: Rebalancing controls (V = 10,000, price 10 unless said): name -> (rows, params, positions, weight gap per
+#: cause, implemented Σ ŵ). An order a control skips or cuts is its rule's, by name, on both paths.
+CONTROL_CASES = {
+    # B: 0.01 × 10,000 / 10 = 10 shares, 100 < 500: dust, not sent
+    "min_order_notional skip": ({"symbol": ["A", "B"], "weight": [0.5, 0.01], "price": [10.0, 10.0]},
+                                {"risk": {"min_order_notional": 500}}, None, {"risk:min_order_notional": 0.01}, 0.5),
+    # B held 300 (0.30), target 0.29: a SELL of 10 < 50 shares, not sent: the gap is −0.01
+    "min_order_qty skip of a sell": ({"symbol": ["A", "B"], "weight": [0.5, 0.29], "price": [10.0, 10.0]},
+                                     {"risk": {"min_order_qty": 50}}, {"symbol": ["B"], "qty": [300]},
+                                     {"risk:min_order_qty": -0.01}, 0.8),
+    # B held 300, target 0.31: drift 0.01 < 0.02
+    "no_trade_band skip": ({"symbol": ["A", "B"], "weight": [0.5, 0.31], "price": [10.0, 10.0]},
+                           {"risk": {"no_trade_band": 0.02}}, {"symbol": ["B"], "qty": [300]},
+                           {"risk:no_trade_band": 0.01}, 0.8),
+    # |0.31 − 0.30| / 0.31 = 0.032 < 0.1
+    "no_trade_band_relative skip": ({"symbol": ["A", "B"], "weight": [0.5, 0.31], "price": [10.0, 10.0]},
+                                    {"risk": {"no_trade_band_relative": 0.1}}, {"symbol": ["B"], "qty": [300]},
+                                    {"risk:no_trade_band_relative": 0.01}, 0.8),
+    # A: 300 shares > 0.5 × ADV 50 = 25, in lots of 100: cut to 0, not an order
+    "max_adv_participation resize to nothing": (
+        {"symbol": ["A", "B"], "weight": [0.3, 0.5], "price": [10.0, 10.0], "adv": [50.0, 1e6]},
+        {"lot_size": 100, "risk": {"max_adv_participation": 0.5}}, None, {"risk:max_adv_participation": 0.3}, 0.5),
+    # A: 300 → 0.5 × 500 = 250 shares
+    "max_adv_participation resize": (
+        {"symbol": ["A", "B"], "weight": [0.3, 0.5], "price": [10.0, 10.0], "adv": [500.0, 1e6]},
+        {"risk": {"max_adv_participation": 0.5}}, None, {"risk:max_adv_participation": 0.05}, 0.75),
+    # A held 300, target 0: a SELL of 300 cut to 2,000 / 10 = 200 (100 left held: −0.01 per 10 shares)
+    "max_order_notional resize of a sell": (
+        {"symbol": ["A", "B"], "weight": [0.0, 0.15], "price": [10.0, 10.0]},
+        {"risk": {"max_order_notional": 2000, "on_breach": {"max_order_notional": "resize"}}},
+        {"symbol": ["A"], "qty": [300]}, {"risk:max_order_notional": -0.1}, 0.25),
+    # A: 600 shares; max_order_notional allows 500, max_position_ratio 400: the cut 600 → 400 is shared as the
+    # airport rule does: 600 → 500 by both (0.05 each), 500 → 400 by max_position_ratio alone (0.1)
+    "two rules resize one order": (
+        {"symbol": ["A"], "weight": [0.6], "price": [10.0]},
+        {"risk": {"max_order_notional": 5000, "max_position_ratio": 0.4,
+                  "on_breach": {"max_order_notional": "resize", "max_position_ratio": "resize"}}}, None,
+        {"risk:max_order_notional": 0.05, "risk:max_position_ratio": 0.15}, 0.4),
+    # A: 3,000 → 0.5 × 5,000 = 2,500 shares; then at most one order: B (5,000) kept, A rejected
+    "resized then rejected": (
+        {"symbol": ["A", "B"], "weight": [0.3, 0.5], "price": [1.0, 1.0], "adv": [5_000.0, 1e6]},
+        {"risk": {"max_adv_participation": 0.5, "max_orders": 1}}, None,
+        {"risk:max_adv_participation": 0.05, "risk:max_orders": 0.25}, 0.5),
+}
+
+
+@pytest.mark.parametrize("name", list(CONTROL_CASES))
+def test_an_order_a_control_skips_or_cuts_is_its_rules(path, name):
+    rows, params, positions, gaps, implemented = CONTROL_CASES[name]
+    sf = path(rows, params, positions)
+    assert _gaps(sf) == {c: pytest.approx(g) for c, g in gaps.items()}
+    # the causes sum to the gap between the paper weights and the positions reached
+    assert sf.by_date["implemented_weight"].tolist() == [pytest.approx(implemented)]
+    assert sf.by_date["paper_weight"].iloc[0] - sf.by_cause["weight_gap"].sum() == pytest.approx(implemented)
+
+
+def test_the_two_paths_give_the_same_attribution_with_controls(tmp_path):
+    # A cut by ADV, B dust, C inside the band (a sell), D cut by max_order_notional, E liquidated, G restricted
+    rows = {"symbol": list("ABCDEFG"), "weight": [0.15, 0.006, 0.15, 0.3, 0.0, 0.25, 0.1],
+            "price": [10.0, 1.0, 20.0, 5.0, 8.0, 12.0, 9.0], "adv": [200.0, 1e6, 1e6, 1e6, 1e6, 1e6, 1e6]}
+    params = {"lot_size": 10, "cash_buffer": 0.05, "commission": {"model": "BpsCommission", "bps": 1},
+              "risk": {"min_order_notional": 100, "no_trade_band": 0.005, "max_adv_participation": 0.5,
+                       "max_turnover": 0.6, "restricted": {"no_buy": ["G"]},
+                       "max_order_notional": 2000, "on_breach": {"max_order_notional": "resize"}}}
+    positions = {"symbol": ["C", "E", "F"], "qty": [74, 100, 200]}
+    got = {name: _case(name, tmp_path, rows, params, positions) for name in ENGINES}
+    run, hist = got["run"], got["history"]
+    risky = {c for c in _gaps(run) if c.startswith("risk:")}
+    assert {"risk:min_order_notional", "risk:no_trade_band", "risk:max_adv_participation", "risk:restricted",
+            "risk:max_order_notional"} <= risky
+    pd.testing.assert_frame_equal(run.by_cause, hist.by_cause, rtol=1e-12)
+    pd.testing.assert_frame_equal(run.by_symbol, hist.by_symbol, rtol=1e-12, check_dtype=False)
+    for sf in (run, hist):
+        assert sf.by_date["paper_weight"].iloc[0] - sf.by_cause["weight_gap"].sum() == pytest.approx(
+            sf.by_date["implemented_weight"].iloc[0], abs=1e-12)
 
 
 def test_the_two_paths_give_the_same_attribution(tmp_path):
@@ -157,6 +236,42 @@ def test_per_period_contributions_sum_to_the_return_gap(seed, buffer, cap, limit
     np.testing.assert_allclose(by["paper_return"] - by["implemented_return"], items, atol=1e-13)
 
 
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(histories())
+def test_causes_sum_to_every_gap_with_random_controls_and_borrow(history):
+    """Random rebalancing controls, breach policies, borrow rates, shorts, missing prices and volume caps: per
+    (date, symbol) the causes sum to ``w − held × mark / V`` (summed over dates per symbol, over symbols per date),
+    and per period the causes and costs sum to the paper return minus the simulation's own return."""
+    weights, prices, params, positions, value = history
+    pos = pd.DataFrame({"symbol": list(positions), "qty": list(positions.values())}) if positions else None
+    sim = simulate(weights, prices, portfolio_value=value, params=params, positions=pos)
+    sf = shortfall(sim)
+    s = sim.summary
+    V = pd.Series(s["portfolio_value"].to_numpy(), index=pd.DatetimeIndex(s["date"]))
+    held = sim.positions.assign(date=lambda f: pd.DatetimeIndex(f["date"]))
+    held = held.pivot_table(index="date", columns="symbol", values="market_value", aggfunc="sum", observed=True)
+    held = held.reindex(index=V.index, columns=sim.universe).fillna(0.0).div(V, axis=0)
+    w = weights.assign(date=pd.to_datetime(weights["date"])).pivot(index="date", columns="symbol", values="weight")
+    w = w.reindex(index=V.index, columns=sim.universe).fillna(0.0)
+    np.testing.assert_allclose(sf.by_date["implemented_weight"], held.sum(axis=1), atol=1e-12)
+    np.testing.assert_allclose(sf.by_date["paper_weight"] - sf.by_date["implemented_weight"],
+                               (w - held).sum(axis=1), atol=1e-12)
+    by_symbol = sf.by_symbol.set_index("symbol")["weight_gap"].reindex(sim.universe).fillna(0.0)
+    np.testing.assert_allclose(by_symbol.to_numpy(), (w - held).sum(axis=0).to_numpy(), atol=1e-12)
+    # per period: paper Σ w r at the marks (last known price), implemented from the values the simulation reached;
+    # a period that starts holding a symbol with no known mark (valued 0, r = 0 by definition) is left out
+    marks = prices.assign(date=pd.to_datetime(prices["date"])).pivot(index="date", columns="symbol", values="price")
+    marks = marks.reindex(index=V.index, columns=sim.universe).ffill()
+    r = (marks.shift(-1) / marks - 1).fillna(0.0)
+    paper = (w * r).sum(axis=1).to_numpy()
+    implemented = np.append(V.to_numpy()[1:], s["end_value"].iloc[-1]) / V.to_numpy() - 1
+    items = sf.by_date[list(CAUSES) + list(COSTS)].sum(axis=1).to_numpy() / 1e4
+    unvalued = sim.positions.loc[sim.positions["price"].isna() & (sim.positions["qty"] != 0), "date"]
+    known = ~V.index.isin(pd.DatetimeIndex(unvalued))
+    np.testing.assert_allclose((paper - implemented)[known], items[known], atol=1e-11)
+    assert sf.to_dict()["total_bps"] == pytest.approx(sum(sf.to_dict()["causes"].values()), abs=1e-9)
+
+
 def test_frictionless_history_has_only_rounding_below_one_share_per_name():
     w, p, sim = _history(12, 20, 5, {"lot_size": 1})
     p = p.assign(lot_size=1)
@@ -210,6 +325,58 @@ def test_a_stored_simulation_gives_the_same_shortfall_and_an_edit_is_caught(tmp_
     assert any("simulation_shortfall does not match" in d for d in result.differences)
 
 
+def _short_history(bps=365.0):
+    """AAA held short 100 shares @ 50 for 7 days: 5,000 × 365 bps × 7 / 365 = 3.50 charged on the second date."""
+    w = pd.DataFrame({"date": ["2024-01-02", "2024-01-09"], "symbol": "AAA", "weight": [-0.05, -0.05]})
+    p = pd.DataFrame({"date": ["2024-01-02", "2024-01-09"], "symbol": "AAA", "price": [50.0, 50.0]})
+    return simulate(w, p, portfolio_value=100_000, params=tl.RunParams.from_dict(
+        {"risk": {"allow_short": True}, "borrow_bps_per_year": bps}))
+
+
+def test_borrow_is_a_cost_cause_in_by_cause_total_and_the_json():
+    sim = _short_history()
+    sf = shortfall(sim)
+    assert sim.summary["borrow_cost"].tolist() == pytest.approx([0.0, 3.5], abs=1e-9)
+    # the cost of holding the short through the first period is that period's (bps of the first date's value)
+    assert sf.by_date["borrow"].tolist() == pytest.approx([3.5 / 100_000 * 1e4, 0.0], abs=1e-12)
+    assert sf.by_cause.loc["borrow", "amount"] == pytest.approx(3.5, abs=1e-9)
+    assert sf.by_cause.loc["borrow", "bps"] == pytest.approx(0.35, abs=1e-9)
+    assert sf.total == pytest.approx(0.35, abs=1e-9)  # flat prices, whole shares: borrow is the whole shortfall
+    out = sf.to_dict()
+    assert out["explicit_costs"]["borrow"] == pytest.approx(3.5, abs=1e-9)
+    assert out["causes"]["borrow"] == pytest.approx(0.35, abs=1e-9)
+    assert out["total_bps"] == pytest.approx(sum(out["causes"].values()), abs=1e-12)
+    row = sf.by_symbol.set_index("symbol").loc["AAA"]
+    assert row["borrow"] == pytest.approx(3.5, abs=1e-9) and row["bps"] == pytest.approx(0.35, abs=1e-9)
+    # the period's return gap is the borrow cost: paper 0, implemented V1 / V0 − 1
+    by = sf.by_date.iloc[0]
+    assert by["paper_return"] - by["implemented_return"] == pytest.approx(3.5 / 100_000, abs=1e-15)
+    assert shortfall(_short_history(0.0)).by_cause.loc["borrow", "amount"] == 0.0
+
+
+def test_borrow_is_stored_digested_verified_and_in_the_cli_json(tmp_path, cli):
+    sim = _short_history()
+    db = tmp_path / "b.duckdb"
+    with tl.Store(db) as store:
+        save_simulation(store, sim)
+        stored = shortfall(sim.simulation_id, store)
+        assert stored.to_dict() == shortfall(sim).to_dict()
+        pd.testing.assert_frame_equal(stored.by_symbol, shortfall(sim).by_symbol, check_dtype=False, rtol=1e-12)
+        assert tl.verify_store(store).ok
+    out = cli("shortfall", sim.simulation_id, "--db", str(db), "--json")
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    assert got["causes"]["borrow"] == pytest.approx(0.35, abs=1e-9)
+    assert got["explicit_costs"]["borrow"] == pytest.approx(3.5, abs=1e-9)
+    assert abs(sum(got["causes"].values()) - got["total_bps"]) < 1e-9
+    with tl.Store(db) as store:
+        store.con.execute("UPDATE simulation_shortfall SET amount = amount + 0.01 WHERE item = 'borrow' "
+                          "AND level = 'date' AND amount > 0")
+        result = tl.verify_store(store)
+    assert not result.ok
+    assert any("simulation_shortfall does not match" in d for d in result.differences)
+
+
 def test_cumulative_compounding_is_the_difference_of_the_value_curves():
     _, _, sim = _history(20, 25, 11, {"cash_buffer": 0.03, "commission": {"model": "BpsCommission", "bps": 5}})
     sf = shortfall(sim)
@@ -244,7 +411,7 @@ def test_cli_shortfall_json_and_tables(cli, tmp_path):
     assert set(got) == {"id", "kind", "total_bps", "causes", "explicit_costs", "weight_gap"}
     assert got["id"] == run_id and got["kind"] == "run"
     assert abs(sum(got["causes"].values()) - got["total_bps"]) < 1e-9
-    assert set(got["explicit_costs"]) == {"slippage", "commission"}
+    assert set(got["explicit_costs"]) == {"slippage", "commission", "borrow"} == set(COSTS)
     assert set(got["weight_gap"]) == set(CAUSES) and set(got["causes"]) == set(CAUSES) | set(COSTS)
     with tl.Store(db, read_only=True) as store:
         assert got == json.loads(json.dumps(shortfall(run_id, store).to_dict()))

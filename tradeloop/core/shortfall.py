@@ -45,14 +45,14 @@ from .codes import RISK_PREFIX, risk_rule_names, shortfall_cause_names
 __all__ = [
     "CAUSES", "COSTS", "ROUNDING", "CASH_TRIM", "MISSING_PRICE", "LIQUIDITY", "LIMIT_NOT_CROSSED", "NOT_EXECUTED",
     "NO_CAUSE", "cause_index", "risk_cause", "rounding_gap", "trim_gap", "order_gap", "unfilled_cause",
-    "limit_crossed", "risk_split", "decision_gaps", "slippage", "implemented_weight", "period_returns", "attribute",
-    "OrderPath", "PeriodLedger",
+    "limit_crossed", "risk_split", "decision_gaps", "shared_cuts", "slippage", "implemented_weight",
+    "period_returns", "attribute", "OrderPath", "PeriodLedger",
 ]
 
 #: Every cause, in the order an order meets them (``risk:<rule>`` for each risk rule, in bit order).
 CAUSES = shortfall_cause_names()
-#: The explicit costs, in currency.
-COSTS = ("slippage", "commission")
+#: The explicit costs, in currency (``borrow``: a simulation's ``borrow_bps_per_year`` on the short market value).
+COSTS = ("slippage", "commission", "borrow")
 _INDEX = {name: i for i, name in enumerate(CAUSES)}
 ROUNDING, CASH_TRIM, MISSING_PRICE, LIQUIDITY, LIMIT_NOT_CROSSED, NOT_EXECUTED = (
     _INDEX[n] for n in ("rounding", "cash_trim", "missing_price", "liquidity", "limit_not_crossed", "not_executed"))
@@ -141,12 +141,48 @@ def risk_split(mask, gap) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def decision_gaps(row, rule, qty_before, qty_after, sign, price, value) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Risk decisions that resized orders (``qty_before → qty_after`` shares, ``rule`` names), as ``(row, cause,
-    gap)``: each takes ``sign × (before − after) × p / V`` of its order's gap (``sign``, ``price``, ``value`` per
-    decision)."""
-    cause = np.array([risk_cause(str(r)) for r in rule], dtype=np.int64) if len(rule) else np.zeros(0, np.int64)
-    gap = _per_value(sign * (np.asarray(qty_before) - np.asarray(qty_after)), np.asarray(price, dtype=float), value)
-    return np.asarray(row, dtype=np.int64), cause, gap
+    """Risk decisions that skipped or resized orders (``qty_before → qty_after`` shares; ``rule`` names or bits), as
+    ``(row, cause, gap)``: each takes ``sign × (before − after) × p / V`` of its symbol's gap (``sign``, ``price``,
+    ``value`` per decision). Decisions that cut the same order from the same quantity (rules checked together, none
+    first) share the cut by the airport rule (:func:`shared_cuts`)."""
+    rule = np.asarray(rule)
+    if not len(rule):
+        cause = np.zeros(0, np.int64)
+    elif rule.dtype.kind in "iu":
+        cause = _RISK_BY_BIT[rule.astype(np.int64)]
+    else:
+        cause = np.array([risk_cause(str(r)) for r in rule], dtype=np.int64)
+    row = np.asarray(row, dtype=np.int64)
+    cut = shared_cuts(row, np.asarray(qty_before), np.asarray(qty_after))
+    return row, cause, _per_value(sign * cut, np.asarray(price, dtype=float), value)
+
+
+def shared_cuts(row, before, after) -> np.ndarray:
+    """The shares each decision takes: ``before − after``, except where several decisions cut one row from the same
+    ``before`` (the original rules resize the same order at once; the order keeps the smallest ``after``). Those
+    share the cut as the airport game's Shapley value does: sorted from the mildest cut, each segment between
+    successive ``after`` values is split equally among the decisions that cut at least that far (a rule alone
+    takes its whole cut; k rules cutting to the same quantity take 1/k each, as k rules blocking an order do)."""
+    before = before.astype(np.float64)
+    after = after.astype(np.float64)
+    cut = before - after
+    if len(row) < 2:
+        return cut
+    order = np.lexsort((-after, before, row))
+    r, b = row[order], before[order]
+    same = (r[1:] == r[:-1]) & (b[1:] == b[:-1])
+    if not same.any():
+        return cut
+    first = np.flatnonzero(np.r_[True, ~same])
+    out = cut.copy()
+    for lo, hi in zip(first, np.r_[first[1:], len(r)]):  # the few orders several rules resized at once
+        if hi - lo < 2:
+            continue
+        idx = order[lo:hi]  # mildest cut first
+        levels = np.r_[before[idx[0]], after[idx]]
+        part = -np.diff(levels) / np.arange(hi - lo, 0, -1)  # segment l shared by the hi - lo - l deepest cuts
+        out[idx] = np.cumsum(part)
+    return out
 
 
 def slippage(signed_filled, fill_price, price) -> np.ndarray:
@@ -204,7 +240,9 @@ class OrderPath(NamedTuple):
     ``slots`` their (portfolio, symbol) slots, ``sell``, ``qty`` (after any resize), ``filled``, ``current``,
     ``fill_price`` (NaN where nothing filled), ``commission`` (currency), ``risk`` (bits of the rules that blocked
     it), ``canceled`` (at the close), ``limit`` (NaN: MARKET), ``finished`` (worked to its end; None: all were),
-    ``slippage`` (currency; None: from ``fill_price``), ``decisions`` ``(order, rule, qty_before, qty_after)``.
+    ``slippage`` (currency; None: from ``fill_price``). ``decisions``: the date's skip and resize decisions by
+    **slot**, orders sent or not (a skipped order or one cut to 0 is no order): ``(slot, rule, qty_before,
+    qty_after, sell)``, ``rule`` the rule's bit or name.
     """
 
     slots: np.ndarray
@@ -241,12 +279,12 @@ class PeriodLedger:
     def __init__(self, n_dates: int, group: np.ndarray, n_groups: int, *, grouped: bool = False, books: int = 1):
         D, P, N, K = n_dates, n_groups, len(group), len(CAUSES)
         self.group, self.P, self.grouped, self.books = group, P, grouped, books
-        for name in ("paper_weight", "paper_return", "implemented_return", "slippage", "commission"):
+        for name in ("paper_weight", "paper_return", "implemented_return", *COSTS):
             setattr(self, name, np.zeros((D, P)))
         self.gap, self.abs_gap, self.contribution = (np.zeros((D, P, K)) for _ in range(3))
         # per slot, cause-major: a cause's row is contiguous, so the dense causes add to it without a stride
         self._slot = np.zeros((3, K, N))  # gap, |gap|, contribution
-        self._costs = np.zeros((4, N))  # slippage, commission (currency), then each / V
+        self._costs = np.zeros((2 * len(COSTS), N))  # each cost (currency), then each / V
         self._open: tuple | None = None
 
     @property
@@ -257,12 +295,11 @@ class PeriodLedger:
     slot_gap = property(lambda self: self._slot[0].T)
     slot_abs_gap = property(lambda self: self._slot[1].T)
     slot_contribution = property(lambda self: self._slot[2].T)
-    slot_costs = property(lambda self: self._costs[:2].T)
-    slot_cost_return = property(lambda self: self._costs[2:].T)
+    slot_costs = property(lambda self: self._costs[:len(COSTS)].T)
+    slot_cost_return = property(lambda self: self._costs[len(COSTS):].T)
 
     #: Arrays per (date, portfolio[, cause]) and per slot (cause- or cost-major), and how :meth:`join` combines them.
-    _BY_PORTFOLIO = ("paper_weight", "paper_return", "implemented_return", "slippage", "commission", "gap", "abs_gap",
-                     "contribution")
+    _BY_PORTFOLIO = ("paper_weight", "paper_return", "implemented_return", *COSTS, "gap", "abs_gap", "contribution")
     _BY_SLOT = ("_slot", "_costs")
 
     @classmethod
@@ -335,37 +372,42 @@ class PeriodLedger:
                 self.gap[t, :, j], self.abs_gap[t, :, j] = self._sum(g), self._sum(ag)
                 self._slot[0, j] += g
                 self._slot[1, j] += ag
-        coo = self._orders(t, orders, weight, price, value, mark)
-        self._open = (t, weight, wh, rg, tg, mark, coo)
+        self._costs_of(t, orders, price, value)
+        parts = [self._orders(orders, weight, price, value, mark)]
+        if orders.decisions is not None and len(orders.decisions[0]):
+            parts.append(self._decisions(orders.decisions, price, value))
+        coo = self._record(t, [p for p in parts if p is not None])
+        self._open = (t, weight, wh, rg, tg, mark, coo, value)
 
-    def _orders(self, t, o: OrderPath, weight, price, value, mark) -> tuple:
-        """Costs and order causes of date ``t``'s orders; returns their causes as ``(slot, port, cause, gap)``."""
+    def _costs_of(self, t, o: OrderPath, price, value) -> None:
+        """Slippage and commission of date ``t``'s orders, per portfolio and per slot."""
         s = o.slots
-        p = price[s]
-        v = value if np.ndim(value) == 0 else value[s]
         if o.slippage is None:
             with np.errstate(invalid="ignore"):
-                slip = np.where(o.sell, -o.filled, o.filled) * (o.fill_price - p)
+                slip = np.where(o.sell, -o.filled, o.filled) * (o.fill_price - price[s])
             if np.isnan(slip).any():  # nothing filled: no fill price
                 slip = np.where(o.filled != 0, slip, 0.0)
         else:
             slip = o.slippage
         self.slippage[t], self.commission[t] = self._sum(slip, s), self._sum(o.commission, s)
+        v = value if np.ndim(value) == 0 else value[s]
+        C = len(COSTS)
         for row, cost in enumerate((slip, o.commission)):  # one row at a time: numpy's fast 1-d path
             np.add.at(self._costs[row], s, cost)
-            np.add.at(self._costs[row + 2], s, cost / v)
+            np.add.at(self._costs[row + C], s, cost / v)
+
+    def _orders(self, o: OrderPath, weight, price, value, mark) -> tuple | None:
+        """The order causes of the orders with a gap (blocked, unfilled, unpriced) as ``(slot, cause, gap)``."""
+        s = o.slots
+        p = price[s]
         missing = np.isnan(p)
-        need = (o.risk != 0) | (o.qty != o.filled) | missing
-        if o.decisions is not None and len(o.decisions[0]):
-            need[o.decisions[0]] = True
-        n = np.flatnonzero(need)
+        n = np.flatnonzero((o.risk != 0) | (o.qty != o.filled) | missing)
         if not len(n):
             return None
-        vn = v if np.ndim(v) == 0 else v[n]
-        sign = np.zeros(len(s), dtype=np.int64)
-        sign[n] = np.where(o.sell[n], -1, 1)
-        gap = order_gap(weight[s[n]], p[n], mark[s[n]], vn, o.current[n], sign[n] * o.qty[n],
-                        sign[n] * o.filled[n])
+        sn = s[n]
+        vn = value if np.ndim(value) == 0 else value[sn]
+        sign = np.where(o.sell[n], -1, 1)
+        gap = order_gap(weight[sn], p[n], mark[sn], vn, o.current[n], sign * o.qty[n], sign * o.filled[n])
         mask = np.where(missing[n], 0, o.risk[n])
         crossed = np.ones(len(n), dtype=bool) if o.limit is None else limit_crossed(o.sell[n], p[n], o.limit[n])
         finished = np.ones(len(n), dtype=bool) if o.finished is None else o.finished[n]
@@ -373,14 +415,21 @@ class PeriodLedger:
                                   finished=finished)
         rb, cb, gb = risk_split(mask, gap)
         has = np.flatnonzero(unfilled != NO_CAUSE)
-        parts = [(rb, cb, gb), (has, unfilled[has], gap[has])]
-        if o.decisions is not None and len(o.decisions[0]):
-            d = np.asarray(o.decisions[0], dtype=np.int64)
-            dr, dc, dg = decision_gaps(np.searchsorted(n, d), o.decisions[1], o.decisions[2], o.decisions[3],
-                                       sign[d], p[d], v if np.ndim(v) == 0 else v[d])
-            parts.append((dr, dc, dg))
-        rows, cause, g = (np.concatenate(x) for x in zip(*parts))
-        slot = s[n][rows]
+        return sn[np.r_[rb, has]], np.r_[cb, unfilled[has]], np.r_[gb, gap[has]]
+
+    def _decisions(self, decisions, price, value) -> tuple:
+        """Skip and resize decisions (by slot) as ``(slot, cause, gap)``."""
+        slot, rule, before, after, sell = decisions
+        slot = np.asarray(slot, dtype=np.int64)
+        v = value if np.ndim(value) == 0 else value[slot]
+        return decision_gaps(slot, rule, before, after, np.where(sell, -1, 1), price[slot], v)
+
+    def _record(self, t, parts) -> tuple | None:
+        """Add date ``t``'s ``(slot, cause, gap)`` parts to the gaps; returns them for :meth:`period`."""
+        if not parts:
+            return None
+        slot, cause, g = (np.concatenate(x) for x in zip(*parts)) if len(parts) > 1 else parts[0]
+        slot = slot.astype(np.int64, copy=False)
         port = np.zeros(len(slot), dtype=np.int64) if self.P == 1 else self.group[slot]
         np.add.at(self.gap[t], (port, cause), g)
         np.add.at(self.abs_gap[t], (port, cause), np.abs(g))
@@ -388,12 +437,13 @@ class PeriodLedger:
         np.add.at(self._slot[1], (cause, slot), np.abs(g))
         return slot, port, cause, g
 
-    def period(self, next_mark) -> None:
+    def period(self, next_mark, borrow: tuple | None = None) -> None:
         """The period from the last :meth:`decision` to the date whose marks are ``next_mark``: records its return
-        contributions (nothing before the first decision)."""
+        contributions (nothing before the first decision) and ``borrow`` ``(per portfolio, per slot)``, the borrow
+        cost (currency) charged at its end for the short positions held through it."""
         if self._open is None:
             return
-        t, weight, wh, rg, tg, mark, coo = self._open
+        t, weight, wh, rg, tg, mark, coo, value = self._open
         r = period_returns(mark, next_mark)
         self.paper_return[t], self.implemented_return[t] = self._dot(weight, r), self._dot(wh, r)
         for j, g in ((ROUNDING, rg), (CASH_TRIM, tg)):
@@ -406,4 +456,9 @@ class PeriodLedger:
             gr = g * r[slot]
             np.add.at(self.contribution[t], (port, cause), gr)
             np.add.at(self._slot[2], (cause, slot), gr)
+        if borrow is not None:
+            j = COSTS.index("borrow")
+            self.borrow[t] = borrow[0]
+            self._costs[j] += borrow[1]
+            self._costs[j + len(COSTS)] += borrow[1] / value
         self._open = None

@@ -203,7 +203,9 @@ def shortfall_waterfall(sf) -> Figure:
         ax.bar_label(container, labels=[f"{value:,.3f}"], label_type="center", fontsize=8)
     ax.set_xticks(range(len(by) + 2), ["paper", *by.index, "implemented"], rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("net weight (% of portfolio value)")
-    ax.set_title(f"{sf.id}: paper → implemented by cause (costs {sf.by_cause.loc[['slippage', 'commission'], 'bps'].sum():,.2f} bps)")
+    from ..core.shortfall import COSTS
+
+    ax.set_title(f"{sf.id}: paper → implemented by cause (costs {sf.by_cause.loc[list(COSTS), 'bps'].sum():,.2f} bps)")
     return fig
 
 

@@ -50,7 +50,7 @@ import pandas as pd
 
 from ..core import codes
 from ..core.engine import NEW, REJECTED, STATUS_NAMES, close_out, execute_step
-from ..core.controls import RESIZE, decide, rejections
+from ..core.controls import RESIZE, SKIP, decide, rejections
 from ..core.risk import post_trade, risk_checks, sector_limits
 from ..core.shortfall import OrderPath, PeriodLedger
 from ..core.sizing import limit_prices, size_orders
@@ -86,8 +86,6 @@ __all__ = ["simulate", "prepare_history", "HistoryInputs", "Simulation", "SIM_OR
 
 #: Bit of each risk rule in an order's risk mask.
 _RISK_BIT = {c.name: c.bit for c in codes.rows(codes.RISK_RULE)}
-#: Risk rule names by bit.
-_RULE_NAMES = np.array([c.name for c in sorted(codes.rows(codes.RISK_RULE), key=lambda c: c.bit)], dtype=object)
 #: Outcome code (``simulation_orders.status_code``) by the order status the engine left, for an order risk did not
 #: block: each outcome row of the table names its status (the risk outcome is decided before execution).
 _OUTCOME_OF_STATUS = np.full(len(STATUS_NAMES), -1, dtype=np.int8)
@@ -783,12 +781,14 @@ def _run_dates(h: HistoryInputs, rules: _Rules, progress: bool, grouped: bool = 
     for t in days:
         weight = market.weights(t)
         price, lot, mark, sec, vol = market.prices(t)
-        ledger.period(mark)  # the previous date's period ends at this date's marks
         marks = mark if rules.recover and not market.has_nan_price else np.nan_to_num(mark)
+        charged = None
         if borrow and t:  # short market value held since the previous date, at today's marks
-            day["borrow"][t] = borrow_cost(hold, marks, group, P, rules.params.borrow_bps_per_year,
-                                           h.dates[t] - h.dates[t - 1])
+            charged = borrow_cost(hold, marks, group, P, rules.params.borrow_bps_per_year,
+                                  h.dates[t] - h.dates[t - 1])
+            day["borrow"][t] = charged[0]
             cash = cash - day["borrow"][t]
+        ledger.period(mark, charged)  # the previous date's period ends at this date's marks (and borrow cost)
         pv = h.pv0 if t == 0 else cash + np.bincount(group, weights=hold * marks, minlength=P)
         day_in = (weight, price, lot, sec, None if h.padv is None else market.adv(t))
         oi, sell, qty, untrimmed, risk, cash, sized, held, dec = _orders_of_day(rules, h, t, day_in, hold, pv, cash)
@@ -807,7 +807,7 @@ def _run_dates(h: HistoryInputs, rules: _Rules, progress: bool, grouped: bool = 
             done["filled"] = filled
         path = OrderPath(oi, sell, qty, filled, hold[oi], done["fill_price"], done["commission"], risk,
                          done["status"] == OUTCOME_CANCELED, limit=rules.limit(price[oi], sell),
-                         finished=None if held is None else ~held, decisions=_resized(dec, oi))
+                         finished=None if held is None else ~held, decisions=_cuts(dec))
         orders.append(len(oi), pos=oi, sell=sell, qty=qty, current=hold[oi], untrimmed=untrimmed, risk=risk,
                       **inputs, **done)
         counts[t] = len(oi)
@@ -843,25 +843,26 @@ _DECISION_COLUMNS = {"t": np.int32, "pos": np.int32, "rule": np.int8, "action": 
                      "limit": np.float64, "qty_before": np.int64, "qty_after": np.int64, "sell": np.bool_}
 
 
-def _resized(dec, oi: np.ndarray) -> tuple | None:
-    """The date's resize decisions of orders still sent, for the shortfall: ``(order, rule, qty_before,
-    qty_after)``, ``order`` a position in ``oi`` (skipped orders and orders cut to 0 are not orders)."""
+def _cuts(dec) -> tuple | None:
+    """The date's skip and resize decisions, for the shortfall: ``(slot, rule bit, qty_before, qty_after, sell)``
+    (orders sent or not: a skipped order, or one cut to 0, is no order but its gap is its rule's)."""
     if dec is None:
         return None
-    keep = (dec.action == RESIZE) & (dec.qty_after > 0)
+    keep = (dec.action == RESIZE) | (dec.action == SKIP)
     if not keep.any():
         return None
-    return (np.searchsorted(oi, dec.row[keep]), _RULE_NAMES[dec.rule[keep]], dec.qty_before[keep],
-            dec.qty_after[keep])
+    return dec.row[keep], dec.rule[keep], dec.qty_before[keep], dec.qty_after[keep], dec.sell[keep]
 
 
 def borrow_cost(hold: np.ndarray, marks: np.ndarray, group: np.ndarray, P: int, bps_per_year: float,
-                held: np.timedelta64) -> np.ndarray:
-    """Borrow cost per portfolio: ``|short market value| × bps_per_year / 1e4 × days held / 365`` (calendar days,
-    fractions included), the short market value at the marks of the date the cost is charged."""
-    short = np.bincount(group, weights=np.minimum(hold, 0) * marks, minlength=P)
+                held: np.timedelta64) -> tuple[np.ndarray, np.ndarray]:
+    """Borrow cost ``|short market value| × bps_per_year / 1e4 × days held / 365`` (calendar days, fractions
+    included), the short market value at the marks of the date the cost is charged: per portfolio (cash) and per
+    slot (the shortfall's ``borrow`` cost of each symbol)."""
+    short_value = np.minimum(hold, 0) * marks
+    short = np.bincount(group, weights=short_value, minlength=P)
     days = held / np.timedelta64(1, "s") / 86_400.0
-    return -short * (bps_per_year / 1e4) * (days / 365.0)
+    return -short * (bps_per_year / 1e4) * (days / 365.0), -short_value * (bps_per_year / 1e4) * (days / 365.0)
 
 
 def _keep_decisions(buffers: Buffers, t: int, dec) -> None:

@@ -27,7 +27,7 @@ from ..core.codes import RISK_PREFIX, risk_rule_names
 from ..display import facts_html, short_repr
 from ..errors import RunNotFound, ValidationError
 from ..store.db import Store
-from ..venue.providers import prepare_book
+from ..venue.providers import prepare_book, size_book
 from .run import RunResult, load_run
 from .simulation import Simulation
 
@@ -38,6 +38,11 @@ ITEMS = k.CAUSES + k.COSTS + ("paper", "implemented")
 _BPS = 1e4
 
 
+def _costs(data: "ShortfallData", prefix: str = "") -> list[np.ndarray]:
+    """Each cost of :data:`tradeloop.core.shortfall.COSTS`: per (date, portfolio), or per row with ``prefix`` ``s_``."""
+    return [getattr(data, prefix + c) for c in k.COSTS]
+
+
 @dataclass(frozen=True, eq=False)
 class ShortfallData:
     """The attribution of one run or simulation as arrays (``D`` dates, ``P`` portfolios, ``K`` causes, ``M``
@@ -45,10 +50,11 @@ class ShortfallData:
 
     Per (date, portfolio): ``value`` (portfolio value V before trading), ``paper_weight`` / ``implemented_weight``
     (Σ w, Σ ŵ), ``paper_return`` / ``implemented_gross`` (Σ w r, Σ ŵ r over the period to the next date; 0 on the
-    last date), ``slippage`` / ``commission`` (currency); per (date, portfolio, cause) ``gap`` (Σ g), ``abs_gap``
-    (Σ |g|), ``contribution`` (Σ g r). Per row: ``symbol``, ``portfolio_of`` (index), ``sector`` and per cause
-    ``s_gap``, ``s_abs_gap``, ``s_contribution`` summed over dates, ``s_slippage`` / ``s_commission`` (currency) and
-    ``s_cost_return`` ``(M, 2)`` (Σ cost / V).
+    last date), ``slippage`` / ``commission`` / ``borrow`` (currency: the costs of :data:`COSTS`, ``borrow`` charged
+    for the period that starts at the date); per (date, portfolio, cause) ``gap`` (Σ g), ``abs_gap`` (Σ |g|),
+    ``contribution`` (Σ g r). Per row: ``symbol``, ``portfolio_of`` (index), ``sector`` and per cause ``s_gap``,
+    ``s_abs_gap``, ``s_contribution`` summed over dates, ``s_slippage`` / ``s_commission`` / ``s_borrow``
+    (currency) and ``s_cost_return`` ``(M, len(COSTS))`` (Σ cost / V).
     """
 
     kind: str
@@ -63,6 +69,7 @@ class ShortfallData:
     implemented_gross: np.ndarray
     slippage: np.ndarray
     commission: np.ndarray
+    borrow: np.ndarray
     gap: np.ndarray
     abs_gap: np.ndarray
     contribution: np.ndarray
@@ -74,17 +81,19 @@ class ShortfallData:
     s_contribution: np.ndarray
     s_slippage: np.ndarray
     s_commission: np.ndarray
+    s_borrow: np.ndarray
     s_cost_return: np.ndarray
     causes: tuple = k.CAUSES
 
 
 def _from_ledger(L: k.PeriodLedger, **fields) -> ShortfallData:
+    costs = {c: getattr(L, c) for c in k.COSTS}
+    costs.update({f"s_{c}": L.slot_costs[:, j] for j, c in enumerate(k.COSTS)})
     return ShortfallData(
         paper_weight=L.paper_weight, implemented_weight=L.implemented_weight, paper_return=L.paper_return,
-        implemented_gross=L.implemented_return, slippage=L.slippage, commission=L.commission, gap=L.gap,
-        abs_gap=L.abs_gap, contribution=L.contribution, s_gap=L.slot_gap, s_abs_gap=L.slot_abs_gap,
-        s_contribution=L.slot_contribution, s_slippage=L.slot_costs[:, 0], s_commission=L.slot_costs[:, 1],
-        s_cost_return=L.slot_cost_return, **fields)
+        implemented_gross=L.implemented_return, gap=L.gap, abs_gap=L.abs_gap, contribution=L.contribution,
+        s_gap=L.slot_gap, s_abs_gap=L.slot_abs_gap, s_contribution=L.slot_contribution,
+        s_cost_return=L.slot_cost_return, **costs, **fields)
 
 
 def simulation_data(sim: Simulation) -> ShortfallData:
@@ -112,10 +121,16 @@ def _risk_masks(reasons: pd.Series) -> np.ndarray:
 
 
 def _run_book(store: Store, run_id: str) -> tuple[pd.DataFrame, float, object]:
-    """Every symbol of a stored run with its sized order and what became of it (stored orders and fills)."""
+    """Every symbol of a stored run with its sized order (``sized_side`` / ``sized_qty``: before the rebalancing
+    controls), its risk decisions (``book.attrs["risk_decisions"]``) and what became of it (stored orders and
+    fills)."""
     run = load_run(store, run_id)
     snapshot = store.load_snapshot(run.snapshot_id)
     book = prepare_book(run, snapshot)
+    decisions = book.attrs.get("risk_decisions")
+    sized = size_book(run, snapshot).set_index("symbol")
+    book = book.assign(sized_side=book["symbol"].map(sized["side"]).to_numpy(dtype=object),
+                       sized_qty=book["symbol"].map(sized["qty"]).to_numpy(dtype=np.int64))
     orders = store.orders(run_id)
     fills = store.fills(run_id)
     state = orders.set_index("client_order_id").loc[:, ["qty", "status", "filled_qty", "reject_reason",
@@ -128,8 +143,20 @@ def _run_book(store: Store, run_id: str) -> tuple[pd.DataFrame, float, object]:
                                      f["price_ref"].to_numpy(dtype=float)))
     per_order = f.groupby("client_order_id")[["slippage", "commission"]].sum()
     book = book.join(per_order, on="client_order_id")
+    book.attrs["risk_decisions"] = decisions
     created = store.get_run(run_id)["created_at"]
     return book, float(snapshot.portfolio_value), created
+
+
+def _run_cuts(book: pd.DataFrame) -> tuple | None:
+    """A run's skip and resize decisions by book row, as :class:`~tradeloop.core.shortfall.OrderPath` takes them."""
+    dec = pd.DataFrame(book.attrs.get("risk_decisions") or {"action": []})
+    dec = dec.loc[dec["action"].isin(["skip", "resize"])]
+    if not len(dec):
+        return None
+    row = pd.Index(book["symbol"]).get_indexer(dec["symbol"])
+    return (row, dec["rule"].to_numpy(dtype=object), dec["qty_before"].to_numpy(dtype=np.int64),
+            dec["qty_after"].to_numpy(dtype=np.int64), dec["side"].to_numpy(dtype=object) == "SELL")
 
 
 def run_data(store: Store, run_id: str) -> ShortfallData:
@@ -141,7 +168,7 @@ def run_data(store: Store, run_id: str) -> ShortfallData:
     price = book["price"].to_numpy(dtype=float)
     current = book["current_qty"].to_numpy(dtype=np.int64)
     untrimmed = book["untrimmed_qty"].to_numpy(dtype=np.int64)
-    sized = book["qty"].to_numpy(dtype=np.int64)
+    sized, sized_sell = book["sized_qty"].to_numpy(dtype=np.int64), book["sized_side"].to_numpy(dtype=object) == "SELL"
     filled = book["filled_qty"].fillna(0).to_numpy(dtype=np.int64)
     held = current + np.where(sell, -filled, filled)
     o = np.flatnonzero(book["client_order_id"].notna().to_numpy())
@@ -152,11 +179,11 @@ def run_data(store: Store, run_id: str) -> ShortfallData:
         commission=book["commission"].fillna(0.0).to_numpy(dtype=float)[o],
         risk=_risk_masks(book["reject_reason"].iloc[o]), canceled=status == "CANCELED",
         limit=book["limit_price"].to_numpy(dtype=float)[o], finished=np.isin(status, ["FILLED", "CANCELED"]),
-        slippage=book["slippage"].fillna(0.0).to_numpy(dtype=float)[o])
+        slippage=book["slippage"].fillna(0.0).to_numpy(dtype=float)[o], decisions=_run_cuts(book))
     ledger = k.PeriodLedger(1, np.zeros(n, dtype=np.intp), 1)
     ledger.decision(0, weight=book["target_weight"].to_numpy(dtype=float), price=price, value=V,
-                    target=current + np.where(sell, -untrimmed, untrimmed), trimmed=untrimmed - sized, held=held,
-                    mark=price, orders=path)
+                    target=current + np.where(sized_sell, -untrimmed, untrimmed), trimmed=untrimmed - sized,
+                    held=held, mark=price, orders=path)
     return _from_ledger(
         ledger, kind="run", id=run_id, dates=np.array([pd.Timestamp(created).to_datetime64()], "datetime64[ns]"),
         portfolios=np.array([""], dtype=object), named=False, value=np.full((1, 1), V),
@@ -186,21 +213,21 @@ class Shortfall:
     total : float
         Σ over periods of (paper return − implemented return) in bps: the sum of ``by_cause.bps``.
     by_cause : DataFrame
-        Index ``cause`` (every cause of :data:`tradeloop.core.shortfall.CAUSES`, then ``slippage`` and
-        ``commission``): ``bps``, ``weight_gap`` (Σ g, signed), ``abs_weight_gap`` (Σ |g|), ``amount`` (currency,
-        costs only).
+        Index ``cause`` (every cause of :data:`tradeloop.core.shortfall.CAUSES`, then the costs ``slippage``,
+        ``commission`` and ``borrow``): ``bps``, ``weight_gap`` (Σ g, signed), ``abs_weight_gap`` (Σ |g|),
+        ``amount`` (currency, costs only).
     by_symbol : DataFrame
-        ``[portfolio,] symbol, sector, weight_gap, abs_weight_gap, bps, slippage, commission`` then the weight gap
-        of each cause (one column per cause): one row per symbol with a gap or a cost, largest ``abs_weight_gap``
-        first.
+        ``[portfolio,] symbol, sector, weight_gap, abs_weight_gap, bps, slippage, commission, borrow`` then the
+        weight gap of each cause (one column per cause): one row per symbol with a gap or a cost, largest
+        ``abs_weight_gap`` first.
     by_sector : DataFrame
         ``by_symbol`` summed per ``[portfolio,] sector`` (a history: each symbol's last known sector).
     by_date : DataFrame
         ``date, [portfolio,] portfolio_value, paper_return, implemented_return, gap_bps`` then one bps column per
-        cause, ``slippage``, ``commission`` (bps) and ``paper_weight``, ``implemented_weight`` (Σ w, Σ ŵ): one row
-        per decision; ``paper_return − implemented_return`` is ``gap_bps / 1e4``, the sum of the cause and cost
-        columns. A run is one row (its creation time), as is the last date of a history: no later price, so
-        only its costs.
+        cause, ``slippage``, ``commission``, ``borrow`` (bps) and ``paper_weight``, ``implemented_weight`` (Σ w,
+        Σ ŵ): one row per decision; ``paper_return − implemented_return`` is ``gap_bps / 1e4``, the sum of the
+        cause and cost columns. A run is one row (its creation time), as is the last date of a history: no later
+        price, so only its costs.
     cumulative : DataFrame
         ``date, [portfolio,]`` the running sum of every cause and cost column of ``by_date``, ``total_bps`` (their
         sum), ``paper_value`` and ``implemented_value`` (1 compounded by each period's return), ``value_gap_bps``
@@ -228,9 +255,9 @@ class Shortfall:
         D, P = d.value.shape
         V = d.value.ravel()
         cols = _head(d)
-        costs = (d.slippage + d.commission).ravel() / V
+        costs = sum(_costs(d)).ravel() / V
         parts = {c: d.contribution[:, :, j].ravel() * _BPS for j, c in enumerate(d.causes)}
-        parts.update(slippage=d.slippage.ravel() / V * _BPS, commission=d.commission.ravel() / V * _BPS)
+        parts.update({c: x.ravel() / V * _BPS for c, x in zip(k.COSTS, _costs(d))})
         cols.update(portfolio_value=V, paper_return=d.paper_return.ravel(),
                     implemented_return=d.implemented_gross.ravel() - costs,
                     gap_bps=np.sum(list(parts.values()), axis=0), **parts,
@@ -258,9 +285,10 @@ class Shortfall:
         d = self.data
         P = d.value.shape[1]
         bps = self.by_date[list(d.causes) + list(k.COSTS)].sum() / P
-        gap = np.append(d.gap.sum(axis=(0, 1)), [np.nan, np.nan])
-        abs_gap = np.append(d.abs_gap.sum(axis=(0, 1)), [np.nan, np.nan])
-        amount = np.r_[np.full(len(d.causes), np.nan), d.slippage.sum(), d.commission.sum()]
+        none = np.full(len(k.COSTS), np.nan)
+        gap = np.append(d.gap.sum(axis=(0, 1)), none)
+        abs_gap = np.append(d.abs_gap.sum(axis=(0, 1)), none)
+        amount = np.r_[np.full(len(d.causes), np.nan), [x.sum() for x in _costs(d)]]
         out = pd.DataFrame({"bps": bps.to_numpy(), "weight_gap": gap, "abs_weight_gap": abs_gap, "amount": amount},
                            index=pd.Index(list(d.causes) + list(k.COSTS), name="cause"))
         return out
@@ -285,10 +313,10 @@ class Shortfall:
         cols.update(symbol=d.symbol, sector=d.sector, weight_gap=d.s_gap.sum(axis=1),
                     abs_weight_gap=np.abs(d.s_gap).sum(axis=1),
                     bps=(d.s_contribution.sum(axis=1) + d.s_cost_return.sum(axis=1)) * _BPS / P,
-                    slippage=d.s_slippage, commission=d.s_commission)
+                    **dict(zip(k.COSTS, _costs(d, "s_"))))
         cols.update({c: d.s_gap[:, j] for j, c in enumerate(d.causes)})
         out = pd.DataFrame(cols)
-        keep = (d.s_abs_gap.sum(axis=1) > 0) | (d.s_slippage != 0) | (d.s_commission != 0)
+        keep = (d.s_abs_gap.sum(axis=1) > 0) | np.any([x != 0 for x in _costs(d, "s_")], axis=0)
         return out.loc[keep].sort_values("abs_weight_gap", ascending=False, kind="stable").reset_index(drop=True)
 
     @cached_property
@@ -416,7 +444,7 @@ def to_rows(data: ShortfallData):
     per_item = [
         (data.gap[:, :, j].ravel(), data.abs_gap[:, :, j].ravel(), data.contribution[:, :, j].ravel(), nan)
         for j in range(K)]
-    per_item += [(nan, nan, c.ravel() / V, c.ravel()) for c in (data.slippage, data.commission)]
+    per_item += [(nan, nan, c.ravel() / V, c.ravel()) for c in _costs(data)]
     per_item += [(data.paper_weight.ravel(), nan, data.paper_return.ravel(), V),
                  (data.implemented_weight.ravel(), nan, data.implemented_gross.ravel(), nan)]
     date_cols = {name: np.stack([p[i] for p in per_item], axis=1).ravel() for i, name in
@@ -427,11 +455,13 @@ def to_rows(data: ShortfallData):
              "symbol": np.full(n, None, dtype=object), "sector": np.full(n, None, dtype=object),
              "item": np.tile(items, D * P), **date_cols}
     M = len(data.symbol)
-    s_vals = np.concatenate([data.s_gap, np.zeros((M, 2))], axis=1)
-    s_abs = np.concatenate([data.s_abs_gap, np.full((M, 2), np.nan)], axis=1)
+    C = len(k.COSTS)
+    s_cost = np.stack(_costs(data, "s_"), 1)
+    s_vals = np.concatenate([data.s_gap, np.zeros((M, C))], axis=1)
+    s_abs = np.concatenate([data.s_abs_gap, np.full((M, C), np.nan)], axis=1)
     s_con = np.concatenate([data.s_contribution, data.s_cost_return], axis=1)
-    s_amt = np.concatenate([np.full((M, K), np.nan), np.stack([data.s_slippage, data.s_commission], 1)], axis=1)
-    keep = np.concatenate([data.s_abs_gap != 0, np.stack([data.s_slippage != 0, data.s_commission != 0], 1)], 1)
+    s_amt = np.concatenate([np.full((M, K), np.nan), s_cost], axis=1)
+    keep = np.concatenate([data.s_abs_gap != 0, s_cost != 0], 1)
     r, c = np.nonzero(keep)
     sym = {"level": np.full(len(r), "symbol", dtype=object), "date": np.full(len(r), np.datetime64("NaT"), "M8[ns]"),
            "portfolio": data.portfolios[data.portfolio_of[r]].astype(object), "symbol": data.symbol[r],
@@ -485,7 +515,7 @@ def from_rows(simulation_id: str, sim_row: dict, rows: pd.DataFrame) -> Shortfal
         named=bool(len(portfolios) > 1 or portfolios[0] != ""), value=get("amount", "paper"),
         paper_weight=get("weight_gap", "paper"), implemented_weight=get("weight_gap", "implemented"),
         paper_return=get("contribution", "paper"), implemented_gross=get("contribution", "implemented"),
-        slippage=get("amount", "slippage"), commission=get("amount", "commission"),
+        **{c: get("amount", c) for c in k.COSTS},
         gap=cube["weight_gap"], abs_gap=cube["abs_weight_gap"], contribution=cube["contribution"],
         symbol=keys["symbol"].to_numpy(dtype=object),
         portfolio_of=portfolio_index.get_indexer(keys["portfolio"].astype(str)),
@@ -493,7 +523,7 @@ def from_rows(simulation_id: str, sim_row: dict, rows: pd.DataFrame) -> Shortfal
         s_gap=np.stack([sget("weight_gap", c) for c in causes], 1).reshape(len(keys), len(causes)),
         s_abs_gap=np.stack([sget("abs_weight_gap", c) for c in causes], 1).reshape(len(keys), len(causes)),
         s_contribution=np.stack([sget("contribution", c) for c in causes], 1).reshape(len(keys), len(causes)),
-        s_slippage=sget("amount", "slippage"), s_commission=sget("amount", "commission"),
-        s_cost_return=np.stack([sget("contribution", "slippage"), sget("contribution", "commission")], 1),
+        **{f"s_{c}": sget("amount", c) for c in k.COSTS},
+        s_cost_return=np.stack([sget("contribution", c) for c in k.COSTS], 1).reshape(len(keys), len(k.COSTS)),
         causes=causes,
     )
