@@ -270,9 +270,9 @@ class PeriodLedger:
 
     Arrays (``D`` dates, ``P`` portfolios, ``N = P × S`` slots, ``K`` causes): ``paper_weight`` /
     ``implemented_weight`` (Σ w, Σ ŵ), ``paper_return`` / ``implemented_return`` (Σ w r, Σ ŵ r: before costs),
-    ``slippage`` / ``commission`` (currency) ``(D, P)``; ``gap`` / ``abs_gap`` / ``contribution`` ``(D, P, K)``;
-    per slot ``slot_gap`` / ``slot_abs_gap`` / ``slot_contribution`` ``(N, K)``, ``slot_costs`` (currency) and
-    ``slot_cost_return`` (Σ cost / V) ``(N, 2)``. ``books`` > 1: the portfolios are the stacked books of a sweep
+    ``slippage`` / ``commission`` / ``borrow`` (currency, :data:`COSTS`) ``(D, P)``; ``gap`` / ``abs_gap`` /
+    ``contribution`` ``(D, P, K)``; per slot ``slot_gap`` / ``slot_abs_gap`` / ``slot_contribution`` ``(N, K)``,
+    ``slot_costs`` (currency) and ``slot_cost_return`` (Σ cost / V) ``(N, len(COSTS))``. ``books`` > 1: the portfolios are the stacked books of a sweep
     (:mod:`tradeloop.workflows.sweep_kernel`), each summed as the lone portfolio of its own simulation.
     """
 
