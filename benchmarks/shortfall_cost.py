@@ -35,7 +35,7 @@ class _NoLedger:
     def __init__(self, *args, **kwargs):
         pass
 
-    def period(self, next_mark):
+    def period(self, next_mark, borrow=None):
         pass
 
     def decision(self, *args, **kwargs):
