@@ -272,6 +272,14 @@ def test_causes_sum_to_every_gap_with_random_controls_and_borrow(history):
     assert sf.to_dict()["total_bps"] == pytest.approx(sum(sf.to_dict()["causes"].values()), abs=1e-9)
 
 
+def test_the_date_loop_keeps_no_ledger_it_is_built_once_when_first_asked():
+    _, _, sim = _history(6, 15, 2, {"cash_buffer": 0.05})
+    assert sim._ledger is None  # simulate itself pays nothing for the attribution
+    first = shortfall(sim)
+    assert sim._ledger is not None and sim.ledger is sim.ledger
+    assert shortfall(sim).to_dict() == first.to_dict()
+
+
 def test_frictionless_history_has_only_rounding_below_one_share_per_name():
     w, p, sim = _history(12, 20, 5, {"lot_size": 1})
     p = p.assign(lot_size=1)

@@ -34,8 +34,6 @@ Causes are the ``shortfall_cause`` rows of :mod:`tradeloop.core.codes` (:data:`C
 
 from __future__ import annotations
 
-import copy
-
 from typing import NamedTuple
 
 import numpy as np
@@ -261,7 +259,9 @@ class OrderPath(NamedTuple):
 
 
 class PeriodLedger:
-    """A history's attribution, filled date by date by the simulation's own loop (a run is its one date).
+    """A history's attribution, filled date by date (a run is its one date): for a simulation, by a second pass over
+    its dates when the attribution is first asked for (:func:`tradeloop.workflows.history.replay_ledger`), so the
+    date loop itself carries none of it.
 
     :meth:`decision` records a date: the paper and implemented weights, the dense causes (``rounding`` and
     ``cash_trim`` concern every (portfolio, symbol) slot, traded or not), the order causes of the few orders with
@@ -272,13 +272,12 @@ class PeriodLedger:
     ``implemented_weight`` (Σ w, Σ ŵ), ``paper_return`` / ``implemented_return`` (Σ w r, Σ ŵ r: before costs),
     ``slippage`` / ``commission`` / ``borrow`` (currency, :data:`COSTS`) ``(D, P)``; ``gap`` / ``abs_gap`` /
     ``contribution`` ``(D, P, K)``; per slot ``slot_gap`` / ``slot_abs_gap`` / ``slot_contribution`` ``(N, K)``,
-    ``slot_costs`` (currency) and ``slot_cost_return`` (Σ cost / V) ``(N, len(COSTS))``. ``books`` > 1: the portfolios are the stacked books of a sweep
-    (:mod:`tradeloop.workflows.sweep_kernel`), each summed as the lone portfolio of its own simulation.
+    ``slot_costs`` (currency) and ``slot_cost_return`` (Σ cost / V) ``(N, len(COSTS))``.
     """
 
-    def __init__(self, n_dates: int, group: np.ndarray, n_groups: int, *, grouped: bool = False, books: int = 1):
+    def __init__(self, n_dates: int, group: np.ndarray, n_groups: int, *, grouped: bool = False):
         D, P, N, K = n_dates, n_groups, len(group), len(CAUSES)
-        self.group, self.P, self.grouped, self.books = group, P, grouped, books
+        self.group, self.P, self.grouped = group, P, grouped
         for name in ("paper_weight", "paper_return", "implemented_return", *COSTS):
             setattr(self, name, np.zeros((D, P)))
         self.gap, self.abs_gap, self.contribution = (np.zeros((D, P, K)) for _ in range(3))
@@ -307,7 +306,7 @@ class PeriodLedger:
         """The ledgers of a history's portfolios, each run alone (``grouped``), as the one ledger of the whole loop:
         portfolio axis 1, slots portfolio-major."""
         whole = cls.__new__(cls)
-        known = {"group", "P", "grouped", "books", "_open", "symbol_sector", *cls._BY_PORTFOLIO, *cls._BY_SLOT}
+        known = {"group", "P", "grouped", "_open", "symbol_sector", *cls._BY_PORTFOLIO, *cls._BY_SLOT}
         unknown = set(vars(ledgers[0])) - known
         if unknown:  # a new ledger array must say how it combines, not be dropped silently
             raise TypeError(f"PeriodLedger.join does not combine: {sorted(unknown)}")
@@ -317,42 +316,19 @@ class PeriodLedger:
             setattr(whole, name, np.concatenate([getattr(x, name) for x in ledgers], axis=-1))
         whole.group, whole.P, whole.grouped = np.repeat(np.arange(len(ledgers), dtype=np.intp), n_symbols), len(
             ledgers), False
-        whole.books, whole._open = 1, None
+        whole._open = None
         if hasattr(ledgers[0], "symbol_sector"):
             whole.symbol_sector = ledgers[0].symbol_sector
         return whole
 
-    def book(self, k: int, n_portfolios: int) -> "PeriodLedger":
-        """Book ``k``'s ledger out of a stacked sweep's (``books`` books of ``n_portfolios`` portfolios each), as its
-        own simulation would have kept it (views, no copies; no period is open after the last date)."""
-        known = {"group", "P", "grouped", "books", "_open", "symbol_sector", *self._BY_PORTFOLIO, *self._BY_SLOT}
-        unknown = set(vars(self)) - known
-        if unknown:  # a new ledger array must say how it splits, not be shared by every book silently
-            raise TypeError(f"PeriodLedger.book does not split: {sorted(unknown)}")
-        n = len(self.group) // self.books
-        part = copy.copy(self)
-        part.group, part.P, part.books, part._open = self.group[:n], n_portfolios, 1, None
-        for name in self._BY_PORTFOLIO:
-            setattr(part, name, getattr(self, name)[:, k * n_portfolios:(k + 1) * n_portfolios])
-        for name in self._BY_SLOT:
-            setattr(part, name, getattr(self, name)[..., k * n:(k + 1) * n])
-        return part
-
     def _sum(self, values: np.ndarray, slots: np.ndarray | None = None) -> np.ndarray:
         if self.P == 1 and not self.grouped:  # grouped: one portfolio of a partitioned history sums as the whole
             return values.sum(keepdims=True)
-        if self.books > 1 and self.P == self.books:  # stacked books of one portfolio each: each as a lone portfolio
-            if slots is None:
-                return values.reshape(self.P, -1).sum(axis=1)
-            cut = np.searchsorted(slots, np.arange(self.P + 1) * (len(self.group) // self.P))
-            return np.array([values[a:b].sum() for a, b in zip(cut[:-1], cut[1:])])
         group = self.group if slots is None else self.group[slots]
         return np.bincount(group, weights=values, minlength=self.P)
 
     def _dot(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Σ a b per portfolio."""
-        if self.books > 1 and self.P == self.books:  # per book the lone portfolio's np.dot (matmul calls the same)
-            return np.matmul(a.reshape(self.P, 1, -1), b.reshape(self.P, -1, 1)).ravel()
         return np.dot(a, b).reshape(1) if self.P == 1 and not self.grouped else self._sum(a * b)
 
     def decision(self, t: int, *, weight, price, value, target, trimmed, held, mark, orders: OrderPath) -> None:

@@ -41,6 +41,8 @@ per-fill arrays are kept (the fast path).
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -771,8 +773,7 @@ def _run_dates(h: HistoryInputs, rules: _Rules, progress: bool, grouped: bool = 
     fills = Buffers(len(h.wvalue), {"order": np.int64, "seq": np.int32, "qty": np.int64, "commission": np.float64}) \
         if rules.limited else None
     counts = np.zeros(D, dtype=np.int64)
-    ledger = PeriodLedger(D, group, P, grouped=grouped, books=rules.books)
-    decisions = Buffers(64, _DECISION_COLUMNS)
+    decisions, sizing = Buffers(64, _DECISION_COLUMNS), Buffers(64, _SIZING_COLUMNS)
     days = range(D)
     if progress:
         from tqdm.auto import tqdm
@@ -782,13 +783,10 @@ def _run_dates(h: HistoryInputs, rules: _Rules, progress: bool, grouped: bool = 
         weight = market.weights(t)
         price, lot, mark, sec, vol = market.prices(t)
         marks = mark if rules.recover and not market.has_nan_price else np.nan_to_num(mark)
-        charged = None
         if borrow and t:  # short market value held since the previous date, at today's marks
-            charged = borrow_cost(hold, marks, group, P, rules.params.borrow_bps_per_year,
-                                  h.dates[t] - h.dates[t - 1])
-            day["borrow"][t] = charged[0]
+            day["borrow"][t] = borrow_cost(hold, marks, group, P, rules.params.borrow_bps_per_year,
+                                           h.dates[t] - h.dates[t - 1])[0]
             cash = cash - day["borrow"][t]
-        ledger.period(mark, charged)  # the previous date's period ends at this date's marks (and borrow cost)
         pv = h.pv0 if t == 0 else cash + np.bincount(group, weights=hold * marks, minlength=P)
         day_in = (weight, price, lot, sec, None if h.padv is None else market.adv(t))
         oi, sell, qty, untrimmed, risk, cash, sized, held, dec = _orders_of_day(rules, h, t, day_in, hold, pv, cash)
@@ -805,21 +803,11 @@ def _run_dates(h: HistoryInputs, rules: _Rules, progress: bool, grouped: bool = 
         inputs = {} if rules.recover else {"price": price[oi], "lot": lot[oi], "sector": sec[oi], "weight": weight[oi]}
         if rules.limited:
             done["filled"] = filled
-        path = OrderPath(oi, sell, qty, filled, hold[oi], done["fill_price"], done["commission"], risk,
-                         done["status"] == OUTCOME_CANCELED, limit=rules.limit(price[oi], sell),
-                         finished=None if held is None else ~held, decisions=_cuts(dec))
         orders.append(len(oi), pos=oi, sell=sell, qty=qty, current=hold[oi], untrimmed=untrimmed, risk=risk,
                       **inputs, **done)
         counts[t] = len(oi)
-        delta_all, untrimmed_all = sized
-        trimmed = untrimmed_all - np.abs(delta_all)  # only buys are trimmed: the lot-floored target is delta + this
-        target = hold + delta_all
-        if trimmed.any():
-            target += trimmed
+        _keep_sizing(sizing, t, untrimmed, sized, oi, rules.restricted is not None)
         hold[oi] += np.where(sell, -filled, filled)
-        # marks is a fresh array each date (nan_to_num, np.tile) or a slice of the dense prices: never changed later
-        ledger.decision(t, weight=weight, price=price, value=pv[0] if P == 1 else pv[group], target=target,
-                        trimmed=trimmed, held=hold, mark=marks, orders=path)
         value = hold * marks
         if P == 1 and not grouped:
             day["gross"][t], day["net"][t], day["npos"][t] = np.abs(value).sum(), value.sum(), np.count_nonzero(hold)
@@ -833,9 +821,8 @@ def _run_dates(h: HistoryInputs, rules: _Rules, progress: bool, grouped: bool = 
             day["npos"][t] = np.bincount(group, weights=hold != 0, minlength=P)
     raw = orders.final()
     raw["t"] = np.repeat(np.arange(D, dtype=np.int32), counts)
-    ledger.symbol_sector = market.last_sec.copy()
-    return {"orders": raw, "fills": None if fills is None else fills.final(), "day": day, "ledger": ledger,
-            "decisions": decisions.final()}
+    return {"orders": raw, "fills": None if fills is None else fills.final(), "day": day,
+            "decisions": decisions.final(), "sizing": sizing.final()}
 
 
 #: Columns of the decisions a simulation keeps (:class:`tradeloop.core.controls.Decisions` plus the date).
@@ -843,15 +830,92 @@ _DECISION_COLUMNS = {"t": np.int32, "pos": np.int32, "rule": np.int8, "action": 
                      "limit": np.float64, "qty_before": np.int64, "qty_after": np.int64, "sell": np.bool_}
 
 
-def _cuts(dec) -> tuple | None:
-    """The date's skip and resize decisions, for the shortfall: ``(slot, rule bit, qty_before, qty_after, sell)``
-    (orders sent or not: a skipped order, or one cut to 0, is no order but its gap is its rule's)."""
-    if dec is None:
-        return None
-    keep = (dec.action == RESIZE) | (dec.action == SKIP)
+#: Columns of what sizing leaves that the orders do not keep, for :func:`replay_ledger`: per (date, slot) the
+#: signed untrimmed order (target = holding + ``signed``) and the shares the cash trim removed.
+_SIZING_COLUMNS = {"t": np.int32, "pos": np.int64, "signed": np.int64, "trimmed": np.int64}
+
+
+def _keep_sizing(buffers: Buffers, t: int, untrimmed: np.ndarray, sized: tuple, oi: np.ndarray,
+                 controlled: bool) -> None:
+    """What the shortfall's ``rounding`` and ``cash_trim`` need and the orders do not say: without controls, the
+    buys trimmed to nothing (an order's target and trim are its ``untrimmed`` and ``untrimmed − qty``); with
+    controls (an order's ``qty`` is after them), every trimmed slot and every sized slot that is no order."""
+    delta_all, untrimmed_all = sized
+    if not controlled:
+        if np.count_nonzero(untrimmed_all) == np.count_nonzero(untrimmed):
+            return
+        rows = np.flatnonzero((untrimmed_all != 0) & (delta_all == 0))
+        buffers.append(len(rows), t=t, pos=rows, signed=untrimmed_all[rows], trimmed=untrimmed_all[rows])
+        return
+    trimmed = untrimmed_all - np.abs(delta_all)
+    sent = np.zeros(len(delta_all), dtype=bool)
+    sent[oi] = True
+    rows = np.flatnonzero(((untrimmed_all != 0) & ~sent) | (trimmed != 0))
+    if len(rows):
+        signed = np.where(delta_all[rows] < 0, -untrimmed_all[rows], untrimmed_all[rows])
+        buffers.append(len(rows), t=t, pos=rows, signed=signed, trimmed=trimmed[rows])
+
+
+def replay_ledger(h: HistoryInputs, sizing: dict, sim: Simulation) -> PeriodLedger:
+    """The shortfall ledger of a simulation of ``h`` (:class:`~tradeloop.core.shortfall.PeriodLedger`), built when
+    first asked (:attr:`Simulation.ledger`) by a second pass over the dates: the same marks, targets, trims,
+    holdings and order paths the date loop had, rebuilt from the inputs, the orders, the risk decisions and
+    ``sizing`` (what the loop kept of the sizing), fed to the ledger date by date as the loop would have."""
+    rules = _rules(h, sim.params)
+    D, P, N = len(h.dates), h.P, h.P * h.S
+    market, group = _Market(h, sim.params), rules.group
+    o, hold = sim.orders_raw, h.hold0.copy()
+    signed_fill = np.where(o["sell"], -sim.filled_qty, sim.filled_qty)
+    bounds = np.searchsorted(o["t"], np.arange(D + 1))
+    dec, siz = _by_date_slot(sim.decisions_raw), _by_date_slot(sizing)
+    dec_bounds, siz_bounds = (np.searchsorted(x["t"], np.arange(D + 1)) for x in (dec, siz))
+    ledger, controlled = PeriodLedger(D, group, P), rules.restricted is not None
+    bps = sim.params.borrow_bps_per_year
+    for t in range(D):
+        weight = market.weights(t)
+        price, _, mark, _, _ = market.prices(t)
+        marks = mark if rules.recover and not market.has_nan_price else np.nan_to_num(mark)
+        charged = borrow_cost(hold, marks, group, P, bps, h.dates[t] - h.dates[t - 1]) if bps > 0 and t else None
+        ledger.period(mark, charged)
+        rows = slice(bounds[t], bounds[t + 1])
+        oi, sell, qty, status = o["pos"][rows].astype(np.intp), o["sell"][rows], o["qty"][rows], o["status"][rows]
+        target, trimmed = hold.copy(), np.zeros(N, dtype=np.int64)
+        target[oi] += np.where(sell, -o["untrimmed"][rows], o["untrimmed"][rows])
+        if not controlled:  # an order is what sizing left: its trim is untrimmed − qty
+            trimmed[oi] = o["untrimmed"][rows] - qty
+        kept = slice(siz_bounds[t], siz_bounds[t + 1])
+        target[siz["pos"][kept]] = hold[siz["pos"][kept]] + siz["signed"][kept]
+        trimmed[siz["pos"][kept]] = siz["trimmed"][kept]
+        cuts = slice(dec_bounds[t], dec_bounds[t + 1])
+        path = OrderPath(oi, sell, qty, sim.filled_qty[rows], o["current"][rows], o["fill_price"][rows],
+                         o["commission"][rows], o["risk"][rows], status == OUTCOME_CANCELED,
+                         limit=rules.limit(price[oi], sell), finished=status != OUTCOME_BLOCKED,
+                         decisions=_cuts({k: v[cuts] for k, v in dec.items()}))
+        hold[oi] += signed_fill[rows]
+        pv = sim.day_pv[t]
+        ledger.decision(t, weight=weight, price=price, value=pv[0] if P == 1 else pv[group], target=target,
+                        trimmed=trimmed, held=hold, mark=marks, orders=path)
+    ledger.symbol_sector = market.last_sec.copy()
+    return ledger
+
+
+def _by_date_slot(rows: dict) -> dict:
+    """Rows kept date by date (``t``, ``pos``), in (date, slot) order: the order the loop met them (a partitioned
+    simulation concatenates them portfolio by portfolio)."""
+    if not len(rows["t"]) or np.all(np.diff(rows["t"].astype(np.int64) * (1 << 32) + rows["pos"]) >= 0):
+        return rows
+    order = np.lexsort((rows["pos"], rows["t"]))
+    return {k: v[order] for k, v in rows.items()}
+
+
+def _cuts(dec: dict) -> tuple | None:
+    """A date's skip and resize decisions (``decisions_raw`` rows), for the shortfall: ``(slot, rule bit,
+    qty_before, qty_after, sell)`` (orders sent or not: a skipped order, or one cut to 0, is no order but its gap is
+    its rule's)."""
+    keep = (dec["action"] == RESIZE) | (dec["action"] == SKIP)
     if not keep.any():
         return None
-    return dec.row[keep], dec.rule[keep], dec.qty_before[keep], dec.qty_after[keep], dec.sell[keep]
+    return dec["pos"][keep], dec["rule"][keep], dec["qty_before"][keep], dec["qty_after"][keep], dec["sell"][keep]
 
 
 def borrow_cost(hold: np.ndarray, marks: np.ndarray, group: np.ndarray, P: int, bps_per_year: float,
@@ -957,7 +1021,8 @@ def run_history(h: HistoryInputs, params: RunParams, *, model_version: str, simu
 
 def make_simulation(h: HistoryInputs, recover: bool, params: RunParams, model_version: str,
                     simulation_id: str | None, out: dict) -> Simulation:
-    """The :class:`Simulation` of the date loop's output ``out`` (``orders``, ``fills``, ``day``) over ``h``."""
+    """The :class:`Simulation` of the date loop's output ``out`` (``orders``, ``fills``, ``day``, ``decisions``,
+    ``sizing``) over ``h``."""
     day = out["day"]
     return Simulation(
         dates=h.dates, universe=h.universe, portfolios=h.portfolios, named_portfolios=h.named, sectors=h.sectors,
@@ -965,8 +1030,16 @@ def make_simulation(h: HistoryInputs, recover: bool, params: RunParams, model_ve
         initial_positions=h.hold0, orders_raw=out["orders"], day_pv=day["pv"], day_cash_before=day["cash_before"],
         day_borrow=day["borrow"],
         day_cash_after=day["cash_after"], day_holdings=(day["gross"], day["net"], day["npos"]),
-        given_id=simulation_id, fills_raw=out["fills"], _digest_parts=h.digest_parts(), ledger=out["ledger"],
-        decisions_raw=out["decisions"],
+        given_id=simulation_id, fills_raw=out["fills"], _digest_parts=h.digest_parts(),
+        _ledger_replay=ledger_replay(h, out["sizing"]), decisions_raw=out["decisions"],
         _inputs={"recover": recover, "wvalue": h.wvalue, "pbounds": h.pbounds, "psym": h.psym,
                  "pprice": h.pprice, "plot": h.plot, "psec": h.psec},
     )
+
+
+def ledger_replay(h: HistoryInputs, sizing: dict):
+    """What a :class:`Simulation` of ``h`` calls to build its shortfall ledger when first asked
+    (:func:`replay_ledger`), holding only the inputs that pass reads."""
+    slim = dataclasses.replace(h, wd=h.wd[:0], pd_codes=h.pd_codes[:0], pvol=None, padv=None,
+                               wpos=h.wpos[:0] if h.dense_w else h.wpos)
+    return functools.partial(replay_ledger, slim, sizing)

@@ -14,10 +14,9 @@ import dataclasses
 
 import numpy as np
 
-from ..core.shortfall import PeriodLedger
 from ..core.validate import check_model_version
 from .executors import check_scheduler, open_pool
-from .history import HistoryInputs, _rules, _run_dates, prepare_history
+from .history import HistoryInputs, _rules, _run_dates, ledger_replay, prepare_history
 from .params import RunParams
 from .simulation import Simulation
 
@@ -71,20 +70,16 @@ def _interleave(parts: list[dict], S: int, D: int) -> tuple[dict, dict | None, d
     return orders, fills, day
 
 
-def _decisions(parts: list[dict], S: int) -> dict:
-    """The portfolios' risk decisions as the whole loop's (slots portfolio-major; their order is the reader's)."""
+def _slot_rows(parts: list[dict], S: int, name: str) -> dict:
+    """The portfolios' rows kept per (date, slot) (``decisions``, ``sizing``) as the whole loop's: slots
+    portfolio-major; their order is the reader's."""
     out = {}
-    for key in parts[0]["decisions"]:
-        columns = [part["decisions"][key] for part in parts]
+    for key in parts[0][name]:
+        columns = [part[name][key] for part in parts]
         if key == "pos":
             columns = [(p * S + c).astype(c.dtype) for p, c in enumerate(columns)]
         out[key] = np.concatenate(columns)
     return out
-
-
-def _ledger(parts: list[dict], S: int):
-    """The portfolios' shortfall ledgers as the whole loop's one ledger (:meth:`PeriodLedger.join`)."""
-    return PeriodLedger.join([part["ledger"] for part in parts], S)
 
 
 def simulate_partitioned(weights, prices, *, portfolio_value, params: RunParams | None = None, positions=None,
@@ -120,8 +115,8 @@ def partitioned_simulation(weights, prices, *, portfolio_value, params: RunParam
         params=params, model_version=model_version, portfolio_value=h.pv0, initial_cash=h.cash0,
         initial_positions=h.hold0, orders_raw=orders, day_pv=day["pv"], day_cash_before=day["cash_before"],
         day_cash_after=day["cash_after"], day_holdings=(day["gross"], day["net"], day["npos"]),
-        fills_raw=fills, _digest_parts=h.digest_parts(), ledger=_ledger(parts, h.S),
-        decisions_raw=_decisions(parts, h.S), day_borrow=day["borrow"],
+        fills_raw=fills, _digest_parts=h.digest_parts(), _ledger_replay=ledger_replay(h, _slot_rows(parts, h.S, "sizing")),
+        decisions_raw=_slot_rows(parts, h.S, "decisions"), day_borrow=day["borrow"],
         _inputs={"recover": False, "wvalue": h.wvalue, "pbounds": h.pbounds, "psym": h.psym, "pprice": h.pprice,
                  "plot": h.plot, "psec": h.psec})
     return sim, where

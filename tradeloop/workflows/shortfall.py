@@ -5,8 +5,10 @@ numbers come from:
 
 * a **stored run**: its frozen snapshot, params, positions and fallback prices give the book again (the sizing is
   deterministic: :func:`tradeloop.venue.providers.prepare_book`), its stored orders and fills what happened;
-* a **Simulation** (in memory): the simulation's own date loop keeps the dense half (rounding and cash trim of every
-  slot, paper and implemented returns: :class:`tradeloop.core.shortfall.PeriodLedger`), the order rows the rest;
+* a **Simulation** (in memory): its :attr:`~tradeloop.workflows.simulation.Simulation.ledger`
+  (:class:`tradeloop.core.shortfall.PeriodLedger`: the dense causes of every slot, the order causes, the costs, the
+  paper and implemented returns), built when first read by a second pass over the simulation's dates
+  (:func:`tradeloop.workflows.history.replay_ledger`);
 * a **stored simulation**: the ``simulation_shortfall`` rows :func:`tradeloop.store.simulations.save_simulation`
   wrote with it (covered by its ``simulation.save`` audit event, so ``tradeloop verify`` detects an edit).
 """

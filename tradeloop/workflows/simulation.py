@@ -150,8 +150,18 @@ class Simulation:
     decisions_raw: dict | None = None
     _digest_parts: tuple = ()
     _inputs: dict | None = None
-    #: the dense half of the shortfall attribution (:class:`tradeloop.core.shortfall.PeriodLedger`)
-    ledger: object | None = None
+    _ledger: object | None = None
+    #: builds the ledger from the simulation when first asked (``workflows.history.ledger_replay``)
+    _ledger_replay: object | None = None
+
+    @property
+    def ledger(self):
+        """The shortfall attribution's per-date and per-slot sums (:class:`tradeloop.core.shortfall.PeriodLedger`),
+        built when first read (by :func:`tradeloop.shortfall` or when the simulation is saved), not by the date
+        loop; None for a simulation that cannot build one."""
+        if self._ledger is None and self._ledger_replay is not None:
+            self._ledger = self._ledger_replay(self)
+        return self._ledger
 
     def _col(self, name: str) -> np.ndarray:
         """An order column; ``weight``, ``price``, ``lot`` and ``sector`` are read back from dense inputs."""

@@ -199,6 +199,7 @@ def _split(out: dict, h: history.HistoryInputs, K: int) -> list[tuple]:
         fills = {name: np.take(col, f_order) for name, col in fills.items()}
         fills["order"] = new_row[fills["order"]]
     decisions = _split_rows(out["decisions"], per_book, K)
+    sizing = _split_rows(out["sizing"], per_book, K)
     parts = []
     for k in range(K):
         rows = slice(bounds[k], bounds[k + 1])
@@ -209,7 +210,7 @@ def _split(out: dict, h: history.HistoryInputs, K: int) -> list[tuple]:
             book_fills = {name: col[f_rows] for name, col in fills.items()}
             book_fills["order"] = book_fills["order"] - bounds[k]
         day = {name: a[:, k * h.P:(k + 1) * h.P] for name, a in out["day"].items()}
-        parts.append((orders, book_fills, day, out["ledger"].book(k, h.P), decisions[k]))
+        parts.append((orders, book_fills, day, sizing[k], decisions[k]))
     return parts
 
 
@@ -237,9 +238,9 @@ def simulate_stacked(weights: pd.DataFrame, prices: pd.DataFrame, params_list: S
     stacked = _stacked_inputs(h, K) if K > 1 else h
     rules = _stacked_rules(h, stacked, params_list) if K > 1 else history._rules(h, params_list[0])
     out = history._run_dates(stacked, rules, progress=False)
-    parts = _split(out, h, K) if K > 1 else [(out["orders"], out["fills"], out["day"], out["ledger"],
+    parts = _split(out, h, K) if K > 1 else [(out["orders"], out["fills"], out["day"], out["sizing"],
                                               out["decisions"])]
     return [history.make_simulation(h, rules.recover, params, model_version, None,
-                                    {"orders": orders, "fills": fills, "day": day, "ledger": ledger,
+                                    {"orders": orders, "fills": fills, "day": day, "sizing": sizing,
                                      "decisions": decisions})
-            for params, (orders, fills, day, ledger, decisions) in zip(params_list, parts)]
+            for params, (orders, fills, day, sizing, decisions) in zip(params_list, parts)]
