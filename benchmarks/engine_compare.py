@@ -11,7 +11,8 @@ The ``--base`` revision's package is imported as ``tradeloop_base`` with the loa
 * ``simulate`` on the synthetic history of ``benchmarks.run`` (default 2,520 dates × 4,000 symbols, its params):
   best of ``--repeat`` runs each, wall clock and CPU time of the process (less sensitive to other processes on a
   shared machine); both must give the same ``simulation_id`` and order count;
-* the 3,000-symbol single run of :func:`benchmarks.single_run_compare.measure` (median of ``--runs``).
+* the 3,000-symbol single run (:func:`benchmarks.single_run_compare.single_run_inputs`: freeze + ``run_snapshot``
+  on a fresh DuckDB file per version, after two warm-up runs), best and median of ``--runs``, wall and CPU.
 
 The load average before and after is printed and written with the numbers. Nothing is asserted about speed.
 """
@@ -28,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.run import PARAMS, PORTFOLIO_VALUE, ROOT
-from benchmarks.single_run_compare import _load_base, measure
+from benchmarks.single_run_compare import _load_base, single_run_inputs
 
 
 def time_simulate(versions: dict, dates: int, symbols: int, repeat: int) -> dict:
@@ -54,8 +55,32 @@ def time_simulate(versions: dict, dates: int, symbols: int, repeat: int) -> dict
     return {"times": times, "cpu": cpu, "orders": ids[names[0]][1], "rows": len(weights)}
 
 
+def time_single_run(versions: dict, tmp: Path, n_symbols: int, runs: int) -> dict:
+    """Seconds per single run (freeze + ``run_snapshot``) of each version, alternating, each on its own DuckDB file,
+    after two warm-up runs each: ``{"wall": {name: [...]}, "cpu": {name: [...]}}`` (CPU of the process: DuckDB's
+    threads included)."""
+    table, params_dict = single_run_inputs(n_symbols)
+    stores = {k: m.Store(tmp / f"{k}.duckdb") for k, m in versions.items()}
+    params = {k: m.RunParams.from_dict(params_dict) for k, m in versions.items()}
+    out = {"wall": {k: [] for k in versions}, "cpu": {k: [] for k in versions}}
+    names = list(versions)
+    for i in range(runs + 2):
+        for k in (names if i % 2 == 0 else names[::-1]):
+            m = versions[k]
+            t0, c0 = time.perf_counter(), time.process_time()
+            snap = m.freeze_snapshot(table, portfolio_value=1e8 + i, model_version="bench")
+            result = m.run_snapshot(stores[k], snap, params=params[k])
+            if i >= 2:  # the first two are warm-up
+                out["wall"][k].append(time.perf_counter() - t0)
+                out["cpu"][k].append(time.process_time() - c0)
+            assert result.status == "done", result
+    return out
+
+
 def markdown(args, sim: dict, run: dict, loads: list[float]) -> str:
     b, n = min(sim["times"]["base"]), min(sim["times"]["new"])
+    rc = run["cpu"]
+    run = run["wall"]
     rb, rn = np.median(run["base"]), np.median(run["new"])
     return "\n".join([
         "# One execution engine: before / after (one process, alternating)",
@@ -79,6 +104,10 @@ def markdown(args, sim: dict, run: dict, loads: list[float]) -> str:
         f"{rn / rb:.3f} |",
         f"| single run, best of {args.runs} | {1e3 * min(run['base']):.0f} ms | {1e3 * min(run['new']):.0f} ms | "
         f"{min(run['new']) / min(run['base']):.3f} |",
+        f"| single run, CPU, median of {args.runs} | {1e3 * np.median(rc['base']):.0f} ms | "
+        f"{1e3 * np.median(rc['new']):.0f} ms | {np.median(rc['new']) / np.median(rc['base']):.3f} |",
+        f"| single run, CPU, best of {args.runs} | {1e3 * min(rc['base']):.0f} ms | {1e3 * min(rc['new']):.0f} ms | "
+        f"{min(rc['new']) / min(rc['base']):.3f} |",
         "",
         "All times (wall): " + "; ".join(f"simulate {k} " + ", ".join(f"{t:.2f}" for t in v)
                                          for k, v in sim["times"].items()) + ".",
@@ -105,7 +134,7 @@ def main(argv=None) -> None:
         loads = [os.getloadavg()[0]]
         sim = time_simulate(versions, args.dates, args.symbols, args.repeat)
         loads.append(os.getloadavg()[0])
-        run = measure(versions, Path(tmp), args.run_symbols, args.runs)[0]
+        run = time_single_run(versions, Path(tmp), args.run_symbols, args.runs)
         loads.append(os.getloadavg()[0])
     text = markdown(args, sim, run, loads)
     print(text)

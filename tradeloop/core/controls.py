@@ -470,7 +470,11 @@ def control_book(book, limits, *, simulation: bool = False):
     out["side"] = np.where(kept, np.where(d.sell, "SELL", "BUY"), None)
     names = [c.name for c in codes.rows(codes.RISK_RULE)]
     frame = decision_frame(d.decisions, sym)
-    out["risk_codes"] = [";".join(r for r in names if m >> RULE_BITS[r] & 1) for m in d.mask.tolist()]
+    codes_text = np.full(n, "", dtype=object)  # joined only for the few flagged rows
+    flagged_rows = np.flatnonzero(d.mask)
+    codes_text[flagged_rows] = [";".join(r for r in names if m >> RULE_BITS[r] & 1)
+                                for m in d.mask[flagged_rows].tolist()]
+    out["risk_codes"] = codes_text
     flagged = d.mask != 0
     out["risk_action"] = np.where(flagged, "block" if d.blocked.any() else "reject", "")
     reasons = [""] * n
