@@ -1,5 +1,6 @@
 """tradeloop on a real Dask cluster: ``dask scheduler`` and ``dask worker`` started as separate processes on
-127.0.0.1 (one pair per module), the CLI pointed at it with --scheduler, and a worker killed mid-sweep."""
+127.0.0.1 (one pair per module), the CLI pointed at it with --scheduler, a LocalCluster of 2 and of 8 worker
+processes, and a worker killed mid-sweep."""
 
 from __future__ import annotations
 
@@ -36,9 +37,9 @@ def inputs(tmp_path_factory):
     return d
 
 
-def _sweep(inputs, db, *extra):
+def _sweep(inputs, db, *extra, grid=None):
     return run_cli("sweep", "--weights", inputs / "weights.csv", "--prices", inputs / "prices.csv", "--grid",
-                   inputs / "grid.json", "--portfolio-value", "1000000", "--model-version", "c-1", "--db", db,
+                   grid or inputs / "grid.json", "--portfolio-value", "1000000", "--model-version", "c-1", "--db", db,
                    "--json", *extra, timeout=300)
 
 
@@ -53,6 +54,24 @@ def test_sweep_on_a_dask_scheduler_equals_the_local_run(inputs, address, tmp_pat
     assert stored_rows(tmp_path / "local.duckdb") == stored_rows(tmp_path / "remote.duckdb")
     again = _sweep(inputs, tmp_path / "remote.duckdb", "--scheduler", address)
     assert [r["status"] for r in json.loads(again.stdout)["combinations"]] == ["stored"] * 4 + ["failed"] * 2
+
+
+def test_sweep_on_a_local_cluster_of_8_workers_equals_the_local_run(inputs, tmp_path):
+    """Eight worker processes (one thread each) and more combinations than workers: the same rows, the same
+    statuses and the same stored rows and audit chain as the run in this process."""
+    grid = {"cash_buffer": [0.0, 0.01, 0.03, -1.0], "risk.max_position_ratio": [0.08, None],
+            "slippage.model": ["FixedBpsSlippage"], "slippage.bps": [1, 5]}
+    (tmp_path / "grid8.json").write_text(json.dumps(grid))
+    local = _sweep(inputs, tmp_path / "local.duckdb", grid=tmp_path / "grid8.json")
+    eight = _sweep(inputs, tmp_path / "eight.duckdb", "--scheduler", "local", "--workers", "8",
+                   grid=tmp_path / "grid8.json")
+    assert local.returncode == eight.returncode == 1, eight.stderr  # the negative cash buffer fails alone
+    a, b = json.loads(local.stdout), json.loads(eight.stdout)
+    assert b["ran_on"] == "Dask LocalCluster of 8 worker(s)"
+    assert b["counts"] == {"failed": 4, "new": 12}
+    assert a["combinations"] == b["combinations"]
+    assert stored_rows(tmp_path / "local.duckdb") == stored_rows(tmp_path / "eight.duckdb")
+    assert masked_database(tmp_path / "local.duckdb") == masked_database(tmp_path / "eight.duckdb")
 
 
 def test_scheduler_from_the_environment(inputs, address, tmp_path):
@@ -108,7 +127,7 @@ def test_worker_killed_mid_sweep_every_combination_stored_once(address, tmp_path
     assert stored_rows(db) == stored_rows(tmp_path / "serial.duckdb")
 
 
-# --- batches: the same artifacts and rows from local threads, the dask pair and a LocalCluster of 2 workers
+# --- batches: the same artifacts and rows from local threads, the dask pair and LocalClusters of 2 and 8 workers
 
 @pytest.fixture(scope="module")
 def batches(tmp_path_factory, address):
@@ -129,7 +148,8 @@ def batches(tmp_path_factory, address):
     (snaps / "c_bad.csv").write_text("symbol,weight,price\nAAA,NaN,10\n")
     out = {}
     for name, extra in (("local", ["--workers", "2"]), ("dask", ["--scheduler", address]),
-                        ("localcluster", ["--scheduler", "local", "--workers", "2"])):
+                        ("localcluster", ["--scheduler", "local", "--workers", "2"]),
+                        ("localcluster8", ["--scheduler", "local", "--workers", "8"])):
         work = base / "work"
         proc = run_cli("batch", "--snapshots", snaps, "--params", DATA / "params_pass.json", "--fallback-prices",
                        DATA / "fallback_prices.csv", "--portfolio-value", "1000000", "--model-version", "cl-1",
@@ -146,6 +166,7 @@ def test_batch_runs_on_the_cluster_and_records_every_run(batches, address):
         assert b["result"]["counts"] == {"done": 2, "failed": 1}, name
     assert batches["dask"]["result"]["ran_on"] == f"Dask cluster {address} (1 worker(s))"
     assert batches["localcluster"]["result"]["ran_on"] == "Dask LocalCluster of 2 worker(s)"
+    assert batches["localcluster8"]["result"]["ran_on"] == "Dask LocalCluster of 8 worker(s)"
     failed = [r for r in batches["dask"]["result"]["runs"] if r["status"] == "failed"]
     assert failed[0]["snapshot_file"].endswith("c_bad.csv") and "weight" in failed[0]["error"]
 
@@ -154,7 +175,7 @@ def test_batch_artifacts_and_rows_are_the_same_wherever_it_ran(batches):
     local = batches["local"]["dir"]
     names = sorted(p.name for p in (local / "artifacts").iterdir())
     assert len(names) == 3
-    for name in ("dask", "localcluster"):
+    for name in ("dask", "localcluster", "localcluster8"):
         other = batches[name]["dir"]
         assert sorted(p.name for p in (other / "artifacts").iterdir()) == names
         for artifact in names:
