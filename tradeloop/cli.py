@@ -203,6 +203,30 @@ _sweep_workers_option = click.option(
     help="Local processes, or LocalCluster workers with --scheduler local (default 1, or 2 with --scheduler local).")
 
 
+def _history_inputs(*, params_help: str, extra: list = ()):
+    """The inputs of a weight history, shared by ``simulate`` and ``sweep``: --weights, --prices (then ``extra``
+    options), --portfolio-value, --model-version, --params, --positions."""
+    options = [
+        click.option("--weights", "weights_file", required=True, type=click.Path(path_type=Path),
+                     help="Weight history, CSV or Parquet: date, symbol, weight [, portfolio]."),
+        click.option("--prices", "prices_file", required=True, type=click.Path(path_type=Path),
+                     help="Prices, CSV or Parquet: date, symbol, price [, volume, sector, lot_size]."),
+        *extra,
+        click.option("--portfolio-value", required=True, type=float, help="Portfolio value on the first date."),
+        click.option("--model-version", required=True, help="The model that produced the weights."),
+        click.option("--params", "params_file", type=click.Path(path_type=Path), help=params_help),
+        click.option("--positions", "positions_file", type=click.Path(path_type=Path),
+                     help="Holdings before the first date: symbol, qty [, portfolio]."),
+    ]
+
+    def decorate(command):
+        for option in reversed(options):  # click lists options in decoration order, innermost last
+            command = option(command)
+        return command
+
+    return decorate
+
+
 def _scheduler(settings: Settings, scheduler: str | None) -> str | None:
     from .workflows.executors import check_scheduler
 
@@ -802,15 +826,7 @@ def report(run_id, html_file, ipynb_file, kernel, db):
 # --- simulate a weight history
 
 @cli.command(cls=_Command)
-@click.option("--weights", "weights_file", required=True, type=click.Path(path_type=Path),
-              help="Weight history, CSV or Parquet: date, symbol, weight [, portfolio].")
-@click.option("--prices", "prices_file", required=True, type=click.Path(path_type=Path),
-              help="Prices, CSV or Parquet: date, symbol, price [, volume, sector, lot_size].")
-@click.option("--portfolio-value", required=True, type=float, help="Portfolio value on the first date.")
-@click.option("--model-version", required=True, help="The model that produced the weights.")
-@click.option("--params", "params_file", type=click.Path(path_type=Path), help="Params JSON (see README).")
-@click.option("--positions", "positions_file", type=click.Path(path_type=Path),
-              help="Holdings before the first date: symbol, qty [, portfolio].")
+@_history_inputs(params_help="Params JSON (see README).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @_scheduler_option
 @_sweep_workers_option
@@ -867,17 +883,9 @@ def simulate(weights_file, prices_file, portfolio_value, model_version, params_f
 
 
 @cli.command(cls=_Command)
-@click.option("--weights", "weights_file", required=True, type=click.Path(path_type=Path),
-              help="Weight history, CSV or Parquet: date, symbol, weight [, portfolio].")
-@click.option("--prices", "prices_file", required=True, type=click.Path(path_type=Path),
-              help="Prices, CSV or Parquet: date, symbol, price [, volume, sector, lot_size].")
-@click.option("--grid", "grid_file", required=True, type=click.Path(path_type=Path),
-              help="Grid JSON: params paths to lists of values, or a list of params objects.")
-@click.option("--portfolio-value", required=True, type=float, help="Portfolio value on the first date.")
-@click.option("--model-version", required=True, help="The model that produced the weights.")
-@click.option("--params", "params_file", type=click.Path(path_type=Path), help="Base params JSON the grid changes.")
-@click.option("--positions", "positions_file", type=click.Path(path_type=Path),
-              help="Holdings before the first date: symbol, qty [, portfolio].")
+@_history_inputs(params_help="Base params JSON the grid changes.", extra=[click.option(
+    "--grid", "grid_file", required=True, type=click.Path(path_type=Path),
+    help="Grid JSON: params paths to lists of values, or a list of params objects.")])
 @_scheduler_option
 @_sweep_workers_option
 @click.option("--no-progress", is_flag=True, help="No progress bar.")

@@ -12,7 +12,7 @@ import time
 
 import pytest
 from cluster import dask_pair, masked_database, masked_text, stored_rows, wait_for_workers
-from support import run_cli
+from support import history_files, run_cli, sweep_cli
 
 import tradeloop as tl
 from tradeloop.workflows.sweep import sweep
@@ -28,19 +28,12 @@ def address(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
-    d = tmp_path_factory.mktemp("cluster-inputs")
-    w, p = tl.synthetic_history(10, 20, seed=7)
-    w.to_csv(d / "weights.csv", index=False)
-    p.to_csv(d / "prices.csv", index=False)
     grid = {"cash_buffer": [0.0, 0.03, -1.0], "risk.max_position_ratio": [0.08, None]}
-    (d / "grid.json").write_text(json.dumps(grid))
-    return d
+    return history_files(tmp_path_factory.mktemp("cluster-inputs"), 10, 20, seed=7, grid=grid)["dir"]
 
 
-def _sweep(inputs, db, *extra, grid=None):
-    return run_cli("sweep", "--weights", inputs / "weights.csv", "--prices", inputs / "prices.csv", "--grid",
-                   grid or inputs / "grid.json", "--portfolio-value", "1000000", "--model-version", "c-1", "--db", db,
-                   "--json", *extra, timeout=300)
+def _sweep(inputs, db, *extra, grid="grid.json"):
+    return sweep_cli(inputs, db, *extra, grid=grid, model_version="c-1")
 
 
 def test_sweep_on_a_dask_scheduler_equals_the_local_run(inputs, address, tmp_path):
@@ -75,9 +68,7 @@ def test_sweep_on_a_local_cluster_of_8_workers_equals_the_local_run(inputs, tmp_
 
 
 def test_scheduler_from_the_environment(inputs, address, tmp_path):
-    proc = run_cli("sweep", "--weights", inputs / "weights.csv", "--prices", inputs / "prices.csv", "--grid",
-                   inputs / "grid.json", "--portfolio-value", "1000000", "--model-version", "c-1", "--db",
-                   tmp_path / "env.duckdb", "--json", env={"TRADELOOP_SCHEDULER": address})
+    proc = sweep_cli(inputs, tmp_path / "env.duckdb", model_version="c-1", env={"TRADELOOP_SCHEDULER": address})
     assert json.loads(proc.stdout)["ran_on"].startswith(f"Dask cluster {address}")
 
 

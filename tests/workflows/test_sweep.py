@@ -13,7 +13,7 @@ import time
 import pandas as pd
 import pytest
 from cluster import stored_rows
-from support import ROOT, run_cli
+from support import ROOT, history_files, run_cli, sweep_cli
 
 import tradeloop as tl
 from tradeloop.errors import ValidationError
@@ -25,19 +25,12 @@ GRID = {"cash_buffer": [0.0, 0.05], "risk.max_position_ratio": [0.06, None]}
 
 @pytest.fixture(scope="module")
 def history(tmp_path_factory):
-    d = tmp_path_factory.mktemp("sweep-inputs")
-    w, p = tl.synthetic_history(12, 25, seed=3)
-    w.to_csv(d / "weights.csv", index=False)
-    p.to_csv(d / "prices.csv", index=False)
-    (d / "grid.json").write_text(json.dumps({**GRID, "slippage": [{"model": "FixedBpsSlippage", "bps": 5}]}))
-    return {"dir": d, "weights": w, "prices": p}
+    return history_files(tmp_path_factory.mktemp("sweep-inputs"), 12, 25, seed=3,
+                         grid={**GRID, "slippage": [{"model": "FixedBpsSlippage", "bps": 5}]})
 
 
 def _sweep_cli(history, db, *extra, grid="grid.json"):
-    d = history["dir"]
-    return run_cli("sweep", "--weights", d / "weights.csv", "--prices", d / "prices.csv", "--grid", d / grid,
-                   "--portfolio-value", "1000000", "--model-version", "sw-1", "--db", db, "--json", *extra,
-                   timeout=300)
+    return sweep_cli(history["dir"], db, *extra, grid=grid, model_version="sw-1")
 
 
 def test_grid_is_the_cartesian_product_in_key_order():
@@ -227,7 +220,8 @@ def test_a_combination_whose_simulation_fails_is_reported_and_the_others_stored(
                    portfolio_value=1e6, db=tmp_path / "f.duckdb", workers=2, progress=False)
     rows = result.table().to_dict("records")
     assert [r["status"] for r in rows] == ["failed", "new"]
-    assert "beyond params.max_leverage 0.5" in rows[0]["error"] and pd.isna(rows[0]["simulation_id"])
+    assert "beyond params.max_leverage 0.5" in rows[0]["error"] and rows[0]["simulation_id"] is None
+    assert rows[1]["error"] is None and rows[1]["simulation_id"].startswith("sim-")
     assert "failed    #0 (max_leverage=0.5): " in result.summary()
 
 

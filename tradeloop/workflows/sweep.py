@@ -177,7 +177,8 @@ class SweepResult:
         return 1 if (self.rows["status"] == "failed").any() else 0
 
     def table(self) -> pd.DataFrame:
-        """``combination``, one column per params path, ``simulation_id``, ``status``, ``error``, the totals of
+        """``combination``, one column per params path, ``simulation_id`` and ``error`` (object columns, None when
+        there is none, as ``null`` in ``--json``), ``status``, the totals of
         :func:`~tradeloop.store.simulations.simulation_totals` (``final_value``, ``return``, ``turnover``,
         ``commission``, ``slippage``, ``costs``, orders by outcome), ``shortfall_bps`` and ``shortfall_<cause>``
         (bps per cause of :func:`tradeloop.shortfall`)."""
@@ -354,6 +355,8 @@ def _rows(target: Store, combos: list[Combination], outcome: dict) -> pd.DataFra
     out = pd.DataFrame(rows)
     for path in dict.fromkeys(k for c in combos for k in c.settings):  # null stays None, not NaN
         out[path] = pd.Series([c.settings.get(path) for c in combos], dtype=object)
+    for col in ("simulation_id", "error"):  # None where there is none, as --json's null (a str column has NaN)
+        out[col] = pd.Series([r[col] for r in rows], dtype=object)
     for col in ("orders", "filled", "blocked", "missing_price", "canceled"):
         out[col] = out[col].astype("Int64")
     return out
