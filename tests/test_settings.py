@@ -38,6 +38,8 @@ def test_empty_variables_mean_the_default():
     ("TRADELOOP_FILL_BATCH", "2.5", "TRADELOOP_FILL_BATCH is '2.5'; it must be a whole number >= 1"),
     ("TRADELOOP_CRASH_AT", "nowhere", "TRADELOOP_CRASH_AT is 'nowhere'; allowed: ['after_freeze', "),
     ("TRADELOOP_SCHEDULER", "udp://x", "TRADELOOP_SCHEDULER: scheduler is 'udp://x'; give 'local' or a Dask"),
+    ("TRADELOOP_INTERRUPT_AFTER", "0", "TRADELOOP_INTERRUPT_AFTER is '0'; it must be a whole number >= 1"),
+    ("TRADELOOP_INTERRUPT_AFTER", "two", "TRADELOOP_INTERRUPT_AFTER is 'two'; it must be a whole number >= 1"),
 ])
 def test_a_bad_value_names_the_variable(variable, value, message):
     with pytest.raises(ValidationError) as info:
@@ -60,3 +62,8 @@ def test_the_library_does_not_read_the_environment(monkeypatch, tmp_path):
                                              ("", None)])
 def test_scheduler_is_read(value, expected):
     assert Settings.from_env({"TRADELOOP_SCHEDULER": value}).scheduler == expected
+
+
+def test_interrupt_after_is_read():
+    assert Settings.from_env({"TRADELOOP_INTERRUPT_AFTER": "3"}).interrupt_after == 3
+    assert Settings.from_env({"TRADELOOP_INTERRUPT_AFTER": ""}).interrupt_after is None

@@ -3,6 +3,7 @@
 0 run done · 1 run failed (or another error) · 2 bad input or usage · 3 run blocked by risk ·
 4 database (or run) busy: another process held it beyond the lock timeout · 5 ``verify`` found differences ·
 6 disk full (or file size limit) while writing the database: the step's transaction was rolled back ·
+130 interrupted (Ctrl-C): what was committed stays, the step in progress is rolled back ·
 141 the output pipe was closed by its reader (``tradeloop show … | head``): output stops quietly, like SIGPIPE.
 """
 
@@ -34,6 +35,7 @@ _DEFERRED = {
     "Store": (".store.db", "Store"),
     "provider_table": (".venue.providers", "provider_table"),
     "crash_hook": (".workflows.faults", "crash_hook"),
+    "interrupt_hook": (".workflows.faults", "interrupt_hook"),
     "load_params": (".workflows.params", "load_params"),
     "RunResult": (".workflows.run", "RunResult"),
     "create_run": (".workflows.run", "create_run"),
@@ -57,6 +59,7 @@ EXIT_BAD_INPUT = 2
 EXIT_BUSY = 4
 EXIT_VERIFY_DIFFERENCES = 5
 EXIT_DISK_FULL = 6
+EXIT_INTERRUPTED = 130
 EXIT_PIPE_CLOSED = 141
 _DISK_FULL = {errno.ENOSPC: "No space left on device", errno.EFBIG: "File too large"}
 
@@ -165,7 +168,11 @@ class _Group(click.Group):
         except click.ClickException as e:
             click.echo(f"error: {e.format_message()}", err=True)
             sys.exit(e.exit_code)
-        except click.Abort:
+        except click.Abort as e:
+            if isinstance(e.__cause__, KeyboardInterrupt):
+                click.echo("error: interrupted; everything committed before stays and the step in progress was "
+                           "rolled back: run the same command again to finish", err=True)
+                sys.exit(EXIT_INTERRUPTED)
             click.echo("error: aborted", err=True)
             sys.exit(1)
         except BrokenPipeError:
@@ -737,7 +744,8 @@ def batch(snapshots, params_file, portfolio_value, model_version, positions_file
     """Execute the run notebook once per snapshot with papermill, saving every executed notebook.
 
     Each executed notebook is saved as <out>/<run_id>.ipynb (also when it fails) and recorded in run_artifacts.
-    Exit code: 0 all runs done, 1 any run or notebook failed, 3 any run blocked by risk (none failed).
+    Exit code: 0 all runs done, 1 any run or notebook failed, 3 any run blocked by risk (none failed), 130
+    interrupted (the runs recorded so far stay; running it again executes the others).
 
     Example: tradeloop batch --snapshots 'snapshots/*.csv' --params data/params_pass.json --portfolio-value 1000000
     --model-version m1 --workers 4 --out artifacts --db research.duckdb
@@ -749,7 +757,7 @@ def batch(snapshots, params_file, portfolio_value, model_version, positions_file
                        params_file=params_file, positions_file=positions_file, fallback_prices_file=fallback_file,
                        provider=provider, dry_run=dry_run, notebook=notebook, out=out, workers=workers,
                        db=db, kernel=kernel, progress=not no_progress and not as_json,
-                       scheduler=_scheduler(settings, scheduler))
+                       scheduler=_scheduler(settings, scheduler), faults=interrupt_hook(settings.interrupt_after))
     if as_json:
         click.echo(_dumps(result.to_dict(), sort_keys=True))
     else:
@@ -897,7 +905,8 @@ def sweep(weights_file, prices_file, grid_file, portfolio_value, model_version, 
 
     The grid maps params paths to lists of values ({"cash_buffer": [0, 0.02], "risk.max_position_ratio": [0.05,
     null]}: their cartesian product) or is a list of params objects. Combinations stored already are not computed
-    again. Exit code: 0 every combination stored, 1 any failed (the others are stored), 2 bad input.
+    again. Exit code: 0 every combination stored, 1 any failed (the others are stored), 2 bad input, 130
+    interrupted (the combinations stored so far stay; running it again computes the others).
 
     Example: tradeloop sweep --weights weights.parquet --prices prices.parquet --grid grid.json
     --portfolio-value 1000000 --model-version m1 --scheduler local --workers 2 --db research.duckdb
@@ -910,7 +919,8 @@ def sweep(weights_file, prices_file, grid_file, portfolio_value, model_version, 
     result = run_sweep(read_table(weights_file, "weights"), read_table(prices_file, "prices"), grid=grid_file,
                        portfolio_value=portfolio_value, model_version=model_version, params=params,
                        positions=_read_optional(positions_file, "positions"), scheduler=scheduler, workers=workers,
-                       db=db, progress=not no_progress and not as_json)
+                       db=db, progress=not no_progress and not as_json,
+                       faults=interrupt_hook(settings.interrupt_after))
     if as_json:
         click.echo(_dumps(result.to_dict(), sort_keys=True))
     else:

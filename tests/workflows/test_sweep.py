@@ -1,14 +1,10 @@
-"""Parameter sweeps: the grid, the stored simulations, the result table, re-runs, bad combinations and interrupts,
-with real processes (the CLI in a subprocess, local worker processes, a real Dask LocalCluster)."""
+"""Parameter sweeps: the grid, the stored simulations, the result table, re-runs and bad combinations (interrupts:
+test_interrupt.py), with real processes (the CLI in a subprocess, local worker processes, a real Dask LocalCluster)."""
 
 from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 
 import pandas as pd
 import pytest
@@ -173,45 +169,6 @@ def test_bad_scheduler_in_the_environment_is_refused(history, tmp_path):
                    "--db", tmp_path / "e.duckdb", env={"TRADELOOP_SCHEDULER": "udp://x"})
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: TRADELOOP_SCHEDULER: scheduler is 'udp://x'")
-
-
-def test_ctrl_c_leaves_the_database_consistent(history, tmp_path):
-    """SIGINT to the driver mid-sweep: the stored combinations are whole, verify agrees, a re-run completes."""
-    combinations = 60  # long enough that the sweep is still running when SIGINT comes, on a quiet machine too
-    w, p = tl.synthetic_history(120, 150, seed=5)
-    w.to_csv(tmp_path / "w.csv", index=False)
-    p.to_csv(tmp_path / "p.csv", index=False)
-    (tmp_path / "g.json").write_text(json.dumps({"cash_buffer": [i / 200 for i in range(combinations)]}))
-    db = tmp_path / "int.duckdb"
-    args = ["sweep", "--weights", tmp_path / "w.csv", "--prices", tmp_path / "p.csv", "--grid", tmp_path / "g.json",
-            "--portfolio-value", "1e6", "--model-version", "m", "--db", db, "--no-progress"]
-    # SIGINT back to its default in the child: an earlier test's cluster may leave it ignored in this process
-    proc = subprocess.Popen([sys.executable, "-m", "tradeloop", *map(str, args)], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None and _stored(db) < 2:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    proc.communicate(timeout=60)
-    assert proc.returncode != 0  # interrupted, not finished
-    stored = _stored(db)
-    assert 1 <= stored < combinations
-    assert run_cli("verify", "--all", "--db", db).returncode == 0
-    again = run_cli(*args, "--json", timeout=300)
-    statuses = [r["status"] for r in json.loads(again.stdout)["combinations"]]
-    assert statuses.count("stored") == stored and statuses.count("new") == combinations - stored
-    assert run_cli("verify", "--all", "--db", db).returncode == 0
-
-
-def _stored(db) -> int:
-    if not db.exists():
-        return 0
-    try:
-        with tl.Store(db, read_only=True, timeout=0.2) as s:
-            return len(s.simulation_ids())
-    except Exception:  # the driver holds the file right now
-        return 0
 
 
 def test_a_combination_whose_simulation_fails_is_reported_and_the_others_stored(history, tmp_path):

@@ -55,6 +55,7 @@ from ..store.db import Store
 from .shortfall import run_shortfalls
 from ..store.merge import merge_database, seed_database
 from .executors import Pool, check_scheduler, open_pool
+from .faults import no_faults
 from .kernels import DEFAULT_KERNEL, kernel_manager_class, resolve_kernel
 from ..venue.providers import get_provider
 from .params import load_params
@@ -272,6 +273,7 @@ def run_batch(
     progress: bool = True,
     timeout: float | None = None,
     scheduler: str | None = None,
+    faults=no_faults,
 ) -> BatchResult:
     """Execute the run notebook once per snapshot, save each executed notebook and record it.
 
@@ -302,6 +304,10 @@ def run_batch(
         None: this machine; ``"local"``: a Dask LocalCluster; ``"tcp://host:port"``: an existing Dask cluster (see
         :mod:`tradeloop.workflows.executors`). Tasks carry the notebook and their scratch database and bring both
         back; this process alone writes ``db`` and ``out``, merging in run-id order.
+    faults : callable, optional
+        Test-only hook called with ``"after_artifact"`` each time a run is merged and its artifact recorded
+        (:mod:`tradeloop.workflows.faults`); an interrupt (Ctrl-C) leaves every recorded run whole, and re-running
+        executes only the others.
 
     Returns
     -------
@@ -327,7 +333,7 @@ def run_batch(
     batch_id = "batch-" + hashlib.sha256(
         "\n".join([notebook.name, *sorted(t.run_id for t in tasks)]).encode()).hexdigest()[:12]
     records, pool = _execute_all(tasks, db, notebook, batch_id, scheduler=scheduler, workers=workers, kernel=kernel,
-                                 timeout=timeout, progress=progress)
+                                 timeout=timeout, progress=progress, faults=faults)
     return BatchResult(batch_id=batch_id, db=db, out=out, workers=pool.workers,
                        records=tuple(records[t.run_id] for t in tasks), duplicates=tuple(duplicates),
                        kernel=f"{kernel} ({kernel_note})", shortfall_bps=run_shortfalls(db, list(records)),
@@ -379,7 +385,8 @@ def _plan_all(files, common: dict, out: Path) -> tuple[list[_Task], list[tuple[s
 
 
 def _execute_all(tasks: list[_Task], db: Path, notebook: Path, batch_id: str, *, scheduler: str | None,
-                 workers: int | None, kernel: str, timeout, progress: bool) -> tuple[dict[str, ArtifactRecord], Pool]:
+                 workers: int | None, kernel: str, timeout, progress: bool,
+                 faults=no_faults) -> tuple[dict[str, ArtifactRecord], Pool]:
     """Seed a scratch database per task, execute the notebooks where ``scheduler`` says (:func:`execute_task`), and
     fold each result back into ``db`` in run-id order as results come in.
 
@@ -402,6 +409,7 @@ def _execute_all(tasks: list[_Task], db: Path, notebook: Path, batch_id: str, *,
         for task in tasks:
             if task.papermill_status != "pending":
                 records[task.run_id] = _finish(target, task, source, batch_id)
+                faults("after_artifact")
         bar = tqdm(total=len(runnable), desc=f"batch {batch_id}", unit="run", disable=not progress)
         with open_pool(scheduler, workers, threads=True) as pool:
             code = pool.share(source.copy.read_bytes())
@@ -415,6 +423,7 @@ def _execute_all(tasks: list[_Task], db: Path, notebook: Path, batch_id: str, *,
                     _receive(task, done.pop(following), source)
                     records[task.run_id] = _finish(target, task, source, batch_id)
                     task.work_db.unlink(missing_ok=True)
+                    faults("after_artifact")
                     bar.set_postfix_str(f"{records[task.run_id].status}: {task.snapshot_file.name}", refresh=False)
                     following += 1
                 bar.update(1)

@@ -19,6 +19,18 @@ after_fill_batch   after the first fill batch is committed and before the next o
                    smaller than the number of orders, the run is then half filled)
 before_finalize    after the run's final state and audit event are committed, before ``provider.finalize``
 =================  ==========================================================================================
+
+Sweeps and batches take the same kind of hook (``faults=``) and call it at their own points; the command line passes
+:func:`interrupt_hook` of ``$TRADELOOP_INTERRUPT_AFTER`` (N): when the driver reaches such a point for the Nth time
+it interrupts itself as Ctrl-C does (SIGINT; a ``KeyboardInterrupt`` where SIGINT is ignored), so the interrupt tests
+(``tests/workflows/test_interrupt.py``) stop a sweep or a batch after exactly N stored results, wherever its tasks run.
+
+=================  ==========================================================================================
+point              reached …
+=================  ==========================================================================================
+after_combination  when a sweep's driver has committed a combination's simulation
+after_artifact     when a batch's driver has merged a run's scratch database and recorded its artifact
+=================  ==========================================================================================
 """
 
 from __future__ import annotations
@@ -27,10 +39,13 @@ import os
 import signal
 from collections.abc import Callable
 
-__all__ = ["CRASH_POINTS", "CRASH_ENV", "no_faults", "crash_hook"]
+__all__ = ["CRASH_POINTS", "CRASH_ENV", "INTERRUPT_POINTS", "INTERRUPT_ENV", "no_faults", "crash_hook",
+           "interrupt_hook"]
 
 CRASH_ENV = "TRADELOOP_CRASH_AT"
 CRASH_POINTS = ("after_freeze", "after_claim", "after_orders", "mid_fills", "after_fill_batch", "before_finalize")
+INTERRUPT_ENV = "TRADELOOP_INTERRUPT_AFTER"
+INTERRUPT_POINTS = ("after_combination", "after_artifact")
 
 
 def no_faults(point: str) -> None:
@@ -49,3 +64,23 @@ def crash_hook(crash_at: str | None) -> Callable[[str], None]:
             os.kill(os.getpid(), signal.SIGKILL)
 
     return crash
+
+
+def interrupt_hook(after: int | None) -> Callable[[str], None]:
+    """The hook that interrupts this process as Ctrl-C would when it reaches an :data:`INTERRUPT_POINTS` point for
+    the ``after``-th time (None: :func:`no_faults`)."""
+    if after is None:
+        return no_faults
+    if isinstance(after, bool) or not isinstance(after, int) or after < 1:
+        raise ValueError(f"interrupt after {after!r}; it must be a whole number >= 1")
+    reached = 0
+
+    def interrupt(point: str) -> None:
+        nonlocal reached
+        if point in INTERRUPT_POINTS:
+            reached += 1
+            if reached == after:
+                signal.raise_signal(signal.SIGINT)  # Python's handler raises KeyboardInterrupt right here
+                raise KeyboardInterrupt  # SIGINT ignored (a detached process): interrupted all the same
+
+    return interrupt

@@ -25,6 +25,7 @@ from ..store.db import Store
 from ..store.simulations import (TOTAL_COLUMNS, save_simulation, simulation_ids, simulation_record,
                                 simulation_totals)
 from .executors import check_scheduler, open_pool
+from .faults import no_faults
 from .history import history_digest, prepare_history, run_history
 from .params import RunParams, load_params
 
@@ -219,7 +220,7 @@ def _inputs(table, what: str) -> pd.DataFrame | None:
 
 def sweep(weights, prices, *, grid, portfolio_value, model_version: str = "sim", params=None, positions=None,
           cash=None, scheduler: str | None = None, workers: int | None = None, db=None,
-          progress: bool = True) -> SweepResult:
+          progress: bool = True, faults=no_faults) -> SweepResult:
     """Simulate a weight history once per grid combination and store each simulation (see the module docstring).
 
     Parameters
@@ -241,6 +242,10 @@ def sweep(weights, prices, *, grid, portfolio_value, model_version: str = "sim",
         Default ``$TRADELOOP_DB``, else ``./tradeloop.duckdb``.
     progress : bool
         A progress bar on stderr.
+    faults : callable, optional
+        Test-only hook called with ``"after_combination"`` each time a combination is committed
+        (:mod:`tradeloop.workflows.faults`); an interrupt (Ctrl-C) leaves every committed combination whole, and
+        re-running computes only the others.
 
     Returns
     -------
@@ -264,11 +269,11 @@ def sweep(weights, prices, *, grid, portfolio_value, model_version: str = "sim",
     stacked = _stacked(runnable, data, model_version, stored) if scheduler is None and (workers or 1) == 1 else None
     if stacked is not None:  # one pass of the date loop for every combination (workflows/sweep_kernel.py)
         for c, result in zip(runnable, stacked):
-            outcome[c.index] = _store(target, result)
+            outcome[c.index] = _store(target, result, faults)
         ran_on = f"this process, one stacked pass of {len(runnable)} combination(s)"
     else:
         with open_pool(scheduler, workers) as pool:
-            _run(pool, target, runnable, data, model_version, stored, outcome, progress)
+            _run(pool, target, runnable, data, model_version, stored, outcome, progress, faults)
             ran_on = pool.describe
     rows = _rows(target, combos, outcome)
     paths = tuple(dict.fromkeys(k for c in combos for k in c.settings))
@@ -301,7 +306,7 @@ def _stacked(runnable: list[Combination], data: dict, model_version: str, stored
 
 
 def _run(pool, target: Store, runnable: list[Combination], data: dict, model_version: str, stored: frozenset,
-         outcome: dict, progress: bool) -> None:
+         outcome: dict, progress: bool, faults=no_faults) -> None:
     """Submit every combination, then store results in combination order as they come in."""
     from tqdm import tqdm
 
@@ -317,20 +322,22 @@ def _run(pool, target: Store, runnable: list[Combination], data: dict, model_ver
             except Exception as e:  # a task that raised (or a worker lost too often): this combination only
                 done[i] = {"error": f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"}
             while following in done:
-                outcome[runnable[following].index] = _store(target, done.pop(following))
+                outcome[runnable[following].index] = _store(target, done.pop(following), faults)
                 following += 1
             bar.update(1)
     finally:
         bar.close()
 
 
-def _store(target: Store, result: dict) -> dict:
+def _store(target: Store, result: dict, faults=no_faults) -> dict:
+    """Store one task's result (one transaction); its row's status, simulation id or error."""
     if "error" in result:
         return {"status": "failed", "error": result["error"]}
     if result["record"] is None:
         return {"status": "stored", "simulation_id": result["simulation_id"]}
     with target.session():
         saved = save_simulation(target, result["record"])
+    faults("after_combination")
     return {"status": "new" if saved["new"] else "stored", "simulation_id": result["simulation_id"]}
 
 
