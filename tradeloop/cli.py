@@ -845,32 +845,22 @@ def simulate(weights_file, prices_file, portfolio_value, model_version, params_f
     """Simulate every rebalance of a weight history and store it (one transaction; repeating it is a no-op).
 
     Risk-blocked orders are REJECTED one by one (a single run would block as a whole); the exit code is 0 when the
-    simulation is stored, 2 for bad input. With a portfolio column and --scheduler (or --workers N), each
-    portfolio's whole history is one task; the result is the same simulation.
+    simulation is stored, 2 for bad input. With several portfolios and --scheduler (or --workers N), each
+    portfolio's whole history is one task; the result is the same simulation. One portfolio runs in this process
+    (a history is never split along time).
 
     Example: tradeloop simulate --weights weights.parquet --prices prices.parquet --portfolio-value 1000000
     --model-version m1 --params data/params_pass.json --db research.duckdb
     """
     from .store.simulations import save_simulation
-    from .workflows.history import simulate as run_simulation
+    from .workflows.history import simulate_on
 
     settings, db = _settings(db)
     params = load_params(params_file)
-    weights = read_table(weights_file, "weights")
-    prices = read_table(prices_file, "prices")
-    positions = _read_optional(positions_file, "positions")
-    scheduler = _scheduler(settings, scheduler)
-    partitions, ran_on = 1, "this process"
-    if "portfolio" in weights.columns and (scheduler or (workers or 1) > 1):
-        from .workflows.partition import partitioned_simulation
-
-        sim, ran_on = partitioned_simulation(weights, prices, portfolio_value=portfolio_value, params=params,
-                                             positions=positions, model_version=model_version, scheduler=scheduler,
-                                             workers=workers)
-        partitions = len(sim.portfolios)
-    else:
-        sim = run_simulation(weights, prices, portfolio_value=portfolio_value, params=params, positions=positions,
-                             model_version=model_version, progress=not no_progress)
+    sim, ran_on, partitions = simulate_on(
+        read_table(weights_file, "weights"), read_table(prices_file, "prices"), portfolio_value=portfolio_value,
+        params=params, positions=_read_optional(positions_file, "positions"), model_version=model_version,
+        progress=not no_progress, scheduler=_scheduler(settings, scheduler), workers=workers)
     with _store(db, settings) as store:
         saved = save_simulation(store, sim)
     info = {**sim.describe(), "new": saved["new"], "db": str(db), "partitions": partitions, "ran_on": ran_on}

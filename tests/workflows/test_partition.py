@@ -85,3 +85,57 @@ def test_partitioned_shortfall_equals_one_process():
     pd.testing.assert_frame_equal(a.by_cause, b.by_cause, check_exact=True)
     pd.testing.assert_frame_equal(a.by_symbol, b.by_symbol, check_exact=True)
     pd.testing.assert_frame_equal(a.by_date, b.by_date, check_exact=True)
+
+
+def test_simulate_with_a_scheduler_partitions_several_portfolios_and_is_identical():
+    """``tl.simulate(..., scheduler=...)``: one task per portfolio on a real LocalCluster, the same simulation (a
+    given simulation id included)."""
+    pytest.importorskip("distributed")
+    from tradeloop.workflows.history import simulate_on
+
+    w, p = tl.synthetic_history(10, 20, seed=12, n_portfolios=3)
+    w = _ragged(w)
+    one = tl.simulate(w, p, portfolio_value=1e6, params=LIMITED, model_version="part-2")
+    split, where, tasks = simulate_on(w, p, portfolio_value=1e6, params=LIMITED, model_version="part-2",
+                                      scheduler="local", workers=2)
+    assert (where, tasks) == ("Dask LocalCluster of 2 worker(s)", 3)
+    _same(one, split)
+    _same(one, tl.simulate(w, p, portfolio_value=1e6, params=LIMITED, model_version="part-2", workers=2))
+    named = tl.simulate(w, p, portfolio_value=1e6, params=LIMITED, model_version="part-2", workers=2,
+                        simulation_id="sim-given")
+    assert named.simulation_id == "sim-given" and named.describe()["orders"] == one.describe()["orders"]
+
+
+@pytest.mark.parametrize("portfolios", [None, "P0"], ids=["no-portfolio-column", "one-portfolio"])
+def test_simulate_with_a_scheduler_runs_one_portfolio_in_this_process(portfolios):
+    """A history is never split along time: one portfolio runs here, so a scheduler nobody listens on is never
+    contacted (it would be refused with 'cannot reach')."""
+    from tradeloop.workflows.history import simulate_on
+
+    w, p = tl.synthetic_history(8, 15, seed=13)
+    if portfolios:
+        w = w.assign(portfolio=portfolios)
+    one = tl.simulate(w, p, portfolio_value=1e6)
+    here, where, tasks = simulate_on(w, p, portfolio_value=1e6, scheduler="tcp://127.0.0.1:9", workers=None)
+    assert (where, tasks) == ("this process", 1)
+    _same(one, here)
+    _same(one, tl.simulate(w, p, portfolio_value=1e6, scheduler="tcp://127.0.0.1:9"))
+
+
+def test_simulate_reads_no_scheduler_from_the_environment(monkeypatch):
+    from tradeloop.workflows.history import simulate_on
+
+    monkeypatch.setenv("TRADELOOP_SCHEDULER", "tcp://127.0.0.1:9")
+    w, p = tl.synthetic_history(6, 10, seed=14, n_portfolios=2)
+    assert simulate_on(w, p, portfolio_value=1e6)[1:] == ("this process", 1)
+
+
+@pytest.mark.parametrize("scheduler, workers, message", [
+    ("nowhere", None, "scheduler is 'nowhere'; give 'local' or a Dask scheduler address"),
+    ("tcp://127.0.0.1:9", 2, "workers applies to local processes and --scheduler local"),
+    (None, 0, "workers is 0; it must be a whole number >= 1"),
+])
+def test_simulate_refuses_a_bad_scheduler(scheduler, workers, message):
+    w, p = tl.synthetic_history(4, 5, seed=1, n_portfolios=2)
+    with pytest.raises(tl.ValidationError, match=message):
+        tl.simulate(w, p, portfolio_value=1e6, scheduler=scheduler, workers=workers)

@@ -83,7 +83,7 @@ from .simulation import (
     inputs_digest,
 )
 
-__all__ = ["simulate", "prepare_history", "HistoryInputs", "Simulation", "SIM_ORDER_COLUMNS", "SIM_SUMMARY_COLUMNS",
+__all__ = ["simulate", "simulate_on", "prepare_history", "HistoryInputs", "Simulation", "SIM_ORDER_COLUMNS", "SIM_SUMMARY_COLUMNS",
            "ORDER_STATUS_NAMES", "run_history", "history_digest"]
 
 #: Bit of each risk rule in an order's risk mask.
@@ -945,6 +945,8 @@ def simulate(
     model_version: str = "sim",
     simulation_id: str | None = None,
     progress: bool = False,
+    scheduler: str | None = None,
+    workers: int | None = None,
 ) -> Simulation:
     """Simulate the rebalances of a weight history (see the module docstring for the rules).
 
@@ -975,7 +977,15 @@ def simulate(
         Default: ``sim-`` + 16 hex digits of a sha256 over the inputs (computed when first needed), so the same
         inputs give the same simulation, run ids and order keys.
     progress : bool
-        Show a tqdm progress bar over dates (on stderr).
+        Show a tqdm progress bar over dates (on stderr; not when partitioned).
+    scheduler : str, optional
+        Where to run when the weights hold several portfolios: ``"local"`` (a Dask LocalCluster), a Dask scheduler
+        address ``"tcp://host:port"``, or None (this machine, see ``workers``); each portfolio's whole history is
+        one task (:mod:`tradeloop.workflows.partition`) and the result is the same simulation, to the last bit.
+        One portfolio runs in this process whatever ``scheduler`` says: a history is never split along time
+        (holdings carry from date to date). ``$TRADELOOP_SCHEDULER`` is not read here (the command line reads it).
+    workers : int, optional
+        Local processes (or LocalCluster workers with ``scheduler="local"``) for the portfolios; None: 1 (or 2).
 
     Returns
     -------
@@ -997,12 +1007,32 @@ def simulate(
     >>> sim.summary[["n_orders", "n_filled"]].iloc[0].tolist()
     [20, 20]
     """
+    return simulate_on(weights, prices, portfolio_value=portfolio_value, params=params, positions=positions,
+                       cash=cash, model_version=model_version, simulation_id=simulation_id, progress=progress,
+                       scheduler=scheduler, workers=workers)[0]
+
+
+def simulate_on(weights, prices, *, portfolio_value, params: RunParams | None = None, positions=None, cash=None,
+                model_version: str = "sim", simulation_id: str | None = None, progress: bool = False,
+                scheduler: str | None = None, workers: int | None = None) -> tuple[Simulation, str, int]:
+    """:func:`simulate`, and where it ran and in how many tasks (for summaries)."""
+    from .executors import check_scheduler
+
     params = params or RunParams()
     check_model_version(model_version)
     if simulation_id is not None:
         check_simulation_id(simulation_id)
+    scheduler = check_scheduler(scheduler, workers)
     h = prepare_history(weights, prices, portfolio_value=portfolio_value, params=params, positions=positions, cash=cash)
-    return run_history(h, params, model_version=model_version, simulation_id=simulation_id, progress=progress)
+    if h.P > 1 and (scheduler is not None or (workers or 1) > 1):
+        from .partition import run_partitioned
+
+        check_scheduler(scheduler, workers, available=scheduler is not None)
+        sim, where = run_partitioned(h, params, model_version=model_version, simulation_id=simulation_id,
+                                     scheduler=scheduler, workers=workers)
+        return sim, where, h.P
+    sim = run_history(h, params, model_version=model_version, simulation_id=simulation_id, progress=progress)
+    return sim, "this process", 1
 
 
 def history_digest(h: HistoryInputs, params: RunParams, model_version: str) -> str:

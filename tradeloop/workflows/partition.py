@@ -5,7 +5,8 @@ dates do (holdings carry forward), so the history is split along portfolios only
 validated once here (:func:`~tradeloop.workflows.history.prepare_history`); each task runs the date loop of one
 portfolio (:func:`simulate_portfolio`) and returns its arrays; :func:`simulate_partitioned` interleaves them back
 into the order the single-process loop produces, so the :class:`Simulation` (its id, orders, fills, summary and
-stored rows) is the same as :func:`~tradeloop.workflows.history.simulate`'s.
+stored rows) is the same as :func:`~tradeloop.workflows.history.simulate`'s. ``simulate(..., scheduler=...)`` (or
+``workers=N``) comes here when the weights hold several portfolios.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from .history import HistoryInputs, _rules, _run_dates, ledger_replay, prepare_h
 from .params import RunParams
 from .simulation import Simulation
 
-__all__ = ["simulate_partitioned", "partitioned_simulation", "simulate_portfolio", "portfolio_inputs"]
+__all__ = ["simulate_partitioned", "partitioned_simulation", "run_partitioned", "simulate_portfolio",
+           "portfolio_inputs"]
 
 
 def portfolio_inputs(h: HistoryInputs, p: int) -> HistoryInputs:
@@ -103,6 +105,13 @@ def partitioned_simulation(weights, prices, *, portfolio_value, params: RunParam
     check_model_version(model_version)
     check_scheduler(scheduler, workers, available=scheduler is not None)
     h = prepare_history(weights, prices, portfolio_value=portfolio_value, params=params, positions=positions, cash=cash)
+    return run_partitioned(h, params, model_version=model_version, scheduler=scheduler, workers=workers)
+
+
+def run_partitioned(h: HistoryInputs, params: RunParams, *, model_version: str, simulation_id: str | None = None,
+                    scheduler: str | None = None, workers: int | None = None) -> tuple[Simulation, str]:
+    """The date loop over inputs :func:`~tradeloop.workflows.history.prepare_history` checked, one task per
+    portfolio; the simulation and where its tasks ran."""
     with open_pool(scheduler, workers) as pool:
         futures = [pool.submit(simulate_portfolio, portfolio_inputs(h, p), params) for p in range(h.P)]
         parts = [None] * h.P
@@ -115,7 +124,8 @@ def partitioned_simulation(weights, prices, *, portfolio_value, params: RunParam
         params=params, model_version=model_version, portfolio_value=h.pv0, initial_cash=h.cash0,
         initial_positions=h.hold0, orders_raw=orders, day_pv=day["pv"], day_cash_before=day["cash_before"],
         day_cash_after=day["cash_after"], day_holdings=(day["gross"], day["net"], day["npos"]),
-        fills_raw=fills, _digest_parts=h.digest_parts(), _ledger_replay=ledger_replay(h, _slot_rows(parts, h.S, "sizing")),
+        given_id=simulation_id, fills_raw=fills, _digest_parts=h.digest_parts(),
+        _ledger_replay=ledger_replay(h, _slot_rows(parts, h.S, "sizing")),
         decisions_raw=_slot_rows(parts, h.S, "decisions"), day_borrow=day["borrow"],
         _inputs={"recover": False, "wvalue": h.wvalue, "pbounds": h.pbounds, "psym": h.psym, "pprice": h.pprice,
                  "plot": h.plot, "psec": h.psec})
