@@ -38,8 +38,9 @@ def test_empty_variables_mean_the_default():
     ("TRADELOOP_FILL_BATCH", "2.5", "TRADELOOP_FILL_BATCH is '2.5'; it must be a whole number >= 1"),
     ("TRADELOOP_CRASH_AT", "nowhere", "TRADELOOP_CRASH_AT is 'nowhere'; allowed: ['after_freeze', "),
     ("TRADELOOP_SCHEDULER", "udp://x", "TRADELOOP_SCHEDULER: scheduler is 'udp://x'; give 'local' or a Dask"),
-    ("TRADELOOP_INTERRUPT_AFTER", "0", "TRADELOOP_INTERRUPT_AFTER is '0'; it must be a whole number >= 1"),
-    ("TRADELOOP_INTERRUPT_AFTER", "two", "TRADELOOP_INTERRUPT_AFTER is 'two'; it must be a whole number >= 1"),
+    ("TRADELOOP_INTERRUPT_AT", "after_combination:0", "TRADELOOP_INTERRUPT_AT is 'after_combination:0'; give "
+                                                      "POINT or POINT:N (N >= 1) with POINT one of ['after_combination'"),
+    ("TRADELOOP_INTERRUPT_AT", "somewhere:2", "TRADELOOP_INTERRUPT_AT is 'somewhere:2'; give POINT or POINT:N"),
 ])
 def test_a_bad_value_names_the_variable(variable, value, message):
     with pytest.raises(ValidationError) as info:
@@ -64,6 +65,6 @@ def test_scheduler_is_read(value, expected):
     assert Settings.from_env({"TRADELOOP_SCHEDULER": value}).scheduler == expected
 
 
-def test_interrupt_after_is_read():
-    assert Settings.from_env({"TRADELOOP_INTERRUPT_AFTER": "3"}).interrupt_after == 3
-    assert Settings.from_env({"TRADELOOP_INTERRUPT_AFTER": ""}).interrupt_after is None
+def test_interrupt_at_is_read():
+    assert Settings.from_env({"TRADELOOP_INTERRUPT_AT": "mid_artifact:3"}).interrupt_at == "mid_artifact:3"
+    assert Settings.from_env({"TRADELOOP_INTERRUPT_AT": ""}).interrupt_at is None

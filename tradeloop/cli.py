@@ -757,7 +757,7 @@ def batch(snapshots, params_file, portfolio_value, model_version, positions_file
                        params_file=params_file, positions_file=positions_file, fallback_prices_file=fallback_file,
                        provider=provider, dry_run=dry_run, notebook=notebook, out=out, workers=workers,
                        db=db, kernel=kernel, progress=not no_progress and not as_json,
-                       scheduler=_scheduler(settings, scheduler), faults=interrupt_hook(settings.interrupt_after))
+                       scheduler=_scheduler(settings, scheduler), faults=interrupt_hook(settings.interrupt_at))
     if as_json:
         click.echo(_dumps(result.to_dict(), sort_keys=True))
     else:
@@ -910,7 +910,7 @@ def sweep(weights_file, prices_file, grid_file, portfolio_value, model_version, 
                        portfolio_value=portfolio_value, model_version=model_version, params=params,
                        positions=_read_optional(positions_file, "positions"), scheduler=scheduler, workers=workers,
                        db=db, progress=not no_progress and not as_json,
-                       faults=interrupt_hook(settings.interrupt_after))
+                       faults=interrupt_hook(settings.interrupt_at))
     if as_json:
         click.echo(_dumps(result.to_dict(), sort_keys=True))
     else:

@@ -16,7 +16,7 @@ variable                   meaning (default)
 ``TRADELOOP_SCHEDULER``    where ``batch``, ``simulate`` and ``sweep`` run tasks when ``--scheduler`` is not given:
                            ``local`` or a Dask scheduler address ``tcp://host:port`` (unset: local processes)
 ``TRADELOOP_CRASH_AT``     test-only: a crash point of :mod:`tradeloop.workflows.faults` (unset)
-``TRADELOOP_INTERRUPT_AFTER`` test-only: a sweep or batch interrupts itself (as Ctrl-C) after N stored results (unset)
+``TRADELOOP_INTERRUPT_AT`` test-only: ``POINT:N``, a sweep or batch interrupts itself (as Ctrl-C) there (unset)
 =========================  ==================================================================================
 """
 
@@ -32,7 +32,7 @@ from .errors import ValidationError
 from .resources import data_dir
 from .store.db import DEFAULT_DB, DEFAULT_LOCK_TIMEOUT
 from .workflows.executors import check_scheduler
-from .workflows.faults import CRASH_ENV, CRASH_POINTS, INTERRUPT_ENV
+from .workflows.faults import CRASH_ENV, CRASH_POINTS, INTERRUPT_ENV, parse_interrupt
 from .workflows.run import DEFAULT_FILL_BATCH, DEFAULT_LEASE_SECONDS
 
 __all__ = ["Settings", "default_db_path"]
@@ -71,7 +71,7 @@ class Settings:
     data_dir: Path = _DATA
     crash_at: str | None = None
     scheduler: str | None = None
-    interrupt_after: int | None = None
+    interrupt_at: str | None = None
 
     def __post_init__(self):
         check_number("lock_timeout", self.lock_timeout)
@@ -83,8 +83,11 @@ class Settings:
             check_scheduler(self.scheduler)
         except ValidationError as e:
             raise ValidationError(f"TRADELOOP_SCHEDULER: {e}") from None
-        if self.interrupt_after is not None:
-            check_whole(INTERRUPT_ENV, self.interrupt_after)
+        if self.interrupt_at is not None:
+            try:
+                parse_interrupt(self.interrupt_at)
+            except ValueError as e:
+                raise ValidationError(str(e)) from None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -98,7 +101,7 @@ class Settings:
             data_dir=Path(env.get("TRADELOOP_DATA") or _DATA),
             crash_at=env.get(CRASH_ENV) or None,
             scheduler=env.get("TRADELOOP_SCHEDULER") or None,
-            interrupt_after=_whole(env, INTERRUPT_ENV, None),
+            interrupt_at=env.get(INTERRUPT_ENV) or None,
         )
 
 

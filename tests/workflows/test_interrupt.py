@@ -1,6 +1,7 @@
-"""Ctrl-C on the driver of a sweep or a batch, at a chosen point: ``TRADELOOP_INTERRUPT_AFTER=N`` makes the real CLI
-send itself SIGINT once it has committed N combinations (or recorded N runs), wherever the tasks run. The command
-exits 130 with one line, what was committed stays whole, ``verify --all`` agrees, and running the same command again
+"""Ctrl-C on the driver of a sweep or a batch, at a chosen point: ``TRADELOOP_INTERRUPT_AT=POINT:N`` makes the real
+CLI send itself SIGINT the Nth time it reaches POINT (a combination or run committed, or inside its transaction),
+wherever the tasks run. The command exits 130 with one line, what was committed stays whole and nothing else is left
+(no half-written rows, no artifact without its row), ``verify --all`` agrees, and running the same command again
 finishes the rest without storing anything twice."""
 
 from __future__ import annotations
@@ -25,10 +26,10 @@ INTERRUPTED = 130
 GRID = {"cash_buffer": [0.0, 0.01, 0.02], "risk.max_position_ratio": [0.08, None]}
 
 
-def _interrupted(*args, after: int, timeout: float = 300) -> subprocess.CompletedProcess:
-    """The CLI with ``TRADELOOP_INTERRUPT_AFTER=after`` and SIGINT at its default disposition (pytest may have
-    inherited it ignored from a cluster started earlier), so the real signal path is what runs."""
-    env = {**os.environ, "TRADELOOP_INTERRUPT_AFTER": str(after)}
+def _interrupted(*args, at: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """The CLI with ``TRADELOOP_INTERRUPT_AT=at`` and SIGINT at its default disposition (pytest may have inherited
+    it ignored from a cluster started earlier), so the real signal path is what runs."""
+    env = {**os.environ, "TRADELOOP_INTERRUPT_AT": at}
     env.pop("TRADELOOP_DEBUG", None)
     return subprocess.run([sys.executable, "-m", "tradeloop", *map(str, args)], capture_output=True, text=True,
                           env=env, cwd=ROOT, timeout=timeout,
@@ -62,12 +63,15 @@ def history(tmp_path_factory):
     return {**h, "whole": db}
 
 
+@pytest.mark.parametrize("at", ["after_combination:2", "mid_combination:3"])
 @pytest.mark.parametrize("extra", [[], ["--scheduler", "local", "--workers", "2"]], ids=["serial", "local-cluster"])
-def test_ctrl_c_mid_sweep_keeps_what_was_committed_and_a_rerun_finishes(history, tmp_path, extra):
+def test_ctrl_c_mid_sweep_keeps_what_was_committed_and_a_rerun_finishes(history, tmp_path, extra, at):
+    """Two combinations committed; with ``mid_combination:3`` the third was written inside its transaction when
+    the interrupt came, and none of it is left."""
     d, db = history["dir"], tmp_path / "int.duckdb"
     args = ["sweep", "--weights", d / "weights.csv", "--prices", d / "prices.csv", "--grid", d / "grid.json",
             "--portfolio-value", "1000000", "--model-version", "i-1", "--db", db, "--no-progress", *extra]
-    _interrupted_line(_interrupted(*args, after=2))
+    _interrupted_line(_interrupted(*args, at=at))
     kept = _simulations(db)
     assert len(kept) == 2 and set(kept) <= set(_simulations(history["whole"]))
     events = _events_per_run(db)
@@ -83,6 +87,8 @@ def test_ctrl_c_mid_sweep_keeps_what_was_committed_and_a_rerun_finishes(history,
 
 
 def test_ctrl_c_mid_batch_on_a_local_cluster_keeps_the_recorded_runs(tmp_path):
+    """Interrupted inside the second run's transaction (its artifact already published): the first run stays, the
+    second is rolled back and its artifact removed, and the re-run executes the other two."""
     snaps, work = tmp_path / "snapshots", tmp_path / "work"  # both batches at the same paths (written in artifacts)
     snaps.mkdir()
     sample = pd.read_csv(DATA / "sample_snapshot.csv")
@@ -97,7 +103,7 @@ def test_ctrl_c_mid_batch_on_a_local_cluster_keeps_the_recorded_runs(tmp_path):
     shutil.move(work, tmp_path / "whole")
     args += ["--scheduler", "local"]
 
-    _interrupted_line(_interrupted(*args, after=1, timeout=600))
+    _interrupted_line(_interrupted(*args, at="mid_artifact:2", timeout=600))
     with tl.Store(db, read_only=True) as s:
         runs = s.runs()
         recorded = [r[0] for r in s.con.execute("SELECT run_id FROM run_artifacts").fetchall()]

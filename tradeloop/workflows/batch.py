@@ -305,8 +305,8 @@ def run_batch(
         :mod:`tradeloop.workflows.executors`). Tasks carry the notebook and their scratch database and bring both
         back; this process alone writes ``db`` and ``out``, merging in run-id order.
     faults : callable, optional
-        Test-only hook called with ``"after_artifact"`` each time a run is merged and its artifact recorded
-        (:mod:`tradeloop.workflows.faults`); an interrupt (Ctrl-C) leaves every recorded run whole, and re-running
+        Test-only hook called with ``"mid_artifact"`` inside each run's merge transaction and ``"after_artifact"``
+        once the run is merged and its artifact recorded (:mod:`tradeloop.workflows.faults`); an interrupt (Ctrl-C) leaves every recorded run whole, and re-running
         executes only the others.
 
     Returns
@@ -408,7 +408,7 @@ def _execute_all(tasks: list[_Task], db: Path, notebook: Path, batch_id: str, *,
                 task.seen = _run_stamp(target, task.run_id)
         for task in tasks:
             if task.papermill_status != "pending":
-                records[task.run_id] = _finish(target, task, source, batch_id)
+                records[task.run_id] = _finish(target, task, source, batch_id, faults)
                 faults("after_artifact")
         bar = tqdm(total=len(runnable), desc=f"batch {batch_id}", unit="run", disable=not progress)
         with open_pool(scheduler, workers, threads=True) as pool:
@@ -421,7 +421,7 @@ def _execute_all(tasks: list[_Task], db: Path, notebook: Path, batch_id: str, *,
                 while following in done:  # merged in run-id order, whatever order the notebooks finish in
                     task = runnable[following]
                     _receive(task, done.pop(following), source)
-                    records[task.run_id] = _finish(target, task, source, batch_id)
+                    records[task.run_id] = _finish(target, task, source, batch_id, faults)
                     task.work_db.unlink(missing_ok=True)
                     faults("after_artifact")
                     bar.set_postfix_str(f"{records[task.run_id].status}: {task.snapshot_file.name}", refresh=False)
@@ -537,7 +537,7 @@ def _run_stamp(store: Store, run_id: str) -> tuple | None:
     return run["status"], run["attempts"], run["updated_at"]
 
 
-def _finish(target: Store, task: _Task, source: _Source, batch_id: str) -> ArtifactRecord:
+def _finish(target: Store, task: _Task, source: _Source, batch_id: str, faults=no_faults) -> ArtifactRecord:
     """Main thread: publish the notebook, then merge the task's database and record its artifact (row and audit
     event) in one transaction, holding the target file only for that.
 
@@ -545,10 +545,10 @@ def _finish(target: Store, task: _Task, source: _Source, batch_id: str) -> Artif
     the task's result is not merged (two executions of one run would interleave their events) and its row says so.
     """
     with target.session():
-        return _finish_held(target, task, source, batch_id)
+        return _finish_held(target, task, source, batch_id, faults)
 
 
-def _finish_held(target: Store, task: _Task, source: _Source, batch_id: str) -> ArtifactRecord:
+def _finish_held(target: Store, task: _Task, source: _Source, batch_id: str, faults=no_faults) -> ArtifactRecord:
     merge = task.work_db is not None and task.work_db.is_file()
     if merge and _run_stamp(target, task.run_id) != task.seen:  # nothing recorded: the run's own row stays
         return ArtifactRecord(
@@ -556,6 +556,7 @@ def _finish_held(target: Store, task: _Task, source: _Source, batch_id: str) -> 
             papermill_status="not merged", status="failed", parameters=task.parameters, batch_id=batch_id,
             error=f"run {task.run_id} was worked by another process while its notebook ran; nothing was merged "
                   "or recorded (re-run the batch to check it)")
+    previous = task.output.read_bytes() if task.output.is_file() else None
     sha = _publish(task)
     record = {}
 
@@ -574,13 +575,27 @@ def _finish_held(target: Store, task: _Task, source: _Source, batch_id: str) -> 
             source_sha256=source.sha256)
         record_artifact(store, rec)
         record["rec"] = rec
+        faults("mid_artifact")
 
-    if merge:
-        merge_database(target, task.work_db, after=record_row)
-    else:
-        with target.transaction():
-            record_row(target)
+    try:
+        if merge:
+            merge_database(target, task.work_db, after=record_row)
+        else:
+            with target.transaction():
+                record_row(target)
+    except BaseException:  # rolled back (an error, Ctrl-C): the artifact goes back to what its row says
+        if sha:
+            _unpublish(task.output, previous)
+        raise
     return record["rec"]
+
+
+def _unpublish(output: Path, previous: bytes | None) -> None:
+    """Put ``output`` back as it was before :func:`_publish` wrote it (no file, or the bytes recorded before)."""
+    if previous is None:
+        output.unlink(missing_ok=True)
+    else:
+        write_artifact(previous, output)
 
 
 def run_notebook(snapshot_file: str | Path, *, portfolio_value: float, model_version: str, **kwargs) -> ArtifactRecord:

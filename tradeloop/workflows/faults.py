@@ -21,15 +21,18 @@ before_finalize    after the run's final state and audit event are committed, be
 =================  ==========================================================================================
 
 Sweeps and batches take the same kind of hook (``faults=``) and call it at their own points; the command line passes
-:func:`interrupt_hook` of ``$TRADELOOP_INTERRUPT_AFTER`` (N): when the driver reaches such a point for the Nth time
-it interrupts itself as Ctrl-C does (SIGINT; a ``KeyboardInterrupt`` where SIGINT is ignored), so the interrupt tests
-(``tests/workflows/test_interrupt.py``) stop a sweep or a batch after exactly N stored results, wherever its tasks run.
+:func:`interrupt_hook` of ``$TRADELOOP_INTERRUPT_AT`` (``POINT:N``, or ``POINT`` for N = 1): when the driver reaches
+POINT for the Nth time it interrupts itself as Ctrl-C does (SIGINT; a ``KeyboardInterrupt`` where SIGINT is ignored),
+so the interrupt tests (``tests/workflows/test_interrupt.py``) stop a sweep or a batch at exactly that place, wherever
+its tasks run.
 
 =================  ==========================================================================================
 point              reached …
 =================  ==========================================================================================
 after_combination  when a sweep's driver has committed a combination's simulation
+mid_combination    inside that transaction: every row and the audit event written, not committed
 after_artifact     when a batch's driver has merged a run's scratch database and recorded its artifact
+mid_artifact       inside that transaction (the artifact file already published): written, not committed
 =================  ==========================================================================================
 """
 
@@ -40,12 +43,12 @@ import signal
 from collections.abc import Callable
 
 __all__ = ["CRASH_POINTS", "CRASH_ENV", "INTERRUPT_POINTS", "INTERRUPT_ENV", "no_faults", "crash_hook",
-           "interrupt_hook"]
+           "interrupt_hook", "parse_interrupt"]
 
 CRASH_ENV = "TRADELOOP_CRASH_AT"
 CRASH_POINTS = ("after_freeze", "after_claim", "after_orders", "mid_fills", "after_fill_batch", "before_finalize")
-INTERRUPT_ENV = "TRADELOOP_INTERRUPT_AFTER"
-INTERRUPT_POINTS = ("after_combination", "after_artifact")
+INTERRUPT_ENV = "TRADELOOP_INTERRUPT_AT"
+INTERRUPT_POINTS = ("after_combination", "mid_combination", "after_artifact", "mid_artifact")
 
 
 def no_faults(point: str) -> None:
@@ -66,18 +69,26 @@ def crash_hook(crash_at: str | None) -> Callable[[str], None]:
     return crash
 
 
-def interrupt_hook(after: int | None) -> Callable[[str], None]:
-    """The hook that interrupts this process as Ctrl-C would when it reaches an :data:`INTERRUPT_POINTS` point for
-    the ``after``-th time (None: :func:`no_faults`)."""
-    if after is None:
+def parse_interrupt(text: str) -> tuple[str, int]:
+    """``"POINT:N"`` (or ``"POINT"``: N = 1) as ``(point, n)``; a ``ValueError`` naming what is allowed."""
+    point, _, count = text.partition(":")
+    if point not in INTERRUPT_POINTS or not (count == "" or (count.isdigit() and int(count) >= 1)):
+        raise ValueError(f"{INTERRUPT_ENV} is {text!r}; give POINT or POINT:N (N >= 1) with POINT one of "
+                         f"{list(INTERRUPT_POINTS)}")
+    return point, int(count or 1)
+
+
+def interrupt_hook(interrupt_at: str | None) -> Callable[[str], None]:
+    """The hook that interrupts this process as Ctrl-C would when it reaches ``POINT`` for the ``N``-th time
+    (``interrupt_at`` is ``"POINT:N"``; None: :func:`no_faults`)."""
+    if interrupt_at is None:
         return no_faults
-    if isinstance(after, bool) or not isinstance(after, int) or after < 1:
-        raise ValueError(f"interrupt after {after!r}; it must be a whole number >= 1")
+    at, after = parse_interrupt(interrupt_at)
     reached = 0
 
     def interrupt(point: str) -> None:
         nonlocal reached
-        if point in INTERRUPT_POINTS:
+        if point == at:
             reached += 1
             if reached == after:
                 signal.raise_signal(signal.SIGINT)  # Python's handler raises KeyboardInterrupt right here

@@ -243,9 +243,9 @@ def sweep(weights, prices, *, grid, portfolio_value, model_version: str = "sim",
     progress : bool
         A progress bar on stderr.
     faults : callable, optional
-        Test-only hook called with ``"after_combination"`` each time a combination is committed
-        (:mod:`tradeloop.workflows.faults`); an interrupt (Ctrl-C) leaves every committed combination whole, and
-        re-running computes only the others.
+        Test-only hook called with ``"mid_combination"`` inside each combination's transaction and
+        ``"after_combination"`` once it is committed (:mod:`tradeloop.workflows.faults`); an interrupt (Ctrl-C)
+        leaves every committed combination whole, and re-running computes only the others.
 
     Returns
     -------
@@ -335,8 +335,9 @@ def _store(target: Store, result: dict, faults=no_faults) -> dict:
         return {"status": "failed", "error": result["error"]}
     if result["record"] is None:
         return {"status": "stored", "simulation_id": result["simulation_id"]}
-    with target.session():
+    with target.transaction():  # save_simulation's own transaction joins this one
         saved = save_simulation(target, result["record"])
+        faults("mid_combination")
     faults("after_combination")
     return {"status": "new" if saved["new"] else "stored", "simulation_id": result["simulation_id"]}
 
