@@ -55,7 +55,7 @@ def _controls(book: list, lim, act, pv: float, adv: dict) -> bool:
         blocked = blocked or act(rule) == "block"
 
     for o in book:
-        o["cand"] = o["live"] and o["priced"] and not (o["w"] == 0 and o["cur"] != 0 and o["cur"] + o["d0"] == 0)
+        o["cand"] = o["live"] and o["priced"] and not (o["w"] == 0 and o["cur"] != 0 and o["d0"] != 0)
     for o in book:
         if not o["cand"]:
             continue

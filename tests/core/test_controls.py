@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tradeloop import RunParams, ValidationError
@@ -63,6 +63,9 @@ def test_resize_never_breaches_and_never_flips_a_side(data, frac, notional, turn
 
 @settings(max_examples=100, deadline=None)
 @given(ROWS, st.floats(0.0001, 0.5), st.floats(0.01, 0.9))
+# weights sum to 1.03125: the cash trim cuts the cover of the short (-2 -> -1), still a liquidation
+@example([(0.28125, 1.0, 1, 0), (0.3, 1.0, 1, -2), (0.25, 1.0, 1, 0), (0.0, 1.0, 1, 0), (0.25, 1.0, 1, 0),
+          (0.0, 1.0, 1, 0), (0.25, 1.0, 1, 0)], 0.5, 0.5)
 def test_the_band_never_skips_a_liquidation(data, band, rel):
     pv = 1_000_000.0
     data = [(0.0 if i % 2 else w, p, lot, cur) for i, (w, p, lot, cur) in enumerate(data)]

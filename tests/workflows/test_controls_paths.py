@@ -135,6 +135,16 @@ def test_control_case(engine, name):
         assert out.run_status == "done"
 
 
+def test_the_band_never_skips_a_cash_trimmed_cover_of_a_short(engine):
+    # C held short -10 @ 10, weight 0; cash 100,100 less the 1 % buffer = 99,100 for 100,100 of buys: every buy is
+    # cut by 99,100 / 100,100 (A 10,000 -> 9,900, C's cover 10 -> 9). C's drift 0.001 is inside the band, yet the
+    # cut cover is still a liquidation and is sent
+    out = engine(rows("AC", [1.0, 0.0], [10.0, 10.0]), value=V,
+                 params={"cash_buffer": 0.01, "risk": {"no_trade_band": 0.01, "allow_short": True}},
+                 positions=held(C=-10))
+    assert _got(out) == {"A": ("BUY", 9900, "FILLED", ""), "C": ("BUY", 9, "FILLED", "")}, engine.name
+
+
 #: name -> (rows, params, positions, the orders {symbol: (side, qty)} and which of them breach)
 BLOCKS = {
     "restricted block": (rows("AB", [0.5, 0.2], [10.0, 10.0]),

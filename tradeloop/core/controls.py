@@ -19,8 +19,8 @@ the six original rules      :func:`tradeloop.core.risk.risk_checks` on the order
                             max_order_notional, max_position_ratio, single_name_cap and no_short
 ==========================  ==================================================================================
 
-Liquidations (a target weight of 0 that closes a held position) are never skipped by the band or dust rules:
-otherwise a small holding could never be closed. Orders without a price are left to execution
+Liquidations (a target weight of 0 for a held position; the whole position, or what the cash trim left of a
+short's cover) are never skipped by the band or dust rules: otherwise a small holding could never be closed. Orders without a price are left to execution
 (``missing_price``) except by ``restricted``. A value at its limit passes (:mod:`tradeloop.core.tolerance`).
 
 Actions (``risk.on_breach: {rule: action}``, defaults in :mod:`tradeloop.core.codes`): ``skip`` the order is not
@@ -181,7 +181,9 @@ class _State:
 
 
 def _liquidation(s: _State) -> np.ndarray:
-    return (s.weight == 0) & (s.current != 0) & (s.current + s.delta == 0)
+    """Orders toward a target weight of 0 from a held position: closing it, or part of it when the cash trim cut
+    the buy that covers a short."""
+    return (s.weight == 0) & (s.current != 0) & (s.delta != 0)
 
 
 def _below(observed, limit):
