@@ -4,11 +4,14 @@
                                                   [--repeat 3] [--skip-batch]
 
 Sweep: ``tl.sweep`` of ``--combinations`` combinations over a ``--dates`` × ``--symbols`` synthetic history into a
-fresh database each time, (a) serially in this process, (b) ``--scheduler local`` with 1 worker, (c) with 2
-workers; the cluster's start and stop are part of the time (that is what a user waits for), and are also reported
-on their own. Batch: ``tl.run_batch`` of ``--snapshots`` snapshot notebooks on 2 local threads vs a LocalCluster of
-2 workers. Configurations alternate within each repeat; the best and the median are reported with the machine's
-load. Results go to benchmarks/results/cluster_scaling.json.
+fresh database each time, (a) serially in this process, one combination after the other (``stack=False``),
+(b) in 2 local processes, (c) ``--scheduler local`` with 1 worker, (d) with 2 workers, (e) as one stacked pass of
+the date loop in this process (``tl.sweep``'s default without a scheduler: the combinations differ only in limits,
+buffers and costs), each storing every combination; the cluster's start and stop are part of the time (that is
+what a user waits for), and are also reported on their own. ``stacked-compute`` is the stacked pass alone
+(:func:`~tradeloop.workflows.sweep_kernel.simulate_stacked`, nothing stored). Batch: ``tl.run_batch`` of ``--snapshots`` snapshot notebooks on 2 local threads vs a LocalCluster of
+2 workers. Configurations alternate within each repeat (in reverse order every other repeat); the best and the median
+are reported with the machine's load. Results go to benchmarks/results/cluster_scaling.json.
 """
 
 from __future__ import annotations
@@ -38,15 +41,26 @@ def grid(n: int) -> list[dict]:
     return out
 
 
-def sweep_once(w, p, combos, scheduler, workers, work: Path) -> float:
+def sweep_once(w, p, combos, config: tuple, work: Path) -> float:
+    scheduler, workers, stack = config
     db = work / f"sweep-{time.monotonic_ns()}.duckdb"
     start = time.perf_counter()
     result = tl.sweep(w, p, grid=combos, portfolio_value=1e6, model_version="bench", scheduler=scheduler,
-                      workers=workers, db=db, progress=False)
+                      workers=workers, db=db, progress=False, stack=stack)
     seconds = time.perf_counter() - start
     assert result.counts == {"new": len(combos)}, result.summary()
+    assert ("stacked pass" in result.ran_on) == (stack and scheduler is None and not workers), result.ran_on
     db.unlink()
     return seconds
+
+
+def stacked_compute(w, p, combos) -> float:
+    from tradeloop.workflows.sweep_kernel import simulate_stacked
+
+    params = [tl.RunParams.from_dict(c) for c in combos]
+    start = time.perf_counter()
+    simulate_stacked(w, p, params, portfolio_value=1e6, model_version="bench")
+    return time.perf_counter() - start
 
 
 def cluster_overhead(workers: int) -> float:
@@ -88,16 +102,18 @@ def main() -> None:
     args = parser.parse_args()
     w, p = tl.synthetic_history(args.dates, args.symbols, seed=1)
     combos = grid(args.combinations)
-    configs = {"serial": (None, None), "processes-2": (None, 2), "localcluster-1": ("local", 1),
-               "localcluster-2": ("local", 2)}
+    configs = {"serial": (None, None, False), "processes-2": (None, 2, True), "localcluster-1": ("local", 1, True),
+               "localcluster-2": ("local", 2, True), "stacked": (None, None, True)}
     load = [os.getloadavg()[0]]
     times = {k: [] for k in configs}
+    times["stacked-compute"] = []
     with tempfile.TemporaryDirectory(prefix="tradeloop-bench-") as tmp:
         work = Path(tmp)
-        for _ in range(args.repeat):
-            for name, (scheduler, workers) in configs.items():
-                times[name].append(sweep_once(w, p, combos, scheduler, workers, work))
+        for i in range(args.repeat):
+            for name, config in (list(configs.items()) if i % 2 == 0 else list(configs.items())[::-1]):
+                times[name].append(sweep_once(w, p, combos, config, work))
                 load.append(os.getloadavg()[0])
+            times["stacked-compute"].append(stacked_compute(w, p, combos))
         sweep = {k: stats(v, len(combos)) for k, v in times.items()}
         for k in sweep:
             sweep[k]["speedup_vs_serial_median"] = round(sweep["serial"]["median_s"] / sweep[k]["median_s"], 2)

@@ -211,6 +211,9 @@ def test_one_stacked_pass_stores_what_separate_processes_store(history, tmp_path
     assert rows["risk_decisions"] and rows["simulation_shortfall"]
     again = sweep(history["weights"], history["prices"], db=tmp_path / "stacked.duckdb", **kwargs)
     assert again.counts == {"stored": 8}
+    serial = sweep(history["weights"], history["prices"], db=tmp_path / "serial.duckdb", stack=False, **kwargs)
+    assert "stacked" not in serial.ran_on and serial.counts == {"new": 8}
+    assert stored_rows(tmp_path / "serial.duckdb") == rows
 
 
 def test_a_sweep_with_controls_stores_what_one_process_per_combination_stores(history, tmp_path):

@@ -22,6 +22,7 @@ def _history(seed: int = 3, portfolios: int = 1, missing: bool = False, dates: i
         p.loc[p.index % 17 == 3, "price"] = np.nan
         w = w.copy()
         w.loc[w.index % 11 == 0, "weight"] *= -1
+        w = w[w.index % 13 != 5]  # sparse weights: a held symbol without a row is sold down
     return w, p
 
 

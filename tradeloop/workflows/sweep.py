@@ -220,7 +220,7 @@ def _inputs(table, what: str) -> pd.DataFrame | None:
 
 def sweep(weights, prices, *, grid, portfolio_value, model_version: str = "sim", params=None, positions=None,
           cash=None, scheduler: str | None = None, workers: int | None = None, db=None,
-          progress: bool = True, faults=no_faults) -> SweepResult:
+          progress: bool = True, faults=no_faults, stack: bool = True) -> SweepResult:
     """Simulate a weight history once per grid combination and store each simulation (see the module docstring).
 
     Parameters
@@ -242,6 +242,10 @@ def sweep(weights, prices, *, grid, portfolio_value, model_version: str = "sim",
         Default ``$TRADELOOP_DB``, else ``./tradeloop.duckdb``.
     progress : bool
         A progress bar on stderr.
+    stack : bool
+        Without a scheduler and with one worker, run combinations that differ only in limits, buffers or costs as
+        one stacked pass of the date loop (:mod:`~tradeloop.workflows.sweep_kernel`; the stored rows are the same).
+        False: one combination after the other (to compare the two).
     faults : callable, optional
         Test-only hook called with ``"mid_combination"`` inside each combination's transaction and
         ``"after_combination"`` once it is committed (:mod:`tradeloop.workflows.faults`); an interrupt (Ctrl-C)
@@ -266,7 +270,8 @@ def sweep(weights, prices, *, grid, portfolio_value, model_version: str = "sim",
     outcome: dict[int, dict] = {c.index: {"status": "failed", "error": f"invalid params: {c.error}"}
                                 for c in combos if c.params is None}
     runnable = [c for c in combos if c.params is not None]
-    stacked = _stacked(runnable, data, model_version, stored) if scheduler is None and (workers or 1) == 1 else None
+    alone = stack and scheduler is None and (workers or 1) == 1
+    stacked = _stacked(runnable, data, model_version, stored) if alone else None
     if stacked is not None:  # one pass of the date loop for every combination (workflows/sweep_kernel.py)
         for c, result in zip(runnable, stacked):
             outcome[c.index] = _store(target, result, faults)

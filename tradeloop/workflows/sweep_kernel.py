@@ -112,22 +112,19 @@ class PerBook:
 def _stacked_inputs(h: history.HistoryInputs, K: int) -> history.HistoryInputs:
     """``h`` with its portfolios repeated K times: book k's slots are ``k × P × S + slot``."""
     N = h.P * h.S
-    if h.dense_w:
-        D = len(h.dates)
-        wvalue = np.tile(h.wvalue.reshape(D, N), (1, K)).ravel()
-        wpos = np.tile(np.arange(K * N), D) if len(wvalue) else h.wpos
-        wd = np.repeat(np.arange(D, dtype=h.wd.dtype), K * N)
-    else:
-        rows = np.tile(np.arange(len(h.wvalue)), K)
-        book = np.repeat(np.arange(K), len(h.wvalue))
-        order = np.lexsort((rows, book, np.tile(h.wd, K)))
-        rows, book = rows[order], book[order]
-        wvalue, wd = h.wvalue[rows], h.wd[rows]
-        wpos = h.wpos[rows].astype(np.int64) + book * N
+    books = {"portfolios": np.tile(h.portfolios, K), "hold0": np.tile(h.hold0, K), "pv0": np.tile(h.pv0, K),
+             "cash0": None if h.cash0 is None else np.tile(h.cash0, K)}
+    if h.dense_w:  # the loop slices a date's weights: wd and wpos are not read (the digest is the unstacked h's)
+        wvalue = np.tile(h.wvalue.reshape(len(h.dates), N), (1, K)).ravel()
+        return replace(h, wvalue=wvalue, wbounds=h.wbounds * K, **books)
+    rows = np.tile(np.arange(len(h.wvalue)), K)
+    book = np.repeat(np.arange(K), len(h.wvalue))
+    order = np.lexsort((rows, book, np.tile(h.wd, K)))
+    rows, book = rows[order], book[order]
+    wvalue, wd = h.wvalue[rows], h.wd[rows]
+    wpos = h.wpos[rows].astype(np.int64) + book * N
     wbounds = np.r_[0, np.cumsum(np.bincount(wd, minlength=len(h.dates)))]
-    return replace(h, portfolios=np.tile(h.portfolios, K), wd=wd, wpos=wpos, wvalue=wvalue, wbounds=wbounds,
-                   hold0=np.tile(h.hold0, K), pv0=np.tile(h.pv0, K),
-                   cash0=None if h.cash0 is None else np.tile(h.cash0, K))
+    return replace(h, wd=wd, wpos=wpos, wvalue=wvalue, wbounds=wbounds, **books)
 
 
 def _stacked_rules(h: history.HistoryInputs, stacked: history.HistoryInputs,
@@ -165,8 +162,6 @@ def _stacked_rules(h: history.HistoryInputs, stacked: history.HistoryInputs,
                    book_of_slot=book_of_slot, books=K)
 
 
-
-
 def _split_rows(cols: dict, per_book: int, K: int) -> list[dict]:
     """Rows with a stacked slot ``pos`` (the risk decisions) per book, each book's ``pos`` its own slot."""
     book = cols["pos"] // per_book
@@ -177,41 +172,80 @@ def _split_rows(cols: dict, per_book: int, K: int) -> list[dict]:
     return [{name: col[bounds[k]:bounds[k + 1]] for name, col in cols.items()} for k in range(K)]
 
 
+class _BookRows:
+    """Where each book's orders are among the stacked rows. The loop appends a date's orders in slot order, so the
+    rows are sorted by (date, book, slot): each (date, book) is one run, all found by one search over that key."""
+
+    def __init__(self, orders: dict, n_dates: int, K: int, per_book: int):
+        self.per_book, self.K = per_book, K
+        pos, firsts = orders["pos"], np.arange(K + 1, dtype=np.int64) * per_book
+        dates = np.searchsorted(orders["t"], np.arange(n_dates + 1))
+        self.bounds = np.empty(n_dates * K + 1, dtype=np.int64)
+        for t in range(n_dates):  # within a date the slots increase: K + 1 searches, no pass over every row
+            self.bounds[t * K:(t + 1) * K + 1] = dates[t] + np.searchsorted(pos[dates[t]:dates[t + 1]], firsts)
+
+    def index(self, k: int) -> np.ndarray:
+        """Book ``k``'s stacked rows, in the (date, slot) order of its own simulation."""
+        starts, ends = self.bounds[k:-1:self.K], self.bounds[k + 1::self.K]
+        lengths = ends - starts
+        before = np.cumsum(lengths) - lengths  # book k's rows of the earlier dates
+        return np.arange(int(lengths.sum()), dtype=np.int64) + np.repeat(starts - before, lengths)
+
+
+class _BookColumns(Mapping):
+    """One book's order columns, each gathered from the stacked ones when first read: the pass itself copies
+    nothing per book, and a sweep that stores its combinations one by one gathers one book at a time."""
+
+    def __init__(self, cols: dict, rows: _BookRows, k: int):
+        self._cols, self._rows, self._k, self._done = cols, rows, k, {}
+        self._index: np.ndarray | None = None
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self._done:
+            if self._index is None:
+                self._index = self._rows.index(self._k)
+            col = np.take(self._cols[name], self._index)
+            if name == "pos":
+                col -= col.dtype.type(self._k * self._rows.per_book)
+            self._done[name] = col
+        return self._done[name]
+
+    def __contains__(self, name) -> bool:
+        return name in self._cols
+
+    def __iter__(self):
+        return iter(self._cols)
+
+    def __len__(self) -> int:
+        return len(self._cols)
+
+
+def _split_fills(fills: dict, rows: _BookRows, n_orders: int, K: int) -> list[dict]:
+    """Each book's fills (a liquidity model), ``order`` renumbered to the book's own order rows."""
+    book_of_row = np.empty(n_orders, dtype=np.int64)
+    row_in_book = np.empty(n_orders, dtype=np.int64)
+    for k in range(K):
+        index = rows.index(k)
+        book_of_row[index], row_in_book[index] = k, np.arange(len(index))
+    f_book = book_of_row[fills["order"]]
+    order = np.argsort(f_book, kind="stable")
+    bounds = np.r_[0, np.cumsum(np.bincount(f_book, minlength=K))]
+    cols = {name: np.take(col, order) for name, col in fills.items()}
+    cols["order"] = row_in_book[cols["order"]]
+    return [{name: col[bounds[k]:bounds[k + 1]] for name, col in cols.items()} for k in range(K)]
+
+
 def _split(out: dict, h: history.HistoryInputs, K: int) -> list[tuple]:
-    """Each book's orders, fills and per-date arrays out of the stacked loop's output, in one reordering: the
-    stacked rows are (date, book, slot), a stable sort by book makes them (book, date, slot), and each book's rows
-    are then one slice (the order a separate simulation keeps)."""
+    """Each book's orders (gathered lazily, :class:`_BookColumns`), fills, risk decisions, per-date arrays (views)
+    and sizing rows (what the shortfall replay needs beyond the orders) out of the stacked loop's output."""
     per_book = h.P * h.S
     o = out["orders"]
-    book = (o["pos"] // per_book).astype(np.int16)  # small integers: a stable sort is a radix sort
-    order = np.argsort(book, kind="stable")
-    counts = np.bincount(book, minlength=K)
-    bounds = np.r_[0, np.cumsum(counts)]
-    cols = {name: np.take(col, order) for name, col in o.items()}
-    cols["pos"] -= np.repeat((np.arange(K) * per_book).astype(cols["pos"].dtype), counts)
-    fills = out["fills"]
-    if fills is not None:  # fill rows point at stacked order rows: renumber, then the same split by book
-        new_row = np.empty(len(order), dtype=np.int64)
-        new_row[order] = np.arange(len(order))
-        f_book = book[fills["order"]]
-        f_order = np.argsort(f_book, kind="stable")
-        f_bounds = np.r_[0, np.cumsum(np.bincount(f_book, minlength=K))]
-        fills = {name: np.take(col, f_order) for name, col in fills.items()}
-        fills["order"] = new_row[fills["order"]]
+    rows = _BookRows(o, len(h.dates), K, per_book)
+    fills = [None] * K if out["fills"] is None else _split_fills(out["fills"], rows, len(o["t"]), K)
     decisions = _split_rows(out["decisions"], per_book, K)
     sizing = _split_rows(out["sizing"], per_book, K)
-    parts = []
-    for k in range(K):
-        rows = slice(bounds[k], bounds[k + 1])
-        orders = {name: col[rows] for name, col in cols.items()}
-        book_fills = None
-        if fills is not None:
-            f_rows = slice(f_bounds[k], f_bounds[k + 1])
-            book_fills = {name: col[f_rows] for name, col in fills.items()}
-            book_fills["order"] = book_fills["order"] - bounds[k]
-        day = {name: a[:, k * h.P:(k + 1) * h.P] for name, a in out["day"].items()}
-        parts.append((orders, book_fills, day, sizing[k], decisions[k]))
-    return parts
+    return [(_BookColumns(o, rows, k), fills[k], {name: a[:, k * h.P:(k + 1) * h.P] for name, a in out["day"].items()},
+             sizing[k], decisions[k]) for k in range(K)]
 
 
 def simulate_stacked(weights: pd.DataFrame, prices: pd.DataFrame, params_list: Sequence[RunParams], *,
