@@ -7,7 +7,9 @@ Run (from the repository root)::
 
 The combinations are a grid over the cash buffer, max order notional, max position ratio and commission bps of the
 :mod:`benchmarks.run` params (4 × 4 × 2 × 2 = 64 by default). Times are wall clock, best and median of ``--repeat``,
-alternating the three measurements so they see the same machine load; the load average is printed beside them.
+alternating the measurements (in reverse order every other repeat) so they see the same machine load, with CPU
+time (``time.process_time``) beside wall time; the load average is printed beside them. The stacked pass gathers
+each combination's order columns when first read, so it is timed both as returned and with every column read.
 Each stacked combination is checked equal to its separate simulation (order count and cash path) once.
 Nothing is asserted about speed.
 """
@@ -35,6 +37,12 @@ def grid(k: int) -> list[dict]:
     return out
 
 
+def _gather(sims) -> int:
+    """Read every order column of every combination (what storing them needs): the stacked pass gathers each
+    combination's columns on first read."""
+    return sum(len(sim.orders_raw[name]) for sim in sims for name in sim.orders_raw)
+
+
 def measure(dates: int, symbols: int, k: int, repeat: int, separate: bool) -> dict:
     import tradeloop as tl
     from tradeloop.workflows.sweep_kernel import simulate_stacked
@@ -44,27 +52,36 @@ def measure(dates: int, symbols: int, k: int, repeat: int, separate: bool) -> di
     runs = {
         "one simulation": lambda: tl.simulate(w, p, portfolio_value=PORTFOLIO_VALUE, params=params[0]),
         f"stacked pass of {k}": lambda: simulate_stacked(w, p, params, portfolio_value=PORTFOLIO_VALUE),
+        f"stacked pass of {k}, every order column read": lambda: _gather(
+            simulate_stacked(w, p, params, portfolio_value=PORTFOLIO_VALUE)),
     }
     if separate:
         runs[f"{k} separate simulations"] = lambda: [tl.simulate(w, p, portfolio_value=PORTFOLIO_VALUE, params=q)
                                                      for q in params]
-    times = {name: [] for name in runs}
+    wall = {name: [] for name in runs}
+    cpu = {name: [] for name in runs}
     loads = [os.getloadavg()[0]]
     for i in range(repeat):
         for name in (list(runs) if i % 2 == 0 else list(runs)[::-1]):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             runs[name]()
-            times[name].append(time.perf_counter() - t0)
-    loads.append(os.getloadavg()[0])
+            wall[name].append(time.perf_counter() - t0)
+            cpu[name].append(time.process_time() - c0)
+        loads.append(os.getloadavg()[0])
     stacked = simulate_stacked(w, p, params, portfolio_value=PORTFOLIO_VALUE)
     for q, sim in zip(params, stacked):
         alone = tl.simulate(w, p, portfolio_value=PORTFOLIO_VALUE, params=q)
         if sim.n_orders != alone.n_orders or not np.array_equal(sim.day_cash_after, alone.day_cash_after):
             raise SystemExit("a stacked combination differs from its separate simulation")
-    one = min(times["one simulation"])
+    one, one_cpu = min(wall["one simulation"]), min(cpu["one simulation"])
     return {"dates": dates, "symbols": symbols, "combinations": k, "load": loads,
-            "best": {n: min(t) for n, t in times.items()}, "median": {n: float(np.median(t)) for n, t in times.items()},
-            "stacked_over_one": min(times[f"stacked pass of {k}"]) / one}
+            "orders": int(sum(s.n_orders for s in stacked)),
+            "best": {n: min(t) for n, t in wall.items()}, "median": {n: float(np.median(t)) for n, t in wall.items()},
+            "cpu_best": {n: min(t) for n, t in cpu.items()},
+            "over_one_best": {n: min(t) / one for n, t in wall.items()},
+            "over_one_median": {n: float(np.median(t)) / float(np.median(wall["one simulation"]))
+                                for n, t in wall.items()},
+            "over_one_cpu_best": {n: min(t) / one_cpu for n, t in cpu.items()}}
 
 
 def main(argv=None) -> None:

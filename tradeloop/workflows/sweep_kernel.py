@@ -143,15 +143,17 @@ def _stacked_rules(h: history.HistoryInputs, stacked: history.HistoryInputs,
             risk[name] = per[book_of_slot]
     risk = SimpleNamespace(**risk, uses_sectors=limits[0].uses_sectors)
     risk.single_name_caps = bool(limits[0].single_name_caps)
-    name_cap = sector_limit = None
+    name_cap = sector_limit = sector_offset = None
     if limits[0].single_name_caps:
-        name_cap = np.concatenate([np.tile(pd.Series(h.universe).map(lim.single_name_caps).to_numpy(dtype="float64"),
-                                           h.P) for lim in limits])
-    sector_offset = None
+        names = pd.Series(h.universe)
+        caps = _per_distinct(limits, lambda lim: tuple(lim.single_name_caps.items()),
+                             lambda lim: np.tile(names.map(lim.single_name_caps).to_numpy(dtype="float64"), h.P))
+        name_cap = np.concatenate(caps)
     if limits[0].uses_sectors:  # per book: its sector limits, index n_sectors = unknown sector
         names = pd.Series(list(h.sectors) + [None], dtype=object)
-        sector_limit = np.concatenate([sector_limits(lim, names.map(lim.sector_caps).to_numpy(dtype="float64"))
-                                       for lim in limits])
+        caps = _per_distinct(limits, lambda lim: (lim.sector_cap, tuple(lim.sector_caps.items())),
+                             lambda lim: sector_limits(lim, names.map(lim.sector_caps).to_numpy(dtype="float64")))
+        sector_limit = np.concatenate(caps)
         sector_offset = book_of_slot * (len(h.sectors) + 1)
     base = history._rules(h, params_list[0])
     return replace(base, group=np.repeat(np.arange(stacked.P, dtype=np.intp), h.S), name_cap=name_cap,
@@ -160,6 +162,12 @@ def _stacked_rules(h: history.HistoryInputs, stacked: history.HistoryInputs,
                    slippage=PerBook([p.slippage for p in params_list], "fill_prices"),
                    commission=PerBook([p.commission for p in params_list], "commissions"),
                    book_of_slot=book_of_slot, books=K)
+
+
+def _per_distinct(limits: Sequence[RiskLimits], key, build) -> list[np.ndarray]:
+    """``build(lim)`` for each book, computed once per distinct ``key(lim)``."""
+    done: dict = {}
+    return [done[key(lim)] if key(lim) in done else done.setdefault(key(lim), build(lim)) for lim in limits]
 
 
 def _split_rows(cols: dict, per_book: int, K: int) -> list[dict]:
@@ -178,8 +186,9 @@ class _BookRows:
 
     def __init__(self, orders: dict, n_dates: int, K: int, per_book: int):
         self.per_book, self.K = per_book, K
-        pos, firsts = orders["pos"], np.arange(K + 1, dtype=np.int64) * per_book
-        dates = np.searchsorted(orders["t"], np.arange(n_dates + 1))
+        pos, t = orders["pos"], orders["t"]  # needles of the columns' own dtypes: no converted copy of a column
+        firsts = (np.arange(K + 1) * per_book).astype(pos.dtype)
+        dates = np.searchsorted(t, np.arange(n_dates + 1).astype(t.dtype))
         self.bounds = np.empty(n_dates * K + 1, dtype=np.int64)
         for t in range(n_dates):  # within a date the slots increase: K + 1 searches, no pass over every row
             self.bounds[t * K:(t + 1) * K + 1] = dates[t] + np.searchsorted(pos[dates[t]:dates[t + 1]], firsts)
