@@ -242,14 +242,14 @@ def sweep(weights, prices, *, grid, portfolio_value, model_version: str = "sim",
         Default ``$TRADELOOP_DB``, else ``./tradeloop.duckdb``.
     progress : bool
         A progress bar on stderr.
-    stack : bool
-        Without a scheduler and with one worker, run combinations that differ only in limits, buffers or costs as
-        one stacked pass of the date loop (:mod:`~tradeloop.workflows.sweep_kernel`; the stored rows are the same).
-        False: one combination after the other (to compare the two).
     faults : callable, optional
         Test-only hook called with ``"mid_combination"`` inside each combination's transaction and
         ``"after_combination"`` once it is committed (:mod:`tradeloop.workflows.faults`); an interrupt (Ctrl-C)
         leaves every committed combination whole, and re-running computes only the others.
+    stack : bool
+        Without a scheduler and with one worker, run combinations that differ only in limits, buffers or costs as
+        one stacked pass of the date loop (:mod:`~tradeloop.workflows.sweep_kernel`; the stored rows are the same).
+        False: one combination after the other (to compare the two).
 
     Returns
     -------
