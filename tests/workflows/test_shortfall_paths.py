@@ -280,6 +280,26 @@ def test_the_date_loop_keeps_no_ledger_it_is_built_once_when_first_asked():
     assert shortfall(sim).to_dict() == first.to_dict()
 
 
+def test_a_partitioned_simulation_with_controls_trims_and_borrow_has_the_same_shortfall():
+    """The sizing rows a partitioned simulation's portfolios keep (trims, slots the controls skipped) are merged
+    like its risk decisions: its attribution equals the one-process simulation's to the last bit."""
+    from tradeloop.workflows.partition import simulate_partitioned
+
+    w, p = synthetic_history(15, 40, seed=7, n_portfolios=3)
+    p = p.assign(adv=p["volume"])
+    params = tl.RunParams.from_dict({
+        "cash_buffer": 0.2, "lot_size": 10, "borrow_bps_per_year": 100,
+        "risk": {"min_order_notional": 3000, "no_trade_band": 0.002, "max_adv_participation": 0.001,
+                 "max_turnover": 0.3, "max_position_ratio": 0.04, "on_breach": {"max_position_ratio": "resize"}}})
+    value = {"P0": 1e6, "P1": 5e5, "P2": 2e6}
+    a = shortfall(simulate(w, p, portfolio_value=value, params=params))
+    b = shortfall(simulate_partitioned(w, p, portfolio_value=value, params=params, workers=2))
+    causes = set(_gaps(a))
+    assert {"cash_trim", "risk:min_order_notional", "risk:no_trade_band", "risk:max_position_ratio"} <= causes
+    for name in ("by_cause", "by_symbol", "by_date"):
+        pd.testing.assert_frame_equal(getattr(a, name), getattr(b, name), check_exact=True)
+
+
 def test_frictionless_history_has_only_rounding_below_one_share_per_name():
     w, p, sim = _history(12, 20, 5, {"lot_size": 1})
     p = p.assign(lot_size=1)
