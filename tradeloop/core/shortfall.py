@@ -275,9 +275,9 @@ class PeriodLedger:
     ``slot_costs`` (currency) and ``slot_cost_return`` (Σ cost / V) ``(N, len(COSTS))``.
     """
 
-    def __init__(self, n_dates: int, group: np.ndarray, n_groups: int, *, grouped: bool = False):
+    def __init__(self, n_dates: int, group: np.ndarray, n_groups: int):
         D, P, N, K = n_dates, n_groups, len(group), len(CAUSES)
-        self.group, self.P, self.grouped = group, P, grouped
+        self.group, self.P = group, P
         for name in ("paper_weight", "paper_return", "implemented_return", *COSTS):
             setattr(self, name, np.zeros((D, P)))
         self.gap, self.abs_gap, self.contribution = (np.zeros((D, P, K)) for _ in range(3))
@@ -297,39 +297,15 @@ class PeriodLedger:
     slot_costs = property(lambda self: self._costs[:len(COSTS)].T)
     slot_cost_return = property(lambda self: self._costs[len(COSTS):].T)
 
-    #: Arrays per (date, portfolio[, cause]) and per slot (cause- or cost-major), and how :meth:`join` combines them.
-    _BY_PORTFOLIO = ("paper_weight", "paper_return", "implemented_return", *COSTS, "gap", "abs_gap", "contribution")
-    _BY_SLOT = ("_slot", "_costs")
-
-    @classmethod
-    def join(cls, ledgers: list["PeriodLedger"], n_symbols: int) -> "PeriodLedger":
-        """The ledgers of a history's portfolios, each run alone (``grouped``), as the one ledger of the whole loop:
-        portfolio axis 1, slots portfolio-major."""
-        whole = cls.__new__(cls)
-        known = {"group", "P", "grouped", "_open", "symbol_sector", *cls._BY_PORTFOLIO, *cls._BY_SLOT}
-        unknown = set(vars(ledgers[0])) - known
-        if unknown:  # a new ledger array must say how it combines, not be dropped silently
-            raise TypeError(f"PeriodLedger.join does not combine: {sorted(unknown)}")
-        for name in cls._BY_PORTFOLIO:
-            setattr(whole, name, np.concatenate([getattr(x, name) for x in ledgers], axis=1))
-        for name in cls._BY_SLOT:
-            setattr(whole, name, np.concatenate([getattr(x, name) for x in ledgers], axis=-1))
-        whole.group, whole.P, whole.grouped = np.repeat(np.arange(len(ledgers), dtype=np.intp), n_symbols), len(
-            ledgers), False
-        whole._open = None
-        if hasattr(ledgers[0], "symbol_sector"):
-            whole.symbol_sector = ledgers[0].symbol_sector
-        return whole
-
     def _sum(self, values: np.ndarray, slots: np.ndarray | None = None) -> np.ndarray:
-        if self.P == 1 and not self.grouped:  # grouped: one portfolio of a partitioned history sums as the whole
+        if self.P == 1:
             return values.sum(keepdims=True)
         group = self.group if slots is None else self.group[slots]
         return np.bincount(group, weights=values, minlength=self.P)
 
     def _dot(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Σ a b per portfolio."""
-        return np.dot(a, b).reshape(1) if self.P == 1 and not self.grouped else self._sum(a * b)
+        return np.dot(a, b).reshape(1) if self.P == 1 else self._sum(a * b)
 
     def decision(self, t: int, *, weight, price, value, target, trimmed, held, mark, orders: OrderPath) -> None:
         """Date ``t`` over every slot: ``value`` (V, per slot or a scalar), ``target`` the signed lot-floored
