@@ -759,9 +759,12 @@ def _order_columns(rules: _Rules) -> dict:
     return columns
 
 
-def _run_dates(h: HistoryInputs, rules: _Rules, progress: bool, grouped: bool = False) -> dict:
-    """The date loop: mark, size, check, execute, carry holdings and cash to the next date. ``grouped``: sum per
-    portfolio even for one portfolio (one portfolio of a partitioned run then sums exactly as the whole does)."""
+def _run_dates(h: HistoryInputs, rules: _Rules, progress: bool) -> dict:
+    """The date loop: mark, size, check, execute, carry holdings and cash to the next date
+    (:func:`~tradeloop.core.jit.book.settle`: every per-portfolio sum in slot order, so one portfolio of a
+    partitioned run or of a stacked sweep sums exactly as it does alone)."""
+    from ..core.jit.book import settle
+
     D, P = len(h.dates), h.P
     market, group = _Market(h, rules.params), rules.group
     hold, cash = h.hold0.copy(), h.cash0
@@ -797,8 +800,6 @@ def _run_dates(h: HistoryInputs, rules: _Rules, progress: bool, grouped: bool = 
                             None if rules.book_of_slot is None else rules.book_of_slot[oi])
         filled, flow = done.pop("filled"), done.pop("flow")
         day["cash_before"][t] = cash
-        cash = cash + np.bincount(group[oi], weights=flow, minlength=P)
-        day["cash_after"][t] = cash
         day["pv"][t] = pv
         inputs = {} if rules.recover else {"price": price[oi], "lot": lot[oi], "sector": sec[oi], "weight": weight[oi]}
         if rules.limited:
@@ -807,18 +808,9 @@ def _run_dates(h: HistoryInputs, rules: _Rules, progress: bool, grouped: bool = 
                       **inputs, **done)
         counts[t] = len(oi)
         _keep_sizing(sizing, t, untrimmed, sized, oi, rules.restricted is not None)
-        hold[oi] += np.where(sell, -filled, filled)
-        value = hold * marks
-        if P == 1 and not grouped:
-            day["gross"][t], day["net"][t], day["npos"][t] = np.abs(value).sum(), value.sum(), np.count_nonzero(hold)
-        elif rules.books > 1 and P == rules.books:  # stacked books of one portfolio each: each book's sums as a lone portfolio's
-            books = value.reshape(P, -1)
-            day["gross"][t], day["net"][t] = np.abs(books).sum(axis=1), books.sum(axis=1)
-            day["npos"][t] = np.count_nonzero(hold.reshape(P, -1), axis=1)
-        else:
-            day["gross"][t] = np.bincount(group, weights=np.abs(value), minlength=P)
-            day["net"][t] = np.bincount(group, weights=value, minlength=P)
-            day["npos"][t] = np.bincount(group, weights=hold != 0, minlength=P)
+        settle(hold, cash, oi, sell, filled, flow, group, marks, day["cash_after"][t], day["gross"][t], day["net"][t],
+               day["npos"][t])
+        cash = day["cash_after"][t]
     raw = orders.final()
     raw["t"] = np.repeat(np.arange(D, dtype=np.int32), counts)
     return {"orders": raw, "fills": None if fills is None else fills.final(), "day": day,

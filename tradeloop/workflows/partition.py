@@ -44,7 +44,7 @@ def simulate_portfolio(h: HistoryInputs, params: RunParams) -> dict:
     the whole), and per-date totals are summed per portfolio as the multi-portfolio loop sums them.
     """
     rules = dataclasses.replace(_rules(h, params), recover=False)
-    return _run_dates(h, rules, progress=False, grouped=True)
+    return _run_dates(h, rules, progress=False)
 
 
 def _interleave(parts: list[dict], S: int, D: int) -> tuple[dict, dict | None, dict]:
