@@ -115,8 +115,10 @@ def _dates(col: pd.Series, what: str) -> tuple[np.ndarray, np.ndarray, bool]:
     """The date rules (see :func:`simulate`): naive UTC ``datetime64[ns]`` values, whole seconds, one per row.
 
     Returns ``(values, starts, is_sorted)``: ``starts`` the first row of each run of equal values, found once here
-    and reused by every later step (a date column repeats each date per symbol)."""
-    if col.dtype == np.dtype("datetime64[ns]"):  # already naive datetimes: no parsing, no copy
+    and reused by every later step (a date column repeats each date per symbol). Naive datetimes keep their own
+    unit (pandas' default is microseconds): only the values at ``starts`` are ever compared or stored, and
+    :func:`_run_starts` gives them in nanoseconds, so ten million rows are never converted."""
+    if col.dtype.kind == "M" and not isinstance(col.dtype, pd.DatetimeTZDtype):  # naive datetimes: no copy
         out = col.to_numpy()
     elif isinstance(col.dtype, pd.DatetimeTZDtype):
         out = col.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
@@ -131,18 +133,24 @@ def _dates(col: pd.Series, what: str) -> tuple[np.ndarray, np.ndarray, bool]:
         out = _parse_dates(col, col, what, "ISO8601")
     # Checked on the first row of each run of equal values (every value starts some run): a date column repeats
     # each date once per symbol, so this is a few thousand values instead of millions.
-    ns = out.view(np.int64)
-    first = np.r_[0, np.flatnonzero(ns[1:] != ns[:-1]) + 1] if len(ns) else np.zeros(0, dtype=np.intp)
+    ticks = out.view(np.int64)
+    first = np.r_[0, np.flatnonzero(ticks[1:] != ticks[:-1]) + 1] if len(ticks) else np.zeros(0, dtype=np.intp)
     missing = np.isnat(out[first])
     if missing.any():
         raise ValidationError(f"{what}: date is missing in row {int(first[np.flatnonzero(missing)[0]]) + 1}")
-    fraction = ns[first] % 1_000_000_000 != 0
+    ns = _run_starts(out, first).view(np.int64)
+    fraction = ns % 1_000_000_000 != 0
     if fraction.any():
         i = int(first[np.flatnonzero(fraction)[0]])
         raise ValidationError(f"{what}: date {str(col.iloc[i])!r} in row {i + 1} has a fraction of a second; dates "
                               "are whole seconds (two rebalances are at least a second apart)")
     # sorted <=> the values of consecutive runs increase (within a run they are equal)
-    return out, first, bool(np.all(ns[first[1:]] > ns[first[:-1]]))
+    return out, first, bool(np.all(ns[1:] > ns[:-1]))
+
+
+def _run_starts(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """The dates at ``starts`` as ``datetime64[ns]`` (out of that range: pandas' OutOfBoundsDatetime)."""
+    return pd.DatetimeIndex(values[starts]).as_unit("ns").to_numpy()
 
 
 def _parse_dates(col: pd.Series, text: pd.Series, what: str, fmt: str) -> np.ndarray:
@@ -164,7 +172,7 @@ def _date_codes(values: np.ndarray, starts: np.ndarray, index: pd.Index) -> np.n
     if len(values) == 0:
         return index.get_indexer(values)
     lengths = np.diff(np.r_[starts, len(values)])
-    return np.repeat(index.get_indexer(values[starts]), lengths)
+    return np.repeat(index.get_indexer(_run_starts(values, starts)), lengths)
 
 
 def _factorize(col: pd.Series, what: str, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -510,7 +518,7 @@ def prepare_history(weights: pd.DataFrame, prices: pd.DataFrame, *, portfolio_va
     wdates, pdates = _dates(weights["date"], "weights"), _dates(prices["date"], "prices")
     wdate, wstarts, w_sorted = wdates
     pdate = pdates[0]
-    dates = wdate[wstarts] if w_sorted else np.unique(wdate[wstarts])
+    dates = _run_starts(wdate, wstarts) if w_sorted else np.unique(_run_starts(wdate, wstarts))
     sym = _symbols(weights, prices, positions)
     wvalue = _numeric(weights, "weight", "weights", _Rows(weights["symbol"], wdate))
     pprice, plot, pvol = _price_values(prices, pdate, params)
