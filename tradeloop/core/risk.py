@@ -32,10 +32,11 @@ import pandas as pd
 from ..errors import ValidationError
 from .codes import risk_rule_names
 from .validate import CONTROL_FIELDS, check_controls
-from .tolerance import exceeds
+from .tolerance import LIMIT_RTOL
 from .validate import check_number
 
-__all__ = ["RiskLimits", "check_risk", "risk_summary", "risk_checks", "post_trade", "sector_limits", "RISK_CODES"]
+__all__ = ["RiskLimits", "check_risk", "risk_summary", "risk_checks", "check_orders", "post_trade", "sector_limits",
+           "RISK_CODES"]
 
 #: Risk rules in check order; their rows (bit, label) are in :mod:`tradeloop.core.codes`.
 RISK_CODES = risk_rule_names()
@@ -108,31 +109,44 @@ class RiskLimits:
         return self.sector_cap is not None or bool(self.sector_caps)
 
 
-def _group_sum(values: np.ndarray, codes: np.ndarray, ngroups: int) -> np.ndarray:
-    return np.bincount(codes, weights=values, minlength=ngroups)
+_NO_ROWS = np.empty(0)
+_NO_CODES = np.empty(0, dtype=np.intp)
+
+
+def _floats(x) -> np.ndarray:
+    return np.ascontiguousarray(x, dtype=np.float64)
+
+
+def _ints(x) -> np.ndarray:
+    return np.ascontiguousarray(x, dtype=np.int64)
+
+
+def _bools(x) -> np.ndarray:
+    return np.ascontiguousarray(x, dtype=np.bool_)
+
+
+def _codes(x) -> np.ndarray:
+    return np.ascontiguousarray(x, dtype=np.intp)
+
+
+def _limit(value) -> np.ndarray:
+    """A limit for the kernel: empty when off, else one value for every row or one per row (NaN: none)."""
+    return _NO_ROWS if value is None else _floats(value).reshape(-1)
+
+
+def _limit_args(limits) -> tuple:
+    """``(order_lim, pos_lim, gross_lim, no_short, rtol)`` of the compiled rules."""
+    return (_limit(limits.max_order_notional), _limit(limits.max_position_ratio), _limit(limits.max_gross_exposure),
+            not limits.allow_short, LIMIT_RTOL)
 
 
 def post_trade(is_order, price, pv, current, signed):
     """Position after each order: ``(post_qty, post_weight, growing)``; ``growing`` marks priced orders that make
-    the position larger in absolute size (the rules below only block those, except notional and no_short)."""
-    px, priced = _priced(price)
-    post = current + np.where(is_order, signed, 0)
-    post_w = post * px
-    post_w /= pv
-    growing = np.abs(post) > np.abs(current)
-    growing &= is_order
-    if priced is not None:
-        growing &= priced
-    return post, post_w, growing
+    the position larger in absolute size (the rules below only block those, except notional and no_short).
+    ``pv``: one portfolio value, or one per row; a missing price (NaN) counts as 0."""
+    from .jit import risk as jit
 
-
-def _priced(price: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    """``(price with 0 where missing, mask of priced rows)``; the mask is None (and no copy is made) when every row
-    has a price, the common case."""
-    missing = np.isnan(price)
-    if not missing.any():
-        return price, None
-    return np.where(missing, 0.0, price), ~missing
+    return jit.post_trade(_bools(is_order), _floats(price), _floats(pv).reshape(-1), _ints(current), _ints(signed))
 
 
 def sector_limits(limits: RiskLimits, per_sector: np.ndarray) -> np.ndarray:
@@ -146,38 +160,58 @@ def risk_checks(
     limits: RiskLimits, *, is_order, price, qty, signed, post, post_w, growing, codes, ngroups,
     name_cap=None, sec_codes=None, sector_lim=None,
 ) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
-    """The rule kernel shared by :func:`check_risk` and :func:`tradeloop.workflows.history.simulate`.
+    """The rule kernel shared by :func:`check_risk`, :func:`tradeloop.core.controls.decide` and
+    :func:`tradeloop.workflows.history.simulate` (compiled: :mod:`tradeloop.core.jit.risk`).
 
-    Plain numpy over aligned rows (``codes``: the row's book, ``sec_codes``: its (book, sector) bucket,
-    ``name_cap`` / ``sector_lim``: per-row caps, NaN = none). Returns ``(code, blocked, observed, limit)`` per
-    enabled rule, in :data:`RISK_CODES` order; ``observed`` and ``limit`` are what a blocked order's sentence
-    quotes (``limit`` a scalar when the rule has one limit for every row).
+    Aligned rows (``codes``: the row's book, ``sec_codes``: its (book, sector) bucket, ``name_cap`` /
+    ``sector_lim``: per-row caps, NaN = none; a limit of ``limits`` may be one number or one per row). Returns
+    ``(code, blocked, observed, limit)`` per enabled rule, in :data:`RISK_CODES` order; ``observed`` and ``limit``
+    are what a blocked order's sentence quotes (``limit`` a scalar when the rule has one limit for every row).
     """
-    apw = np.abs(post_w)
+    from .jit import risk as jit
+
+    n = len(is_order)
+    mask, blocked, observed = np.empty(n, np.uint8), np.empty((6, n), np.bool_), np.empty((4, n))
+    names = bool(limits.single_name_caps)
+    jit.rules(_bools(is_order), _floats(price), _ints(qty), _ints(signed), _ints(post), _floats(post_w),
+              _bools(growing), _codes(codes), int(ngroups), _floats(name_cap) if names else _NO_ROWS,
+              _codes(sec_codes) if limits.uses_sectors else _NO_CODES,
+              _floats(sector_lim) if limits.uses_sectors else _NO_ROWS, *_limit_args(limits), mask, blocked, observed)
     checks: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = []  # code, blocked mask, observed, limit
     if limits.max_order_notional is not None:
-        px, priced = _priced(price)
-        notional = qty * px
-        blocked = exceeds(notional, limits.max_order_notional)
-        blocked &= is_order
-        if priced is not None:
-            blocked &= priced
-        checks.append(("max_order_notional", blocked, notional, limits.max_order_notional))
+        checks.append(("max_order_notional", blocked[0], observed[0], limits.max_order_notional))
     if limits.max_position_ratio is not None:
-        checks.append(("max_position_ratio", growing & exceeds(apw, limits.max_position_ratio), apw,
-                       limits.max_position_ratio))
-    if limits.single_name_caps:
-        checks.append(("single_name_cap", growing & exceeds(apw, name_cap), apw, name_cap))
+        checks.append(("max_position_ratio", blocked[1], observed[1], limits.max_position_ratio))
+    if names:
+        checks.append(("single_name_cap", blocked[2], observed[1], name_cap))
     if limits.uses_sectors:
-        exposure = np.bincount(sec_codes, weights=apw)[sec_codes]
-        checks.append(("sector_cap", growing & exceeds(exposure, sector_lim), exposure, sector_lim))
+        checks.append(("sector_cap", blocked[3], observed[2], sector_lim))
     if limits.max_gross_exposure is not None:
-        gross = _group_sum(apw, codes, ngroups)[codes]
-        checks.append(("max_gross_exposure", growing & exceeds(gross, limits.max_gross_exposure), gross,
-                       limits.max_gross_exposure))
+        checks.append(("max_gross_exposure", blocked[4], observed[3], limits.max_gross_exposure))
     if not limits.allow_short:
-        checks.append(("no_short", is_order & (signed < 0) & (post < 0), post, 0.0))
+        checks.append(("no_short", blocked[5], post, 0.0))
     return checks
+
+
+def check_orders(limits, *, is_order, price, qty, signed, current, pv, codes, ngroups, name_cap=None, sec=None,
+                 nsectors: int = 0, sector_table=None, sector_offset=None) -> tuple:
+    """:func:`post_trade` and the rules' mask in one compiled call (the date loop's risk step).
+
+    ``pv`` is one value per book (``codes``: each row's book, ``ngroups`` books). ``sec``: each row's sector code
+    (``nsectors`` for an unknown sector; None when no sector rule is set), its limit ``sector_table[sec +
+    sector_offset]``. Returns ``(post, post_w, growing, mask, sec_codes, sector_lim, bad)``: ``mask`` (uint8) has
+    the bits of the rules each row breaks; ``sec_codes`` / ``sector_lim`` are the inputs :func:`risk_checks` takes
+    to explain them; ``bad`` is the first row held with an unknown sector (-1: none; nothing is checked then).
+    """
+    from .jit import risk as jit
+
+    sectors = limits.uses_sectors and sec is not None
+    names = bool(limits.single_name_caps)
+    return jit.check_day(
+        _bools(is_order), _floats(price), _ints(qty), _ints(signed), _ints(current), _floats(pv).reshape(-1),
+        _codes(codes), int(ngroups), _floats(name_cap) if names else _NO_ROWS, _codes(sec) if sectors else _NO_CODES,
+        int(nsectors), _floats(sector_table) if sectors else _NO_ROWS,
+        _codes(sector_offset) if sectors and sector_offset is not None else _NO_CODES, *_limit_args(limits))
 
 
 def check_risk(

@@ -53,7 +53,7 @@ import pandas as pd
 from ..core import codes
 from ..core.engine import NEW, REJECTED, STATUS_NAMES, close_out, execute_step
 from ..core.controls import RESIZE, SKIP, decide, rejections
-from ..core.risk import post_trade, risk_checks, sector_limits
+from ..core.risk import check_orders, risk_checks, sector_limits
 from ..core.shortfall import OrderPath, PeriodLedger
 from ..core.sizing import limit_prices, size_orders
 from ..core.tolerance import exceeds
@@ -663,25 +663,24 @@ def _orders_of_day(rules: _Rules, h: HistoryInputs, t: int, day: tuple, hold: np
         is_order |= unsized
         sell |= unsized & (weight < 0)
     qty = np.abs(delta)
-    # delta is the signed order (0 where nothing trades, unsized orders included); one portfolio divides by a scalar
-    post, post_w, growing = post_trade(is_order, price, pv[0] if h.P == 1 else pv[group], hold, delta)
-    sec_codes = sector_lim = None
-    if limits.uses_sectors:
-        unknown = (sec == len(h.sectors)) & (post != 0)
-        if unknown.any():
-            syms = h.universe[np.flatnonzero(unknown) % h.S][:10].tolist()
-            raise ValidationError(f"sector is unknown for {syms} on {pd.Timestamp(h.dates[t]).date()}; a sector cap "
-                                  "is set, so every held symbol needs a sector")
-        sec_codes = group * (len(h.sectors) + 1) + sec
-        sector_lim = rules.sector_limit[sec if rules.sector_offset is None else sec + rules.sector_offset]
-    checks = risk_checks(limits, is_order=is_order, price=price, qty=qty, signed=delta, post=post, post_w=post_w,
-                         growing=growing, codes=group, ngroups=h.P, name_cap=rules.name_cap, sec_codes=sec_codes,
-                         sector_lim=sector_lim)
+    # delta is the signed order (0 where nothing trades, unsized orders included); the rules' mask in one compiled
+    # call, their observed values and limits only for a date where some order breaks one (the six have bits 0-5)
+    sectors = limits.uses_sectors
+    post, post_w, growing, mask, sec_codes, sector_lim, bad = check_orders(
+        limits, is_order=is_order, price=price, qty=qty, signed=delta, current=hold, pv=pv, codes=group, ngroups=h.P,
+        name_cap=rules.name_cap, sec=sec if sectors else None, nsectors=len(h.sectors),
+        sector_table=rules.sector_limit, sector_offset=rules.sector_offset)
+    if bad >= 0:
+        syms = h.universe[np.flatnonzero((sec == len(h.sectors)) & (post != 0)) % h.S][:10].tolist()
+        raise ValidationError(f"sector is unknown for {syms} on {pd.Timestamp(h.dates[t]).date()}; a sector cap "
+                              "is set, so every held symbol needs a sector")
     rows = np.flatnonzero(is_order)
-    mask = np.zeros(len(qty), dtype=np.uint8)  # the six original rules have bits 0-5
-    for code, blocked, _, _ in checks:
-        mask |= blocked.view(np.uint8) << np.uint8(_RISK_BIT[code])
-    dec = rejections(checks, qty, sell) if mask.any() else None
+    dec = None
+    if mask.any():
+        checks = risk_checks(limits, is_order=is_order, price=price, qty=qty, signed=delta, post=post, post_w=post_w,
+                             growing=growing, codes=group, ngroups=h.P, name_cap=rules.name_cap,
+                             sec_codes=sec_codes, sector_lim=sector_lim)
+        dec = rejections(checks, qty, sell)
     return rows, sell[rows], qty[rows], untrimmed[rows], mask[rows], cash, (delta, untrimmed), None, dec
 
 
