@@ -29,6 +29,7 @@ RULES = ("max_order_notional", "max_position_ratio", "single_name_cap", "sector_
          "no_short")
 BITS = tuple(next(c.bit for c in rows(RISK_RULE) if c.name == r) for r in RULES)
 _NOTIONAL, _POSITION, _NAME, _SECTOR, _GROSS, _SHORT = BITS
+BITS_ARRAY = np.array(BITS, dtype=np.uint8)
 #: Rows of ``observed`` (:func:`rules`): order notional, |post weight|, sector exposure, gross exposure.
 OBSERVED = ("notional", "weight", "sector", "gross")
 
@@ -53,14 +54,49 @@ def _fill_post(is_order, price, pv, pv_codes, current, signed, post, post_w, gro
 
 
 @kernel
-def _exceeds(x, lim, rtol):
-    """``x > lim + rtol × |lim|``; NaN limit: False (:func:`tradeloop.core.tolerance.exceeds`)."""
-    return x > lim + rtol * abs(lim)
+def _threshold(lim, rtol):
+    """What a value must exceed to breach ``lim``: ``lim + rtol × |lim|`` (:func:`tradeloop.core.tolerance.exceeds`;
+    NaN, no limit, is never exceeded)."""
+    return lim + rtol * abs(lim)
 
 
 @kernel
-def _limit(lim, i):
-    return lim[0] if len(lim) == 1 else lim[i]
+def _per_row(lim, rtol):
+    """``(threshold of the one limit, is it one per row)``; an empty ``lim`` (rule off) is NaN (no limit)."""
+    if len(lim) == 0:
+        return np.nan, False
+    if len(lim) == 1:
+        return _threshold(lim[0], rtol), False
+    return np.nan, True
+
+
+@kernel
+def _book_sums(post_w, codes, ngroups):
+    """Σ |post_w| per book in row order; a run of rows of one book sums in a register (the same additions in the
+    same order as ``np.bincount(codes, weights=abs(post_w))``)."""
+    out = np.zeros(ngroups)
+    n = len(post_w)
+    if n == 0:
+        return out
+    book = codes[0]
+    acc = 0.0
+    for i in range(n):
+        c = codes[i]
+        if c != book:
+            out[book] = acc
+            book = c
+            acc = out[c]
+        acc += abs(post_w[i])
+    out[book] = acc
+    return out
+
+
+@kernel
+def _flags(notional, a, sector, book, priced, order, g, short, t_order, t_pos, t_name, t_sector, t_gross):
+    """One row's rule bits from its observed values and thresholds (:func:`_threshold`)."""
+    return ((((notional > t_order) & order & priced) << _NOTIONAL) | ((g & (a > t_pos)) << _POSITION)
+            | ((g & (a > t_name)) << _NAME) | ((g & (sector > t_sector)) << _SECTOR)
+            | ((g & (book > t_gross)) << _GROSS) | (short << _SHORT))
 
 
 @kernel
@@ -68,44 +104,48 @@ def rules(is_order, price, qty, signed, post, post_w, growing, codes, ngroups, n
           order_lim, pos_lim, gross_lim, no_short, rtol, mask, blocked, observed):
     """Write each row's rule bits into ``mask`` (uint8).
 
-    ``name_cap`` / ``sec_codes`` + ``sector_lim`` / ``order_lim`` / ``pos_lim`` / ``gross_lim``: empty when the rule
-    is off. ``blocked`` (6 × n bool, :data:`RULES` order) and ``observed`` (4 × n float, :data:`OBSERVED`; NaN for
-    a rule that is off) are written when they have rows (else pass them with 0 rows).
+    ``name_cap``, ``order_lim``, ``pos_lim``, ``gross_lim``: one value for every row or one per row (NaN: none),
+    empty when the rule is off; ``sec_codes`` + ``sector_lim`` (per row): empty when the sector rule is off.
+    ``blocked`` (6 × n bool, :data:`RULES` order) and ``observed`` (4 × n float, :data:`OBSERVED`; NaN for a rule
+    that is off) are written when they have rows (else pass them with 0 rows).
     """
     n = len(is_order)
-    detail = blocked.shape[0] > 0
-    by_book = len(gross_lim) > 0
-    sectors = len(sec_codes) > 0
-    gross = np.zeros(ngroups if by_book else 0)
+    gross = _book_sums(post_w, codes, ngroups) if len(gross_lim) > 0 else np.empty(0)
     nbuckets = 0
     for i in range(len(sec_codes)):
         nbuckets = max(nbuckets, sec_codes[i] + 1)
     exposure = np.zeros(nbuckets)
-    for i in range(n):  # in row order: the sums np.bincount(weights=) made
-        a = abs(post_w[i])
-        if by_book:
-            gross[codes[i]] += a
-        if sectors:
-            exposure[sec_codes[i]] += a
+    for i in range(len(sec_codes)):  # in row order: the sums np.bincount(weights=) made
+        exposure[sec_codes[i]] += abs(post_w[i])
+    t_order, per_order = _per_row(order_lim, rtol)
+    t_pos, per_pos = _per_row(pos_lim, rtol)
+    t_name, per_name = _per_row(name_cap, rtol)
+    t_gross, per_gross = _per_row(gross_lim, rtol)
+    one_limit = not (per_order or per_pos or per_name or per_gross)
+    sectors, by_book, detail = len(sec_codes) > 0, len(gross) > 0, blocked.shape[0] > 0
+    # the loop calls helpers with scalars only (an array argument costs reference counting per row)
     for i in range(n):
         p = price[i]
         priced = not np.isnan(p)
         notional = qty[i] * (p if priced else 0.0)
         a = abs(post_w[i])
-        g = growing[i]
         sector = exposure[sec_codes[i]] if sectors else np.nan
         book = gross[codes[i]] if by_book else np.nan
-        h0 = len(order_lim) > 0 and _exceeds(notional, _limit(order_lim, i), rtol) and is_order[i] and priced
-        h1 = len(pos_lim) > 0 and g and _exceeds(a, _limit(pos_lim, i), rtol)
-        h2 = len(name_cap) > 0 and g and _exceeds(a, name_cap[i], rtol)
-        h3 = sectors and g and _exceeds(sector, sector_lim[i], rtol)
-        h4 = by_book and g and _exceeds(book, _limit(gross_lim, i), rtol)
-        h5 = no_short and is_order[i] and signed[i] < 0 and post[i] < 0
-        mask[i] = (h0 << _NOTIONAL) | (h1 << _POSITION) | (h2 << _NAME) | (h3 << _SECTOR) | (h4 << _GROSS) \
-            | (h5 << _SHORT)
+        short = no_short & is_order[i] & (signed[i] < 0) & (post[i] < 0)
+        t_sector = _threshold(sector_lim[i], rtol) if sectors else np.nan
+        if one_limit:  # the thresholds stay out of the loop
+            m = _flags(notional, a, sector, book, priced, is_order[i], growing[i], short, t_order, t_pos, t_name,
+                       t_sector, t_gross)
+        else:
+            m = _flags(notional, a, sector, book, priced, is_order[i], growing[i], short,
+                       _threshold(order_lim[i], rtol) if per_order else t_order,
+                       _threshold(pos_lim[i], rtol) if per_pos else t_pos,
+                       _threshold(name_cap[i], rtol) if per_name else t_name, t_sector,
+                       _threshold(gross_lim[i], rtol) if per_gross else t_gross)
+        mask[i] = m
         if detail:
-            blocked[0, i], blocked[1, i], blocked[2, i] = h0, h1, h2
-            blocked[3, i], blocked[4, i], blocked[5, i] = h3, h4, h5
+            for k in range(6):
+                blocked[k, i] = m >> BITS_ARRAY[k] & 1
             observed[0, i], observed[1, i], observed[2, i], observed[3, i] = notional, a, sector, book
 
 
