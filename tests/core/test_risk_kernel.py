@@ -158,7 +158,7 @@ def test_inputs_of_other_dtypes_reuse_the_compiled_kernels():
     assert after == before and "risk" in jit.KERNEL_MODULES
 
 
-def test_importing_the_risk_module_compiles_nothing():
+def test_importing_the_risk_and_history_modules_loads_no_numba():
     probe = ("import sys, tradeloop, tradeloop.core.risk, tradeloop.workflows.history\n"
              "print('numba' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
