@@ -33,7 +33,7 @@ import pandas as pd
 from . import codes
 
 __all__ = ["execute_step", "close_out", "StepResult", "StepEvents", "status_codes", "fill_orders", "work_orders",
-           "fill_prices", "average_fill_price", "FillResult", "FILL_COLUMNS", "EVENT_COLUMNS", "STATUS_NAMES",
+           "side_text", "average_fill_price", "FillResult", "FILL_COLUMNS", "EVENT_COLUMNS", "STATUS_NAMES",
            "REASON_NAMES", "NEW", "SUBMITTED", "PARTIAL", "FILLED", "CANCELED", "REJECTED", "MISSING_PRICE",
            "UNFILLED_AT_CLOSE", "NO_REASON"]
 
@@ -105,46 +105,56 @@ class StepResult:
     events: StepEvents | None = None
 
 
-def fill_prices(slippage, side: np.ndarray, price: np.ndarray, limit: np.ndarray,
-                is_limit: np.ndarray, books: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The fill-price kernel of :func:`execute_step`.
-
-    Returns ``(fill_price, crosses)``: the slippage model's price (``None``: the reference price), capped at the
-    limit for LIMIT orders, and whether each order may fill at all (MARKET always; LIMIT when the reference price
-    crosses its limit). ``books``: the book of each order, passed on to a per-book model (stacked sweeps).
-    """
-    if slippage is None:
-        fill_px = np.asarray(price, dtype="float64")
-    else:
-        fill_px = slippage.fill_prices(side, price) if books is None else slippage.fill_prices(side, price, books)
-    if not np.any(is_limit):  # MARKET only: every order may fill at the model's price
-        return fill_px, np.ones(len(fill_px), dtype=bool)
-    with np.errstate(invalid="ignore"):
-        buy = np.asarray(side) == "BUY"
-        crosses = ~is_limit | np.where(buy, price <= limit, price >= limit)
-        fill_px = np.where(is_limit, np.where(buy, np.minimum(fill_px, limit), np.maximum(fill_px, limit)), fill_px)
-    return fill_px, crosses
+_jx = None
 
 
-def average_fill_price(prev_avg: np.ndarray, prev_filled: np.ndarray, fill_px: np.ndarray, fill_qty: np.ndarray):
-    """Volume-weighted average after a fill, rounded to 6 decimals as stored on the order."""
-    new_filled = prev_filled + fill_qty
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.round((np.nan_to_num(prev_avg) * prev_filled + fill_px * fill_qty) / new_filled, 6)
+def _kernels():
+    """The compiled kernels (:mod:`tradeloop.core.jit.execution`), imported on first use: numba stays out of
+    ``import tradeloop``."""
+    global _jx
+    if _jx is None:
+        from .jit import execution
+
+        _jx = execution
+    return _jx
+
+
+_EMPTY_BOOL, _EMPTY_FLOAT = np.zeros(0, dtype=np.bool_), np.zeros(0, dtype=np.float64)
+_SIDES = np.array(["BUY", "SELL"])
+
+
+def side_text(sell: np.ndarray) -> np.ndarray:
+    """'BUY'/'SELL' per order, the ``side`` the models are given."""
+    return _SIDES.take(np.asarray(sell, dtype=np.bool_).view(np.uint8))
+
+
+def _vec(values, dtype, n: int) -> np.ndarray:
+    """``values`` as a C-contiguous array of ``dtype`` and length ``n`` (a scalar is repeated); the kernels
+    compile once per argument type, so every call passes the same."""
+    a = np.asarray(values, dtype=dtype)
+    if a.shape == (n,) and a.flags.c_contiguous and a.flags.writeable:
+        return a
+    return np.array(np.broadcast_to(a, (n,)), dtype=dtype)  # a copy: contiguous and writeable (one signature)
+
+
+def average_fill_price(prev_avg, prev_filled, fill_px, fill_qty) -> np.ndarray:
+    """Volume-weighted average after a fill, rounded to 6 decimals as stored on the order (arrays or scalars,
+    broadcast against each other)."""
+    shape = np.broadcast_shapes(*(np.shape(x) for x in (prev_avg, prev_filled, fill_px, fill_qty)))
+    n = int(np.prod(shape))
+    flat = [_vec(np.broadcast_to(x, shape).ravel(), t, n) for x, t in
+            ((prev_avg, np.float64), (prev_filled, np.int64), (fill_px, np.float64), (fill_qty, np.int64))]
+    return _kernels().average_prices(*flat).reshape(shape)
 
 
 def close_out(status: np.ndarray, reason: np.ndarray, working: np.ndarray | None = None) -> np.ndarray:
     """Close of the time in force: CANCEL (``unfilled_at_close``) every order still working, in place.
 
-    ``working`` restricts it to the orders of this step (default: every non-terminal one). Returns the mask of the
-    orders it canceled.
+    ``status`` and ``reason`` are int8 arrays (a :class:`StepResult`'s). ``working`` restricts it to the orders of
+    this step (default: every non-terminal one). Returns the mask of the orders it canceled.
     """
-    open_ = status < _FIRST_TERMINAL
-    if working is not None:
-        open_ &= working
-    np.putmask(status, open_, CANCELED)
-    np.putmask(reason, open_, UNFILLED_AT_CLOSE)
-    return open_
+    return _kernels().close_open(status, reason, _EMPTY_BOOL if working is None else _vec(working, np.bool_,
+                                                                                          len(status)))
 
 
 def execute_step(status: np.ndarray, qty: np.ndarray, filled: np.ndarray, price: np.ndarray, sell: np.ndarray, *,
@@ -152,7 +162,11 @@ def execute_step(status: np.ndarray, qty: np.ndarray, filled: np.ndarray, price:
                  slippage=None, commission=None, avg_price: np.ndarray | None = None, close: bool = True,
                  side: np.ndarray | None = None, events: bool = False,
                  books: np.ndarray | None = None) -> StepResult:
-    """One execution step over arrays: the rules in the module docstring, no loop over orders.
+    """One execution step over arrays: the rules in the module docstring, compiled
+    (:mod:`tradeloop.core.jit.execution`), no loop over orders in Python.
+
+    The slippage model prices every order, then one kernel does the statuses, fill quantities, averages and
+    events, the commission model prices the fills it lists, and a second kernel puts the fees into the cash flows.
 
     Parameters
     ----------
@@ -163,7 +177,7 @@ def execute_step(status: np.ndarray, qty: np.ndarray, filled: np.ndarray, price:
     price : float array
         Reference price (NaN: missing).
     sell : bool array
-        True for SELL orders.
+        True for SELL orders (it also decides which way a LIMIT order's limit binds).
     limit, is_limit : arrays, optional
         Limit price, and True for LIMIT orders (default: every order is MARKET).
     caps : float array, optional
@@ -175,96 +189,45 @@ def execute_step(status: np.ndarray, qty: np.ndarray, filled: np.ndarray, price:
     close : bool
         This step ends the time in force: what is still working afterwards is CANCELED.
     side : array, optional
-        'BUY'/'SELL' text for the models (default: built from ``sell``).
+        'BUY'/'SELL' text for the slippage model (default: built from ``sell`` when there is a model).
     events : bool
         Also return the state changes (:class:`StepEvents`).
     books : int array, optional
         The book of each order when the models are per book (:class:`tradeloop.workflows.sweep_kernel.PerBook`):
         they are then called with the books of the rows as a third argument.
     """
+    jx = _kernels()
     n = len(qty)
     status = np.array(status, dtype=np.int8)  # a copy: the caller's array stays as it was
-    reason = np.full(n, NO_REASON, dtype=np.int8)
-    active = status < _FIRST_TERMINAL
-    is_new = status == NEW
-    log = [] if events else None
-    no_price = active & np.isnan(price)
-    working = active
-    if no_price.any():
-        gone = np.where(is_new, REJECTED, CANCELED)
-        if log is not None:
-            log.append((no_price, status.copy(), gone, np.where(is_new, qty, qty - filled), price, MISSING_PRICE))
-        np.copyto(status, gone, where=no_price)
-        np.putmask(reason, no_price, MISSING_PRICE)
-        working = active & ~no_price
-    submit = working & is_new
-    if log is not None:
-        log.append((submit, NEW, SUBMITTED, qty, price, NO_REASON))
-    np.putmask(status, submit, SUBMITTED)
-
-    if side is None:
-        side = np.where(sell, "SELL", "BUY")
-    fill_px, crosses = fill_prices(slippage, side, price, limit, False if is_limit is None else is_limit, books)
-    may = working if is_limit is None else working & crosses
-    if caps is None:
-        fill_qty = np.where(may, qty - filled, 0)
+    qty, filled = _vec(qty, np.int64, n), _vec(filled, np.int64, n)
+    price, sell = _vec(price, np.float64, n), _vec(sell, np.bool_, n)
+    if slippage is None:
+        model_px = price
     else:
-        cap = np.asarray(caps, dtype="float64")
-        cap = np.where(np.isnan(cap), 0.0, cap)  # a model that cannot say how much may fill lets nothing fill
-        fill_qty = np.where(may, np.minimum(qty - filled, np.clip(cap, 0, None)), 0).astype("int64")
-    fills = fill_qty > 0
-    now = np.flatnonzero(fills)
-    q, px = fill_qty[now], fill_px[now]
+        side = side_text(sell) if side is None else side
+        model_px = _vec(slippage.fill_prices(side, price) if books is None else
+                        slippage.fill_prices(side, price, books), np.float64, n)
+    if is_limit is None:
+        limit, is_limit = _EMPTY_FLOAT, _EMPTY_BOOL
+    else:
+        limit, is_limit = _vec(limit, np.float64, n), _vec(is_limit, np.bool_, n)
+    args = (status, qty, filled, price, sell, limit, is_limit, _EMPTY_FLOAT if caps is None else
+            _vec(caps, np.float64, n), model_px, _EMPTY_FLOAT if avg_price is None else
+            _vec(avg_price, np.float64, n), bool(close))
+    if events:
+        reason, ints, floats, k, changes = jx.step_logged(*args)
+    else:
+        reason, ints, floats, k = jx.step(*args)
+    fill_qty, new_filled, now, q = ints
+    fill_px, flow, avg, px = floats
     fee = np.zeros(n)
-    flow = np.zeros(n)
-    if len(now):
-        if commission is not None:
-            fee[now] = commission.commissions(q, px) if books is None else commission.commissions(q, px, books[now])
-        flow[now] = np.where(sell[now], 1.0, -1.0) * q * px - fee[now]
-    new_filled = filled + fill_qty
-    avg = None
-    if avg_price is not None:
-        avg = np.array(avg_price, dtype="float64")
-        avg[now] = average_fill_price(avg[now], filled[now], px, q)
-    done = new_filled >= qty
-    if log is not None:
-        log.append((now, status[now], np.where(done[now], FILLED, PARTIAL), q, px, NO_REASON))
-    np.putmask(status, fills & done, FILLED)
-    np.putmask(status, fills & ~done, PARTIAL)
-    if close:
-        before = status.copy() if log is not None else None
-        canceled = close_out(status, reason, working)
-        if log is not None:
-            log.append((canceled, before, CANCELED, qty - new_filled, price, UNFILLED_AT_CLOSE))
+    if k and commission is not None:
+        now, q, px = now[:k], q[:k], px[:k]
+        fees = commission.commissions(q, px) if books is None else commission.commissions(q, px, books[now])
+        jx.settle(now, _vec(fees, np.float64, k), fee, flow)
     return StepResult(status=status, reason=reason, fill_qty=fill_qty, fill_price=fill_px, commission=fee,
-                      filled=new_filled, avg_price=avg, cash_flow=flow,
-                      events=None if log is None else _collect(log, n))
-
-
-def _collect(log: list, n: int) -> StepEvents:
-    """The logged changes as one :class:`StepEvents`, grouped by order, each order's in the order logged.
-
-    A log entry is ``(which, from, to, qty, price, reason)``: ``which`` a mask over the step's orders (the other
-    arrays then cover every order) or the positions of the changed orders (the arrays then cover only those).
-    """
-    parts: dict[str, list] = {k: [] for k in ("order", "phase", "from_status", "to_status", "qty", "price", "reason")}
-    for phase, (which, *values) in enumerate(log):
-        per_order = which.dtype != bool
-        idx = which if per_order else np.flatnonzero(which)
-
-        def take(v, dtype):
-            if np.ndim(v) == 0:
-                return np.full(len(idx), v, dtype=dtype)
-            return np.asarray(v if per_order else v[idx], dtype=dtype)
-
-        parts["order"].append(idx)
-        parts["phase"].append(np.full(len(idx), phase))
-        for key, v, dtype in zip(("from_status", "to_status", "qty", "price", "reason"), values,
-                                 (np.int8, np.int8, np.int64, np.float64, np.int8)):
-            parts[key].append(take(v, dtype))
-    cat = {k: np.concatenate(v) for k, v in parts.items()}
-    by = np.lexsort((cat.pop("phase"), cat["order"]))
-    return StepEvents(**{k: v[by] for k, v in cat.items()})
+                      filled=new_filled, avg_price=None if avg_price is None else avg,
+                      cash_flow=flow, events=StepEvents(*changes) if events else None)
 
 
 def status_codes(status) -> np.ndarray:

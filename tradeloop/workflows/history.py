@@ -51,7 +51,7 @@ import numpy as np
 import pandas as pd
 
 from ..core import codes
-from ..core.engine import NEW, REJECTED, STATUS_NAMES, close_out, execute_step
+from ..core.engine import STATUS_NAMES, close_out, execute_step, side_text
 from ..core.controls import RESIZE, SKIP, decide, rejections
 from ..core.risk import check_orders, risk_checks, sector_limits
 from ..core.shortfall import OrderPath, PeriodLedger
@@ -721,39 +721,47 @@ def _execute_day(rules: _Rules, qty: np.ndarray, sell: np.ndarray, price: np.nda
     (the quote and caps are the same every step, as in a run's frozen snapshot). Risk-blocked orders start
     REJECTED, so the engine leaves them alone. Fills of several steps go to ``fills`` (``order`` = ``first_row`` +
     position)."""
+    from ..core.jit import execution as jx
+
     p, n = rules.params, len(qty)
     is_limit = p.order_type == "LIMIT"
     models = {"limit": limit_prices(price, ~sell, p.limit_offset_bps) if is_limit else None,
-              "is_limit": np.full(n, True) if is_limit else None, "slippage": rules.slippage,
-              "commission": rules.commission, "side": np.where(sell, "SELL", "BUY"), "books": books}
-    status = np.where((risk != 0) if held is None else (risk != 0) | held, REJECTED, NEW)
+              "is_limit": np.ones(n, dtype=np.bool_) if is_limit else None, "slippage": rules.slippage,
+              "commission": rules.commission, "side": None if rules.slippage is None else side_text(sell),
+              "books": books}
+    status = jx.start_status(risk, _NOT_HELD if held is None else held)
     filled = np.zeros(n, dtype=np.int64)
     if not rules.limited:
         r = execute_step(status, qty, filled, price, sell, **models)
-        return {"status": _outcomes(r.status, risk, held), "filled": r.filled, "commission": r.commission,
-                "flow": r.cash_flow, "fill_price": np.where(r.filled > 0, r.fill_price, np.nan)}
+        outcome, fill_price = _outcomes(r.status, risk, held, r.filled, r.fill_price)
+        return {"status": outcome, "filled": r.filled, "commission": r.commission, "flow": r.cash_flow,
+                "fill_price": fill_price}
     avg, commission, flow = np.full(n, np.nan), np.zeros(n), np.zeros(n)
     n_fills = np.zeros(n, dtype=np.int32)
     for k in range(1, p.steps + 1):
         r = execute_step(status, qty, filled, price, sell, caps=caps, avg_price=avg, close=k == p.steps, **models)
         status, filled, avg = r.status, r.filled, r.avg_price
-        now = np.flatnonzero(r.fill_qty)
+        now = jx.accumulate(r.fill_qty, r.commission, r.cash_flow, commission, flow, n_fills)
         if not len(now):  # caps do not change between steps: nothing fills later either
             close_out(status, r.reason)
             break
-        commission[now] += r.commission[now]
-        flow[now] += r.cash_flow[now]
-        n_fills[now] += 1
         fills.append(len(now), order=first_row + now, seq=k, qty=r.fill_qty[now], commission=r.commission[now])
-    return {"status": _outcomes(status, risk, held), "filled": filled, "n_fills": n_fills, "avg": avg,
-            "commission": commission, "flow": flow, "fill_price": np.where(filled > 0, r.fill_price, np.nan)}
+    outcome, fill_price = _outcomes(status, risk, held, filled, r.fill_price)
+    return {"status": outcome, "filled": filled, "n_fills": n_fills, "avg": avg, "commission": commission,
+            "flow": flow, "fill_price": fill_price}
 
 
-def _outcomes(status: np.ndarray, risk: np.ndarray, held: np.ndarray | None = None) -> np.ndarray:
-    """Outcome codes (``simulation_orders.status_code``) of orders the engine left in ``status``; ``held``: orders
-    of a blocked book that no rule flagged (not sent)."""
-    out = np.where(risk != 0, np.int8(OUTCOME_RISK), _OUTCOME_OF_STATUS.take(status))
-    return out if held is None else np.where(held & (risk == 0), np.int8(OUTCOME_BLOCKED), out)
+_NOT_HELD = np.zeros(0, dtype=np.bool_)
+
+
+def _outcomes(status: np.ndarray, risk: np.ndarray, held: np.ndarray | None, filled: np.ndarray,
+              fill_price: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Outcome codes (``simulation_orders.status_code``) of orders the engine left in ``status``, and the fill
+    price of those that filled (NaN: none); ``held``: orders of a blocked book that no rule flagged (not sent)."""
+    from ..core.jit import execution as jx
+
+    return jx.outcomes(status, risk, _NOT_HELD if held is None else held, _OUTCOME_OF_STATUS, OUTCOME_RISK,
+                       OUTCOME_BLOCKED, filled, fill_price)
 
 
 def _order_columns(rules: _Rules) -> dict:
