@@ -7,7 +7,7 @@ import sys
 
 import tradeloop
 
-HEAVY = ("pandas", "numpy", "duckdb", "pyarrow", "papermill", "matplotlib", "nbformat", "tqdm", "scipy")
+HEAVY = ("pandas", "numpy", "duckdb", "pyarrow", "papermill", "matplotlib", "nbformat", "tqdm", "scipy", "numba")
 
 
 def _loaded_after(code: str) -> list[str]:

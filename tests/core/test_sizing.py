@@ -3,8 +3,11 @@
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tradeloop import RunParams, ValidationError, build_book, build_orders, client_order_ids
+from tradeloop.core.sizing import size_orders
 from tradeloop.core.tolerance import LIMIT_RTOL
 
 
@@ -169,3 +172,80 @@ def test_trimmed_buys_reaching_the_cash_within_the_tolerance_keep_the_lot():
     book = build_book(w, 1.0, cash=0.6)
     assert book["qty"].tolist() == [3, 3]
     assert float((book["qty"] * book["price"]).sum()) <= 0.6 * (1 + LIMIT_RTOL)
+
+
+# --- size_orders, the compiled sizing step, called directly
+
+ROW = st.tuples(st.floats(-0.4, 0.4), st.one_of(st.floats(0.01, 1_000.0), st.just(np.nan)),
+                st.sampled_from([1, 10, 100]), st.integers(-3_000, 3_000), st.integers(0, 3))
+GROUP = st.tuples(st.floats(1_000.0, 1e7), st.one_of(st.none(), st.floats(-1e5, 1e6)), st.floats(0.0, 0.3))
+
+
+def _bits(*arrays):
+    return [(a.dtype.str, a.tobytes()) for a in map(np.asarray, arrays)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(ROW, max_size=40), st.lists(GROUP, min_size=4, max_size=4), st.booleans())
+def test_groups_sized_in_one_call_are_each_sized_as_alone(rows, groups, derive):
+    # One call over interleaved groups (per-group cash and buffer) gives each group, to the last bit, what a call
+    # with that group's rows alone gives: holdings, proceeds and costs are summed per group in row order.
+    weight, price, lot, current, codes = (np.array(c) for c in zip(*rows)) if rows else [np.empty(0)] * 5
+    lot, current, codes = lot.astype(np.int64), current.astype(np.int64), codes.astype(np.intp)
+    pv, cash, buffer = (np.array([g[k] if g[k] is not None else 0.0 for g in groups]) for k in range(3))
+    sized = size_orders(weight, price, lot, current, codes, pv, None if derive else cash, buffer)
+    for g in range(4):
+        rows_g = np.flatnonzero(codes == g)
+        alone = size_orders(weight[rows_g], price[rows_g], lot[rows_g], current[rows_g], np.zeros(len(rows_g), np.intp),
+                            pv[g:g + 1], None if derive else cash[g:g + 1], buffer[g])
+        assert _bits(alone[0], alone[1], alone[2], alone[3]) == _bits(sized[0][rows_g], sized[1][rows_g],
+                                                                      sized[2][g:g + 1], sized[3][rows_g])
+
+
+def test_any_input_dtype_or_layout_runs_the_one_compiled_signature():
+    from tradeloop.core.jit.sizing import size_book
+
+    weight, price = np.array([0.5, -0.25, 0.3, 0.0]), np.array([10.0, 30.0, np.nan, 7.0])
+    lot, current = np.array([1, 1, 10, 1]), np.array([0, 3, 10, 5])
+    expected = size_orders(weight, price, lot.astype(np.int64), current.astype(np.int64), np.zeros(4, np.intp),
+                           np.array([1_000.0]), None, 0.1)
+    variants = [  # float32 / int32 / Python lists, strided views, an int buffer, a per-group buffer, given cash
+        (weight.astype(np.float32).astype(np.float64), price, lot.astype(np.int32), current, [0, 0, 0, 0], [1_000], None, 0.1),
+        (np.repeat(weight, 2)[::2], np.repeat(price, 2)[::2], lot.tolist(), current.astype(np.int32),
+         np.zeros(4, np.int32), np.array([1_000.0]), None, np.array([0.1])),
+        (weight, price, lot, current, np.zeros(4, np.int64), np.array([1_000.0]), np.array([expected[2][0]]), 0.1),
+    ]
+    for args in variants:
+        assert _bits(*size_orders(*args)) == _bits(*expected)
+    size_orders(weight, price, lot, current, np.zeros(4, np.intp), np.array([1_000.0]), None, 0)
+    assert len(size_book.signatures) == 1, size_book.signatures
+
+
+def test_misaligned_rows_and_unknown_groups_are_refused_before_the_kernel_reads_them():
+    one, two = np.ones(1), np.ones(2)
+    ints = np.ones(2, np.int64)
+    with pytest.raises(ValueError, match="one length"):
+        size_orders(two, one, ints, ints, np.zeros(2, np.intp), one, None, 0.0)
+    with pytest.raises(ValueError, match="one value per group"):
+        size_orders(two, two, ints, ints, np.zeros(2, np.intp), one, two, 0.0)
+    for bad in (1, -1):
+        with pytest.raises(ValueError, match=rf"codes\[1\] is {bad}; groups are 0..0"):
+            size_orders(two, two, ints, ints, np.array([0, bad], np.intp), one, None, 0.0)
+
+
+def _two_rows(price):
+    return (np.array([0.5, 0.2]), np.array([10.0, price]), np.ones(2, np.int64), np.array([0, 1], np.int64),
+            np.zeros(2, np.intp), np.array([1_000.0]), None, 0.0)
+
+
+def test_an_inexact_target_is_refused_naming_its_row():
+    with pytest.raises(ValidationError, match=r"^target quantity for row 2 is 2e\+302 shares"):
+        size_orders(*_two_rows(1e-300))
+    with pytest.raises(ValidationError, match=r"^target quantity for 'B' is 2e\+302 shares"):
+        size_orders(*_two_rows(1e-300), label=lambda i: repr("AB"[i]))
+
+
+def test_holdings_beyond_float_range_are_refused():
+    # cash = 1000 - 1 share × inf; the first amount that is not finite is named
+    with pytest.raises(ValidationError, match=r"^the book's value overflows \(-inf\)"):
+        size_orders(*_two_rows(np.inf))

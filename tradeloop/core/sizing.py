@@ -14,8 +14,9 @@ limit" and are not trimmed (``0.3`` of value at price ``0.1`` with cash ``0.3`` 
 ``0.30000000000000004``), a trimmed buy may reach the cash within the same tolerance, and lot rounding adds 1e-9 of
 a lot before flooring.
 
-Everything is numpy/pandas over the whole table; extra group columns (``date``, ``portfolio``, …) are built in
-one call, each group with its own portfolio value and cash.
+Tables are numpy/pandas over all their rows; the arithmetic of sizing is one compiled kernel
+(:mod:`tradeloop.core.jit.sizing`). Extra group columns (``date``, ``portfolio``, …) are built in one call, each
+group with its own portfolio value and cash.
 """
 
 from __future__ import annotations
@@ -27,8 +28,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ValidationError
-from .tolerance import FLOOR_ATOL, LIMIT_RTOL, exceeds
-from .validate import MAX_QTY, check_quantities
+from .validate import check_quantities
 
 __all__ = [
     "build_book", "build_orders", "client_order_ids", "order_keys", "combine_keys", "format_client_order_ids",
@@ -152,16 +152,17 @@ def size_orders(
     codes: np.ndarray,
     group_pv: np.ndarray,
     group_cash: np.ndarray | None,
-    cash_buffer: float,
+    cash_buffer: float | np.ndarray,
     label=None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The order-sizing kernel shared by :func:`build_book` and :func:`tradeloop.workflows.history.simulate`.
+    """The order-sizing step shared by :func:`build_book` and :func:`tradeloop.workflows.history.simulate`.
 
-    Plain numpy over aligned rows: ``weight``, ``price`` (NaN = unknown), ``lot`` and ``current`` (int64) per row,
-    ``codes`` the row's group (0..ngroups-1), ``group_pv`` / ``group_cash`` per group (``group_cash`` None: the
-    group's value minus its holdings). Applies the module's rules: lot rounding toward zero (with the 1e-9
-    epsilon), sells first, then buys trimmed pro rata with a floor so they fit the cash after the buffer (both
-    within :data:`~tradeloop.core.tolerance.LIMIT_RTOL`).
+    Aligned rows: ``weight``, ``price`` (NaN = unknown), ``lot`` and ``current`` (int64) per row, ``codes`` the
+    row's group (0..ngroups-1), ``group_pv`` / ``group_cash`` per group (``group_cash`` None: the group's value minus
+    its holdings), ``cash_buffer`` one fraction or one per group. Applies the module's rules: lot rounding toward
+    zero (with the 1e-9 epsilon), sells first, then buys trimmed pro rata with a floor so they fit the cash after the
+    buffer (both within :data:`~tradeloop.core.tolerance.LIMIT_RTOL`). The arithmetic is the compiled kernel
+    :func:`tradeloop.core.jit.sizing.size_book`; this function coerces the inputs and names the errors.
 
     A target quantity that is not exact (not finite, or beyond 2**53 shares: a tiny price, a huge portfolio value or
     lot size) and cash that overflows are refused with a :class:`ValidationError`; ``label(i)`` names row ``i`` in
@@ -170,65 +171,48 @@ def size_orders(
     Returns ``(delta, untrimmed, group_cash, missing_price)``: the signed int64 trade per row after trimming, its
     size before trimming, the cash each group started with, and the rows without a price.
     """
-    ngroups = len(group_pv)
-    # One group: a scalar broadcasts to the same values as the gathered column (and skips the gather).
-    pv = group_pv[0] if ngroups == 1 else group_pv[codes]
-    missing_price = np.isnan(price)
-    any_missing = bool(missing_price.any())
-    label = label or (lambda i: f"row {i + 1}")
-    # One work array, in place: |weight × pv| / price / lot floored in lots (floor_lots), times the lot, with the
-    # weight's sign: the same operations in the same order as the module's formula, without a temporary per step.
-    target = np.multiply(weight, pv)
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        np.abs(target, out=target)
-        np.divide(target, price, out=target)
-        np.divide(target, lot, out=target)
-        np.add(target, FLOOR_ATOL, out=target)
-        np.floor(target, out=target)
-        np.multiply(target, lot, out=target)
-    # Not finite or beyond 2**53: one reduction finds it (NaN propagates through max), the full check names the row.
-    # Rows without a price are NaN by design and skipped by it.
-    exact = not any_missing and (not len(target) or target.max() < MAX_QTY)
-    np.copysign(target, weight, out=target)
-    if not exact:
-        check_quantities(target, label, "target quantity", skip=missing_price if any_missing else None)
-    if any_missing:
-        target = np.where(missing_price, 0, target).astype("int64")
-        target = np.where(missing_price & (weight != 0), current, target)  # unknown size: leave as is, then reject
+    jit = _JIT or _load_kernel()
+    weight = np.ascontiguousarray(weight, dtype=np.float64)
+    price, lot = np.ascontiguousarray(price, dtype=np.float64), np.ascontiguousarray(lot, dtype=np.int64)
+    current, codes = np.ascontiguousarray(current, dtype=np.int64), np.ascontiguousarray(codes, dtype=np.intp)
+    group_pv = np.ascontiguousarray(group_pv, dtype=np.float64)
+    n, ngroups = len(weight), len(group_pv)
+    if not len(price) == len(lot) == len(current) == len(codes) == n:
+        raise ValueError(f"size_orders: weight, price, lot, current and codes must have one length ({n})")
+    derive = group_cash is None
+    group_cash = _EMPTY if derive else np.ascontiguousarray(group_cash, dtype=np.float64)
+    if np.ndim(cash_buffer):  # one buffer per group (a stacked sweep)
+        buffers, cash_buffer = np.ascontiguousarray(cash_buffer, dtype=np.float64), 0.0
     else:
-        target = target.astype("int64")
-    delta = np.subtract(target, current, out=target)
-    untrimmed = np.abs(delta)
+        buffers, cash_buffer = _EMPTY, float(cash_buffer)
+    if not derive and len(group_cash) != ngroups or len(buffers) not in (0, ngroups):
+        raise ValueError(f"size_orders: group_cash and cash_buffer need one value per group ({ngroups})")
+    target, missing = np.empty(n), np.empty(n, dtype=np.bool_)
+    delta, untrimmed = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64)
+    parts = np.zeros((4, ngroups))
+    status, row = jit.size_book(weight, price, lot, current, codes, group_pv, group_cash, derive, cash_buffer,
+                                buffers, target, delta, untrimmed, missing, parts)
+    if status == jit.NOT_EXACT:
+        check_quantities(target, label or (lambda i: f"row {i + 1}"), "target quantity", skip=missing)
+        raise AssertionError(f"size_book found an inexact target at row {row} that check_quantities did not")
+    if status == jit.CASH_NOT_FINITE:
+        _check_finite_cash(*parts)
+        raise AssertionError("size_book found a non-finite amount that _check_finite_cash did not")
+    if status == jit.BAD_GROUP:
+        raise ValueError(f"size_orders: codes[{row}] is {int(codes[row])}; groups are 0..{ngroups - 1}")
+    return delta, untrimmed, parts[0] if derive else group_cash, missing
 
-    # Cash: sells first, then buys trimmed pro rata within each group so they fit the cash left after the buffer.
-    # value < 0 is a sell's proceeds (negated), > 0 a buy's cost: two bincounts over one product.
-    px = np.where(missing_price, 0.0, price) if any_missing else price
-    with np.errstate(over="ignore", invalid="ignore"):
-        if group_cash is None:
-            group_cash = group_pv - np.bincount(codes, weights=current * px, minlength=ngroups)
-        value = delta * px
-        sells = 0.0 - np.bincount(codes, weights=np.minimum(value, 0.0), minlength=ngroups)
-        buys = np.bincount(codes, weights=np.maximum(value, 0.0, out=value), minlength=ngroups)
-        available = group_cash + sells - cash_buffer * group_pv
-    _check_finite_cash(group_cash, sells, buys, available)
-    over = exceeds(buys, available)
-    if over.any():
-        factor = np.where(over, np.clip(available, 0.0, None) / np.where(buys > 0, buys, 1.0), 1.0)
-        trim = delta > 0
-        if ngroups == 1:
-            row_factor = factor[0]
-        else:
-            row_factor = factor[codes]
-            trim &= over[codes]
-        # Floor in lots, letting a quotient within the tolerance below a whole lot count as that lot: trimmed buys
-        # never exceed the cash by more than LIMIT_RTOL relative.
-        trimmed_buy = np.multiply(delta, row_factor)
-        trimmed_buy /= lot
-        trimmed_buy *= 1.0 + LIMIT_RTOL
-        np.floor(trimmed_buy, out=trimmed_buy)
-        trimmed_buy *= lot
-        np.copyto(delta, trimmed_buy, casting="unsafe", where=trim)
-    return delta, untrimmed, group_cash, missing_price
+
+_EMPTY = np.empty(0)
+_JIT = None  # tradeloop.core.jit.sizing, imported on first use (it imports numba)
+
+
+def _load_kernel():
+    global _JIT
+    from .jit import sizing
+
+    _JIT = sizing
+    return sizing
 
 
 def _check_finite_cash(*amounts: np.ndarray) -> None:
