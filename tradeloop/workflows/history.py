@@ -388,6 +388,8 @@ def _adv_values(prices: pd.DataFrame, pdate: np.ndarray, params: RunParams) -> n
 def _sector_codes(prices: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Sector code per price row (-1: missing) and the sector names: used sectors only, sorted by name, so
     categorical and text input give the same simulation."""
+    from ..core.jit.tables import code_counts, recode
+
     if "sector" not in prices:
         return np.full(len(prices), -1, dtype=np.int8), np.array([], dtype=object)
     sec_raw = prices["sector"]
@@ -396,14 +398,14 @@ def _sector_codes(prices: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     else:
         text = sec_raw.astype("string").str.strip()
         psec, sectors = pd.factorize(text.where(text != "").astype(object), sort=False)
-    psec = np.asarray(psec)
-    used = np.flatnonzero(np.bincount(psec.astype(np.int32) + 1, minlength=len(sectors) + 1)[1:] > 0)
+    psec = np.ascontiguousarray(psec)
+    used = np.flatnonzero(code_counts(psec, len(sectors)) > 0)
     names = np.array([str(sectors[i]) for i in used], dtype=object)
     order = np.argsort(names, kind="stable")
     remap = np.full(len(sectors) + 1, -1, dtype=np.int32)
     remap[used[order]] = np.arange(len(used))
     if len(used) != len(sectors) or not np.array_equal(remap[:-1], np.arange(len(sectors))):
-        psec = remap[psec]  # -1 (missing) maps to remap[-1] == -1
+        psec = recode(psec, remap)
     return psec, names[order]
 
 
