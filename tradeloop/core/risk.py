@@ -35,7 +35,7 @@ from .validate import CONTROL_FIELDS, check_controls
 from .tolerance import LIMIT_RTOL
 from .validate import check_number
 
-__all__ = ["RiskLimits", "check_risk", "risk_summary", "risk_checks", "check_orders", "post_trade", "sector_limits",
+__all__ = ["RiskLimits", "check_risk", "risk_summary", "risk_checks", "checks_of", "check_orders", "post_trade", "sector_limits",
            "RISK_CODES"]
 
 #: Risk rules in check order; their rows (bit, label) are in :mod:`tradeloop.core.codes`.
@@ -177,6 +177,12 @@ def risk_checks(
               _bools(growing), _codes(codes), int(ngroups), _floats(name_cap) if names else _NO_ROWS,
               _codes(sec_codes) if limits.uses_sectors else _NO_CODES,
               _floats(sector_lim) if limits.uses_sectors else _NO_ROWS, *_limit_args(limits), mask, blocked, observed)
+    return checks_of(limits, blocked, observed, post, name_cap, sector_lim)
+
+
+def checks_of(limits, blocked: np.ndarray, observed: np.ndarray, post, name_cap, sector_lim) -> list:
+    """:func:`risk_checks`' list from the compiled rules' ``blocked`` (6 × n) and ``observed`` (4 × n) arrays."""
+    names = bool(limits.single_name_caps)
     checks: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = []  # code, blocked mask, observed, limit
     if limits.max_order_notional is not None:
         checks.append(("max_order_notional", blocked[0], observed[0], limits.max_order_notional))

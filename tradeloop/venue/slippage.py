@@ -31,7 +31,10 @@ class SlippageModel(Protocol):
     """
 
     def fill_prices(self, side: np.ndarray, price: np.ndarray) -> np.ndarray:
-        """Fill price per order; ``side`` holds 'BUY'/'SELL', ``price`` the reference price."""
+        """Fill price per order; ``side`` holds 'BUY'/'SELL', ``price`` the reference price (NaN: none).
+
+        Element by element: each price depends on its own side and reference price only, so a simulation may ask
+        for a whole block of dates at once (every slot as a BUY and as a SELL) and use the prices of its orders."""
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,7 @@ import pandas as pd
 from ..core import codes
 from ..core.engine import STATUS_NAMES, close_out, execute_step, side_text
 from ..core.controls import RESIZE, SKIP, decide, rejections
-from ..core.risk import check_orders, risk_checks, sector_limits
+from ..core.risk import check_orders, checks_of, risk_checks, sector_limits
 from ..core.shortfall import OrderPath, PeriodLedger
 from ..core.sizing import limit_prices, size_orders
 from ..core.tolerance import exceeds
@@ -619,6 +619,11 @@ class _Market:
         out = self._spread(self.h.padv, rows, np.nan)
         return out if self.h.P == 1 else np.tile(out, self.h.P)
 
+    def slot_prices(self, t: int) -> np.ndarray:
+        """Price per slot on date ``t`` (NaN: none that date), as :meth:`prices` gives it."""
+        px = self._spread(self.h.pprice, slice(self.h.pbounds[t], self.h.pbounds[t + 1]), np.nan)
+        return px if self.h.P == 1 else np.tile(px, self.h.P)
+
     def prices(self, t: int) -> tuple:
         """``(price, lot, mark, sector, volume)`` per slot; mark: today's price, else the last known one."""
         h, rows = self.h, slice(self.h.pbounds[t], self.h.pbounds[t + 1])
@@ -673,9 +678,7 @@ def _orders_of_day(rules: _Rules, h: HistoryInputs, t: int, day: tuple, hold: np
         name_cap=rules.name_cap, sec=sec if sectors else None, nsectors=len(h.sectors),
         sector_table=rules.sector_limit, sector_offset=rules.sector_offset)
     if bad >= 0:
-        syms = h.universe[np.flatnonzero((sec == len(h.sectors)) & (post != 0)) % h.S][:10].tolist()
-        raise ValidationError(f"sector is unknown for {syms} on {pd.Timestamp(h.dates[t]).date()}; a sector cap "
-                              "is set, so every held symbol needs a sector")
+        _unknown_sector(h, t, sec, post)
     rows = np.flatnonzero(is_order)
     dec = None
     if mask.any():
@@ -684,6 +687,148 @@ def _orders_of_day(rules: _Rules, h: HistoryInputs, t: int, day: tuple, hold: np
                              sec_codes=sec_codes, sector_lim=sector_lim)
         dec = rejections(checks, qty, sell)
     return rows, sell[rows], qty[rows], untrimmed[rows], mask[rows], cash, (delta, untrimmed), None, dec
+
+
+class _FastDay:
+    """The per-simulation constants of :func:`_fast_day`, coerced once to the types the compiled kernels take."""
+
+    def __init__(self, rules: _Rules, h: HistoryInputs):
+        from ..core.risk import _limit_args
+
+        limits, p = rules.risk, rules.params
+        buffer = rules.cash_buffer
+        self.sizing = ((0.0, np.ascontiguousarray(buffer, dtype=np.float64)) if np.ndim(buffer)
+                       else (float(buffer), _NO_FLOATS))
+        self.sectors = limits.uses_sectors
+        self.name_cap = (np.ascontiguousarray(rules.name_cap, dtype=np.float64) if limits.single_name_caps
+                         else _NO_FLOATS)
+        self.risk = (len(h.sectors),
+                     np.ascontiguousarray(rules.sector_limit, dtype=np.float64) if self.sectors else _NO_FLOATS,
+                     np.ascontiguousarray(rules.sector_offset, dtype=np.intp)
+                     if self.sectors and rules.sector_offset is not None else _NO_CODES,
+                     *_limit_args(limits))
+        self.limit_bps = p.limit_offset_bps if p.order_type == "LIMIT" else None
+        self.outcome_codes = (_OUTCOME_OF_STATUS, OUTCOME_RISK, OUTCOME_BLOCKED)
+        self.models: _ModelPrices | None = None
+
+
+_NO_FLOATS = np.empty(0)
+_NO_CODES = np.empty(0, dtype=np.intp)
+_NO_BOOLS = np.empty(0, dtype=np.bool_)
+
+
+def _fast_date(t: int, h: HistoryInputs, rules: _Rules, fast: _FastDay, market: tuple, hold: np.ndarray, cash,
+               out: dict) -> np.ndarray:
+    """One date without rebalancing controls or liquidity model: :func:`_orders_of_day`, :func:`_execute_day` and
+    the bookkeeping of :func:`_run_dates` in one compiled call (:func:`tradeloop.core.jit.day.step_date`: the same
+    kernels and float operations), the slippage model's prices asked a block of dates ahead
+    (:class:`_ModelPrices`), the commission model after it, then :func:`~tradeloop.core.jit.book.settle`.
+    Returns the cash after the date."""
+    jd, jx, jb = _kernels()
+    weight, price, lot, sec, marks = market
+    derive = cash is None
+    status, _, bad, flagged, k, ints, floats, sized, cash, pv, lost, detail, post, sector_lim = jd.step_date(
+        weight, price, lot, hold, rules.group, h.pv0, t == 0, marks, _NO_FLOATS if derive else cash, derive,
+        *fast.sizing, fast.name_cap, sec if fast.sectors else _NO_CODES, *fast.risk, *fast.models(t),
+        *fast.outcome_codes)
+    if status:  # name the row as the sizing wrapper does
+        size_orders(weight, price, lot, hold, rules.group, pv, None if derive else cash, rules.cash_buffer,
+                    label=lambda i: f"{h.universe[i % h.S]!r} on {pd.Timestamp(h.dates[t]).date()}")
+        raise AssertionError(f"the compiled sizing refused date {t} but size_orders did not")
+    delta, untrimmed = sized
+    if bad >= 0:
+        _unknown_sector(h, t, sec, post)
+    rows, sell = ints[jd.POS], ints[jd.SELL].astype(np.bool_)
+    if flagged:
+        sell_all = np.zeros(len(delta), dtype=np.bool_)
+        sell_all[rows] = sell
+        checks = checks_of(rules.risk, *detail, post, rules.name_cap, sector_lim)
+        _keep_decisions(out["decisions"], t, rejections(checks, np.abs(delta), sell_all))
+    flow, fee = floats[jd.FLOW], np.zeros(len(rows))
+    if k and rules.commission is not None:
+        now, q, px = ints[jd.NOW, :k], ints[jd.FILL_QTY, :k], floats[jd.FILL_PX, :k]
+        fees = rules.commission.commissions(q, px) if rules.book_of_slot is None else \
+            rules.commission.commissions(q, px, rules.book_of_slot[rows[now]])
+        jx.settle(now, np.ascontiguousarray(fees, dtype=np.float64), fee, flow)
+    day = out["day"]
+    day["cash_before"][t], day["pv"][t] = cash, pv
+    inputs = {} if rules.recover else {"price": price[rows], "lot": lot[rows], "sector": sec[rows],
+                                       "weight": weight[rows]}
+    out["orders"].append(len(rows), pos=rows, sell=sell, qty=ints[jd.QTY], current=ints[jd.CURRENT],
+                         untrimmed=ints[jd.UNTRIMMED], risk=ints[jd.RISK], status=ints[jd.OUTCOME],
+                         fill_price=floats[jd.FILL_PRICE], commission=fee, **inputs)
+    out["counts"][t] = len(rows)
+    if lost:
+        _keep_sizing(out["sizing"], t, ints[jd.UNTRIMMED], sized, rows, False)
+    jb.settle(hold, cash, rows, sell, ints[jd.FILLED], flow, rules.group, marks, day["cash_after"][t],
+              day["gross"][t], day["net"][t], day["npos"][t])
+    return day["cash_after"][t]
+
+
+_KERNELS: tuple = ()
+
+
+def _kernels() -> tuple:
+    """The compiled modules of the fast path (imported once, on first use: they import numba)."""
+    global _KERNELS
+    if not _KERNELS:
+        from ..core.jit import book, day, execution
+
+        _KERNELS = (day, execution, book)
+    return _KERNELS
+
+
+#: How many (date, slot) prices the slippage model is asked for at once (whole dates, at least one).
+MODEL_BLOCK_SLOTS = 1 << 17
+
+
+class _ModelPrices:
+    """The slippage model's fill price of every slot as a BUY and as a SELL (and the LIMIT prices), asked for a
+    block of dates at once: the models are elementwise (a price depends on its side and reference price alone),
+    so one call per block gives the prices one call per date gave."""
+
+    def __init__(self, rules: _Rules, market: _Market, n_dates: int):
+        self.rules, self.market, self.D = rules, market, n_dates
+        self.per = max(1, MODEL_BLOCK_SLOTS // max(1, market.h.P * market.h.S))
+        self.a = self.b = 0
+        self.tables: tuple = ()
+        self.limits = rules.params.order_type == "LIMIT"
+
+    def __call__(self, t: int) -> tuple:
+        if not self.a <= t < self.b:
+            self._fill(t)
+        i = t - self.a
+        buy, sell, buy_limit, sell_limit = self.tables
+        if self.limits:
+            return buy[i], sell[i], buy_limit[i], sell_limit[i]
+        return buy[i], sell[i], _NO_FLOATS, _NO_FLOATS
+
+    def _fill(self, t: int) -> None:
+        rules, p = self.rules, self.rules.params
+        self.a, self.b = t, min(self.D, t + self.per)
+        n_dates = self.b - self.a
+        price = np.stack([self.market.slot_prices(u) for u in range(self.a, self.b)]).ravel()
+        books = None if rules.book_of_slot is None else np.tile(rules.book_of_slot, n_dates)
+        tables = []
+        for sell in (False, True):
+            if rules.slippage is None:
+                px = price
+            else:
+                side = side_text(np.full(len(price), sell))
+                px = rules.slippage.fill_prices(side, price) if books is None else \
+                    rules.slippage.fill_prices(side, price, books)
+            tables.append(np.ascontiguousarray(px, dtype=np.float64).reshape(n_dates, -1))
+        for sell in (False, True):
+            tables.append(limit_prices(price, np.full(len(price), not sell), p.limit_offset_bps).reshape(n_dates, -1)
+                          if p.order_type == "LIMIT" else _NO_FLOATS)
+        self.tables = tuple(tables)
+
+
+def _unknown_sector(h: HistoryInputs, t: int, sec: np.ndarray, post: np.ndarray):
+    """Refuse a date where a held symbol has no sector while a sector cap is set."""
+    syms = h.universe[np.flatnonzero((sec == len(h.sectors)) & (post != 0)) % h.S][:10].tolist()
+    raise ValidationError(f"sector is unknown for {syms} on {pd.Timestamp(h.dates[t]).date()}; a sector cap "
+                          "is set, so every held symbol needs a sector")
 
 
 def _sector_inputs(rules: _Rules, h: HistoryInputs, t: int, sec, post) -> dict:
@@ -794,6 +939,10 @@ def _run_dates(h: HistoryInputs, rules: _Rules, progress: bool) -> dict:
         if rules.limited else None
     counts = np.zeros(D, dtype=np.int64)
     decisions, sizing = Buffers(64, _DECISION_COLUMNS), Buffers(64, _SIZING_COLUMNS)
+    fast = _FastDay(rules, h) if rules.restricted is None and not rules.limited else None
+    if fast is not None:
+        fast.models = _ModelPrices(rules, market, D)
+    out = {"day": day, "orders": orders, "counts": counts, "sizing": sizing, "decisions": decisions}
     days = range(D)
     if progress:
         from tqdm.auto import tqdm
@@ -807,14 +956,17 @@ def _run_dates(h: HistoryInputs, rules: _Rules, progress: bool) -> dict:
             day["borrow"][t] = borrow_cost(hold, marks, group, P, rules.params.borrow_bps_per_year,
                                            h.dates[t] - h.dates[t - 1])[0]
             cash = cash - day["borrow"][t]
+        if fast is not None:
+            cash = _fast_date(t, h, rules, fast, (weight, price, lot, sec, marks), hold, cash, out)
+            continue
         pv = h.pv0 if t == 0 else cash + np.bincount(group, weights=hold * marks, minlength=P)
         day_in = (weight, price, lot, sec, None if h.padv is None else market.adv(t))
         oi, sell, qty, untrimmed, risk, cash, sized, held, dec = _orders_of_day(rules, h, t, day_in, hold, pv, cash)
-        if dec is not None:
-            _keep_decisions(decisions, t, dec)
         caps = rules.params.liquidity.step_caps(vol[oi], lot[oi]) if rules.limited else None
         done = _execute_day(rules, qty, sell, price[oi], risk, caps, fills, orders.n, held,
                             None if rules.book_of_slot is None else rules.book_of_slot[oi])
+        if dec is not None:
+            _keep_decisions(decisions, t, dec)
         filled, flow = done.pop("filled"), done.pop("flow")
         day["cash_before"][t] = cash
         day["pv"][t] = pv

@@ -29,7 +29,7 @@ import importlib
 __all__ = ["kernel", "warm", "KERNEL_MODULES"]
 
 #: The modules holding compiled kernels (each imports numba).
-KERNEL_MODULES: tuple[str, ...] = ("book", "risk", "execution", "sizing", "tables")
+KERNEL_MODULES: tuple[str, ...] = ("book", "risk", "execution", "sizing", "tables", "day")
 
 
 def kernel(fn=None, **options):

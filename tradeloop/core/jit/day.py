@@ -1,0 +1,140 @@
+"""One date of a simulation in two compiled calls, around the two models a date asks for.
+
+:func:`orders` sizes every slot (:func:`~tradeloop.core.jit.sizing.size_book`), turns the trades into orders and
+checks them (:func:`~tradeloop.core.jit.risk.check_day`); the caller then asks the slippage model the orders' fill
+prices. :func:`execute` works them (:func:`~tradeloop.core.jit.execution.step`, one step, closing) and gives each its
+outcome; the caller asks the commission model the fees of the fills. The kernels are the same ones the single run's
+wrappers call: this module only strings them together, so a date of the fast path (no rebalancing control, no
+liquidity model) costs two calls instead of one per step.
+"""
+
+from __future__ import annotations
+
+import numba  # noqa: F401  (kernel modules import numba; the package does not)
+import numpy as np
+
+from . import kernel
+from .execution import outcomes, start_status, step
+from .risk import check_day, rules
+from .sizing import OK, size_book
+
+__all__ = ["step_date", "INT_ROWS", "FLOAT_ROWS", "warm"]
+
+#: Rows of :func:`step_date`'s ``ints`` (per order; ``now`` and ``fill_qty``: the first ``k`` columns).
+INT_ROWS = ("pos", "sell", "qty", "current", "untrimmed", "risk", "outcome", "filled", "now", "fill_qty")
+POS, SELL, QTY, CURRENT, UNTRIMMED, RISK, OUTCOME, FILLED, NOW, FILL_QTY = range(10)
+#: Rows of :func:`step_date`'s ``floats`` (per order; ``fill_px``: the first ``k`` columns).
+FLOAT_ROWS = ("fill_price", "flow", "fill_px")
+FILL_PRICE, FLOW, FILL_PX = range(3)
+
+_NO_BOOL = np.empty(0, dtype=np.bool_)
+_NO_FLOAT = np.empty(0)
+
+
+@kernel
+def step_date(weight, price, lot, hold, group, pv0, first, marks, cash, derive_cash, cash_buffer, buffers, name_cap,
+              sec, nsectors, sector_table, sector_offset, order_lim, pos_lim, gross_lim, no_short, rtol, buy_px,
+              sell_px, buy_limit, sell_limit, of_status, risk_code, blocked_code):
+    """Size, check and execute one date's slots: :func:`size_book`, the orders (a trade, or a weight without a
+    price: an order of unknown size), :func:`check_day`, then one closing :func:`step` at the slippage model's
+    prices of each slot (``buy_px`` / ``sell_px``; ``buy_limit`` / ``sell_limit`` the LIMIT prices, empty for
+    MARKET orders) and the outcome codes.
+
+    The portfolio values are ``pv0`` on the ``first`` date, else each group's ``cash`` plus its holdings at
+    ``marks`` (summed in slot order, as ``np.bincount`` sums).
+
+    Returns ``(status, row, bad, flagged, k, ints, floats, sized, cash, pv, lost, detail, post, sector_lim)``:
+    ``status``/``row`` those of
+    :func:`size_book` and ``bad`` :func:`check_day`'s (nothing else is meaningful unless OK and -1);
+    ``flagged``: some order breaks a rule; per order (columns), ``ints`` rows :data:`INT_ROWS` and ``floats`` rows
+    :data:`FLOAT_ROWS`, the first ``k`` columns of ``now`` / ``fill_qty`` / ``fill_px`` listing the fills (for
+    the commission model); ``sized`` the signed trade and its untrimmed size per slot; ``cash`` each group's cash
+    the sizing started from; ``pv`` the values; ``lost`` how many slots the cash trim took to no order;
+    ``detail`` the rules' ``(blocked, observed)`` over every slot when ``flagged`` (:func:`rules`), ``post`` the
+    positions after the orders and ``sector_lim`` each slot's sector cap.
+    """
+    n, ngroups = len(weight), len(pv0)
+    if first:
+        pv = pv0
+    else:
+        pv = np.zeros(ngroups)
+        for i in range(n):
+            pv[group[i]] += hold[i] * marks[i]
+        for g in range(ngroups):
+            pv[g] = cash[g] + pv[g]
+    target, missing = np.empty(n), np.empty(n, dtype=np.bool_)
+    sized = np.empty((2, n), dtype=np.int64)
+    delta, untrimmed = sized[0], sized[1]
+    parts = np.zeros((4, ngroups))
+    status, row = size_book(weight, price, lot, hold, group, pv, cash, derive_cash, cash_buffer, buffers, target,
+                            delta, untrimmed, missing, parts)
+    group_cash = parts[0].copy() if derive_cash else cash
+    if status != OK:
+        return (status, row, -1, False, 0, np.empty((10, 0), dtype=np.int64), np.empty((3, 0)), sized, group_cash, pv,
+                0, _no_detail(), np.empty(0, dtype=np.int64), np.empty(0))
+    is_order, sell = np.empty(n, dtype=np.bool_), np.empty(n, dtype=np.bool_)
+    qty = np.empty(n, dtype=np.int64)
+    m = lost = 0
+    for i in range(n):
+        d = delta[i]
+        unsized = missing[i] and weight[i] != 0 and d == 0
+        is_order[i] = d != 0 or unsized
+        sell[i] = d < 0 or (unsized and weight[i] < 0)
+        qty[i] = abs(d)
+        m += is_order[i]
+        lost += untrimmed[i] != 0 and d == 0
+    checked = check_day(is_order, price, qty, delta, hold, pv, group, ngroups, name_cap, sec, nsectors, sector_table,
+                        sector_offset, order_lim, pos_lim, gross_lim, no_short, rtol)
+    post, post_w, growing, mask, sec_codes, sector_lim, bad = checked
+    if bad >= 0:
+        return (status, row, bad, False, 0, np.empty((10, 0), dtype=np.int64), np.empty((3, 0)), sized, group_cash, pv,
+                0, _no_detail(), post, sector_lim)
+    ints, floats = np.empty((10, m), dtype=np.int64), np.empty((3, m))
+    side_sell, risk, px, model_px = np.empty(m, dtype=np.bool_), np.empty(m, dtype=np.uint8), np.empty(m), \
+        np.empty(m)
+    is_limit = len(buy_limit) > 0
+    limit = np.empty(m if is_limit else 0)
+    flagged = False
+    j = 0
+    for i in range(n):
+        if not is_order[i]:
+            continue
+        ints[POS, j], ints[SELL, j], ints[QTY, j], ints[CURRENT, j] = i, sell[i], qty[i], hold[i]
+        ints[UNTRIMMED, j], ints[RISK, j] = untrimmed[i], mask[i]
+        side_sell[j], risk[j], px[j] = sell[i], mask[i], price[i]
+        model_px[j] = sell_px[i] if sell[i] else buy_px[i]
+        if is_limit:
+            limit[j] = sell_limit[i] if sell[i] else buy_limit[i]
+        flagged |= mask[i] != 0
+        j += 1
+    status_j = start_status(risk, _NO_BOOL)
+    _, step_ints, step_floats, k = step(status_j, ints[QTY], np.zeros(m, dtype=np.int64), px, side_sell, limit,
+                                        np.ones(m if is_limit else 0, dtype=np.bool_), _NO_FLOAT, model_px,
+                                        _NO_FLOAT, True)
+    outcome, fill_price = outcomes(status_j, risk, _NO_BOOL, of_status, risk_code, blocked_code, step_ints[1],
+                                   step_floats[0])
+    for j in range(m):
+        ints[OUTCOME, j], ints[FILLED, j] = outcome[j], step_ints[1, j]
+        floats[FILL_PRICE, j], floats[FLOW, j] = fill_price[j], step_floats[1, j]
+    for j in range(k):
+        ints[NOW, j], ints[FILL_QTY, j], floats[FILL_PX, j] = step_ints[2, j], step_ints[3, j], step_floats[3, j]
+    blocked, observed = _no_detail()
+    if flagged:  # what each rule observed, for the decisions (the rules again, keeping their details)
+        blocked, observed = np.empty((6, n), dtype=np.bool_), np.empty((4, n))
+        rules(is_order, price, qty, delta, post, post_w, growing, group, ngroups, name_cap, sec_codes, sector_lim,
+              order_lim, pos_lim, gross_lim, no_short, rtol, np.empty(n, dtype=np.uint8), blocked, observed)
+    return (status, row, -1, flagged, k, ints, floats, sized, group_cash, pv, lost, (blocked, observed), post,
+            sector_lim)
+
+
+@kernel
+def _no_detail():
+    return np.empty((6, 0), dtype=np.bool_), np.empty((4, 0))
+
+
+def warm() -> None:
+    """Compile (or load) both kernels for the dtypes :func:`tradeloop.workflows.history.simulate` passes."""
+    import tradeloop as tl
+
+    w, p = tl.synthetic_history(2, 3, seed=1)
+    tl.simulate(w, p, portfolio_value=1e6)
