@@ -92,11 +92,16 @@ def _book_sums(post_w, codes, ngroups):
 
 
 @kernel
-def _flags(notional, a, sector, book, priced, order, g, short, t_order, t_pos, t_name, t_sector, t_gross):
-    """One row's rule bits from its observed values and thresholds (:func:`_threshold`)."""
+def _row_flags(notional, a, priced, order, g, short, t_order, t_pos, t_name):
+    """The bits of the rules on the row alone (thresholds: :func:`_threshold`)."""
     return ((((notional > t_order) & order & priced) << _NOTIONAL) | ((g & (a > t_pos)) << _POSITION)
-            | ((g & (a > t_name)) << _NAME) | ((g & (sector > t_sector)) << _SECTOR)
-            | ((g & (book > t_gross)) << _GROSS) | (short << _SHORT))
+            | ((g & (a > t_name)) << _NAME) | (short << _SHORT))
+
+
+@kernel
+def _sum_flags(g, sector, book, t_sector, t_gross):
+    """The bits of the rules on sums (sector and book gross exposure)."""
+    return ((g & (sector > t_sector)) << _SECTOR) | ((g & (book > t_gross)) << _GROSS)
 
 
 @kernel
@@ -121,32 +126,40 @@ def rules(is_order, price, qty, signed, post, post_w, growing, codes, ngroups, n
     t_pos, per_pos = _per_row(pos_lim, rtol)
     t_name, per_name = _per_row(name_cap, rtol)
     t_gross, per_gross = _per_row(gross_lim, rtol)
-    one_limit = not (per_order or per_pos or per_name or per_gross)
-    sectors, by_book, detail = len(sec_codes) > 0, len(gross) > 0, blocked.shape[0] > 0
-    # the loop calls helpers with scalars only (an array argument costs reference counting per row)
-    for i in range(n):
-        p = price[i]
-        priced = not np.isnan(p)
-        notional = qty[i] * (p if priced else 0.0)
-        a = abs(post_w[i])
-        sector = exposure[sec_codes[i]] if sectors else np.nan
-        book = gross[codes[i]] if by_book else np.nan
-        short = no_short & is_order[i] & (signed[i] < 0) & (post[i] < 0)
-        t_sector = _threshold(sector_lim[i], rtol) if sectors else np.nan
-        if one_limit:  # the thresholds stay out of the loop
-            m = _flags(notional, a, sector, book, priced, is_order[i], growing[i], short, t_order, t_pos, t_name,
-                       t_sector, t_gross)
-        else:
-            m = _flags(notional, a, sector, book, priced, is_order[i], growing[i], short,
-                       _threshold(order_lim[i], rtol) if per_order else t_order,
-                       _threshold(pos_lim[i], rtol) if per_pos else t_pos,
-                       _threshold(name_cap[i], rtol) if per_name else t_name, t_sector,
-                       _threshold(gross_lim[i], rtol) if per_gross else t_gross)
-        mask[i] = m
-        if detail:
+    sectors, by_book = len(sec_codes) > 0, len(gross) > 0
+    # Loops with no branch and no gather vectorize: the rules on the row alone first (one limit for all rows keeps
+    # the thresholds out of the loop), then the rules on sums, then the details; helpers get scalars only (an array
+    # argument costs reference counting per row).
+    if not (per_order or per_pos or per_name or per_gross):
+        for i in range(n):
+            p = price[i]
+            priced = not np.isnan(p)
+            mask[i] = _row_flags(qty[i] * (p if priced else 0.0), abs(post_w[i]), priced, is_order[i], growing[i],
+                                 no_short & is_order[i] & (signed[i] < 0) & (post[i] < 0), t_order, t_pos, t_name)
+    else:
+        for i in range(n):
+            p = price[i]
+            priced = not np.isnan(p)
+            mask[i] = _row_flags(qty[i] * (p if priced else 0.0), abs(post_w[i]), priced, is_order[i], growing[i],
+                                 no_short & is_order[i] & (signed[i] < 0) & (post[i] < 0),
+                                 _threshold(order_lim[i], rtol) if per_order else t_order,
+                                 _threshold(pos_lim[i], rtol) if per_pos else t_pos,
+                                 _threshold(name_cap[i], rtol) if per_name else t_name)
+    if sectors or by_book:
+        for i in range(n):
+            mask[i] |= _sum_flags(growing[i], exposure[sec_codes[i]] if sectors else np.nan,
+                                  gross[codes[i]] if by_book else np.nan,
+                                  _threshold(sector_lim[i], rtol) if sectors else np.nan,
+                                  _threshold(gross_lim[i], rtol) if per_gross else t_gross)
+    if blocked.shape[0] > 0:
+        for i in range(n):
             for k in range(6):
-                blocked[k, i] = m >> BITS_ARRAY[k] & 1
-            observed[0, i], observed[1, i], observed[2, i], observed[3, i] = notional, a, sector, book
+                blocked[k, i] = mask[i] >> BITS_ARRAY[k] & 1
+            p = price[i]
+            observed[0, i] = qty[i] * (0.0 if np.isnan(p) else p)
+            observed[1, i] = abs(post_w[i])
+            observed[2, i] = exposure[sec_codes[i]] if sectors else np.nan
+            observed[3, i] = gross[codes[i]] if by_book else np.nan
 
 
 @kernel
