@@ -205,12 +205,12 @@ def test_groups_sized_in_one_call_are_each_sized_as_alone(rows, groups, derive):
 def test_any_input_dtype_or_layout_runs_the_one_compiled_signature():
     from tradeloop.core.jit.sizing import size_book
 
-    weight, price = np.array([0.5, -0.25, 0.3, 0.0]), np.array([10.0, 30.0, np.nan, 7.0])
+    weight, price = np.array([0.5, -0.25, 0.375, 0.0]), np.array([10.0, 30.0, np.nan, 7.0])
     lot, current = np.array([1, 1, 10, 1]), np.array([0, 3, 10, 5])
     expected = size_orders(weight, price, lot.astype(np.int64), current.astype(np.int64), np.zeros(4, np.intp),
                            np.array([1_000.0]), None, 0.1)
     variants = [  # float32 / int32 / Python lists, strided views, an int buffer, a per-group buffer, given cash
-        (weight.astype(np.float32).astype(np.float64), price, lot.astype(np.int32), current, [0, 0, 0, 0], [1_000], None, 0.1),
+        (weight.astype(np.float32), price, lot.astype(np.int32), current, [0, 0, 0, 0], [1_000], None, 0.1),
         (np.repeat(weight, 2)[::2], np.repeat(price, 2)[::2], lot.tolist(), current.astype(np.int32),
          np.zeros(4, np.int32), np.array([1_000.0]), None, np.array([0.1])),
         (weight, price, lot, current, np.zeros(4, np.int64), np.array([1_000.0]), np.array([expected[2][0]]), 0.1),
