@@ -27,8 +27,6 @@ POS, SELL, QTY, CURRENT, UNTRIMMED, RISK, OUTCOME, FILLED, NOW, FILL_QTY = range
 FLOAT_ROWS = ("fill_price", "flow", "fill_px")
 FILL_PRICE, FLOW, FILL_PX = range(3)
 
-_NO_BOOL = np.empty(0, dtype=np.bool_)
-_NO_FLOAT = np.empty(0)
 
 
 @kernel
@@ -107,11 +105,14 @@ def step_date(weight, price, lot, hold, group, pv0, first, marks, cash, derive_c
             limit[j] = sell_limit[i] if sell[i] else buy_limit[i]
         flagged |= mask[i] != 0
         j += 1
-    status_j = start_status(risk, _NO_BOOL)
+    # fresh empties and a bool variable, not module globals or a literal: numba would type those read-only / as a
+    # literal and compile the callees once more
+    no_bool, no_float, close = np.empty(0, dtype=np.bool_), np.empty(0), m >= 0
+    status_j = start_status(risk, no_bool)
     _, step_ints, step_floats, k = step(status_j, ints[QTY], np.zeros(m, dtype=np.int64), px, side_sell, limit,
-                                        np.ones(m if is_limit else 0, dtype=np.bool_), _NO_FLOAT, model_px,
-                                        _NO_FLOAT, True)
-    outcome, fill_price = outcomes(status_j, risk, _NO_BOOL, of_status, risk_code, blocked_code, step_ints[1],
+                                        np.ones(m if is_limit else 0, dtype=np.bool_), no_float, model_px,
+                                        no_float, close)
+    outcome, fill_price = outcomes(status_j, risk, no_bool, of_status, risk_code, blocked_code, step_ints[1],
                                    step_floats[0])
     for j in range(m):
         ints[OUTCOME, j], ints[FILLED, j] = outcome[j], step_ints[1, j]
