@@ -86,8 +86,6 @@ from .simulation import (
 __all__ = ["simulate", "simulate_on", "prepare_history", "HistoryInputs", "Simulation", "SIM_ORDER_COLUMNS", "SIM_SUMMARY_COLUMNS",
            "ORDER_STATUS_NAMES", "run_history", "history_digest"]
 
-#: Bit of each risk rule in an order's risk mask.
-_RISK_BIT = {c.name: c.bit for c in codes.rows(codes.RISK_RULE)}
 #: Outcome code (``simulation_orders.status_code``) by the order status the engine left, for an order risk did not
 #: block: each outcome row of the table names its status (the risk outcome is decided before execution).
 _OUTCOME_OF_STATUS = np.full(len(STATUS_NAMES), -1, dtype=np.int8)
@@ -690,12 +688,12 @@ def _orders_of_day(rules: _Rules, h: HistoryInputs, t: int, day: tuple, hold: np
 
 
 class _FastDay:
-    """The per-simulation constants of :func:`_fast_day`, coerced once to the types the compiled kernels take."""
+    """The per-simulation constants of :func:`_fast_date`, coerced once to the types the compiled kernels take."""
 
     def __init__(self, rules: _Rules, h: HistoryInputs):
         from ..core.risk import _limit_args
 
-        limits, p = rules.risk, rules.params
+        limits = rules.risk
         buffer = rules.cash_buffer
         self.sizing = ((0.0, np.ascontiguousarray(buffer, dtype=np.float64)) if np.ndim(buffer)
                        else (float(buffer), _NO_FLOATS))
@@ -707,14 +705,12 @@ class _FastDay:
                      np.ascontiguousarray(rules.sector_offset, dtype=np.intp)
                      if self.sectors and rules.sector_offset is not None else _NO_CODES,
                      *_limit_args(limits))
-        self.limit_bps = p.limit_offset_bps if p.order_type == "LIMIT" else None
         self.outcome_codes = (_OUTCOME_OF_STATUS, OUTCOME_RISK, OUTCOME_BLOCKED)
         self.models: _ModelPrices | None = None
 
 
 _NO_FLOATS = np.empty(0)
 _NO_CODES = np.empty(0, dtype=np.intp)
-_NO_BOOLS = np.empty(0, dtype=np.bool_)
 
 
 def _fast_date(t: int, h: HistoryInputs, rules: _Rules, fast: _FastDay, market: tuple, hold: np.ndarray, cash,
@@ -735,7 +731,7 @@ def _fast_date(t: int, h: HistoryInputs, rules: _Rules, fast: _FastDay, market: 
         size_orders(weight, price, lot, hold, rules.group, pv, None if derive else cash, rules.cash_buffer,
                     label=lambda i: f"{h.universe[i % h.S]!r} on {pd.Timestamp(h.dates[t]).date()}")
         raise AssertionError(f"the compiled sizing refused date {t} but size_orders did not")
-    delta, untrimmed = sized
+    delta = sized[0]
     if bad >= 0:
         _unknown_sector(h, t, sec, post)
     rows, sell = ints[jd.POS], ints[jd.SELL].astype(np.bool_)
@@ -835,11 +831,8 @@ def _sector_inputs(rules: _Rules, h: HistoryInputs, t: int, sec, post) -> dict:
     """``sec_codes`` / ``sector_lim`` for the risk kernel; a held symbol without a sector is refused."""
     if not rules.params.risk.uses_sectors:
         return {}
-    unknown = (sec == len(h.sectors)) & (post != 0)
-    if unknown.any():
-        syms = h.universe[np.flatnonzero(unknown) % h.S][:10].tolist()
-        raise ValidationError(f"sector is unknown for {syms} on {pd.Timestamp(h.dates[t]).date()}; a sector cap "
-                              "is set, so every held symbol needs a sector")
+    if ((sec == len(h.sectors)) & (post != 0)).any():
+        _unknown_sector(h, t, sec, post)
     return {"sec_codes": rules.group * (len(h.sectors) + 1) + sec, "sector_lim": rules.sector_limit[sec]}
 
 
