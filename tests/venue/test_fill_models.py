@@ -217,3 +217,31 @@ def test_invariants_of_multi_step_execution(rows, steps, rate):
     assert replay["filled_qty"].tolist() == moved["filled_qty"].tolist()
     before = orders.assign(status="NEW").set_index("client_order_id")["status"]
     check_order_history(before, o["status"], r.events)
+
+
+_prices = st.lists(st.one_of(st.floats(1e-9, 1e12), st.just(np.nan), st.floats(1e300, 1.7e308)), min_size=1,
+                   max_size=40)
+
+
+@settings(max_examples=150, deadline=None)
+@given(_prices, st.floats(0, 9_999.99), st.data())
+def test_built_in_slippage_is_its_formula_to_the_bit(prices, bps, data):
+    price = np.array(prices)
+    side = np.array(data.draw(st.lists(st.sampled_from(["BUY", "SELL"]), min_size=len(price), max_size=len(price))))
+    with np.errstate(over="ignore", invalid="ignore"):  # the docstring's formula, in numpy
+        raw = price * (1.0 + np.where(side == "BUY", 1.0, -1.0) * bps / 1e4)
+        rounded = np.round(raw, 6)
+    want = np.where((rounded > 0) & np.isfinite(rounded), rounded, raw)
+    np.testing.assert_array_equal(FixedBpsSlippage(bps).fill_prices(side, price).view(np.int64), want.view(np.int64))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 10**12), st.floats(1e-6, 1e6)), min_size=1, max_size=40),
+       st.floats(0, 999.99), st.floats(0, 1e6), st.floats(0, 9_999.99))
+def test_built_in_commissions_are_their_formulas_to_the_bit(fills, rate, minimum, bps):
+    qty, price = np.array([f[0] for f in fills]), np.array([f[1] for f in fills])
+    cents = lambda x: np.floor(x * 100.0 + 0.5 + 1e-9) / 100.0  # noqa: E731  (half up, as documented)
+    per_share = cents(np.maximum(qty.astype(np.float64) * rate, minimum))
+    by_bps = cents(qty.astype(np.float64) * price * bps / 1e4)
+    np.testing.assert_array_equal(PerShareCommission(rate, minimum).commissions(qty, price), per_share)
+    np.testing.assert_array_equal(BpsCommission(bps).commissions(qty, price), by_bps)

@@ -25,7 +25,18 @@ MAX_MINIMUM = 1e9
 
 def to_cents(amount: np.ndarray) -> np.ndarray:
     """Round half-up to 2 decimals (money rounding, unlike numpy's half-to-even)."""
-    return np.floor(np.asarray(amount, dtype="float64") * 100.0 + 0.5 + 1e-9) / 100.0
+    from ..core.jit import costs
+
+    amount = np.ascontiguousarray(amount, dtype="float64")
+    return costs.cents_of(amount.ravel()).reshape(amount.shape)
+
+
+def _fees(kind: int, a: float, b: float, qty, price) -> np.ndarray:
+    from ..core.jit import costs
+
+    qty = np.ascontiguousarray(qty, dtype="float64").ravel()
+    price = np.ascontiguousarray(np.broadcast_to(np.asarray(price, dtype="float64"), qty.shape))
+    return costs.fees(kind, float(a), float(b), qty, price)
 
 
 class CommissionModel(Protocol):
@@ -52,6 +63,12 @@ class NoCommission:
     def commissions(self, qty: np.ndarray, price: np.ndarray) -> np.ndarray:
         return np.zeros(len(np.asarray(qty)), dtype="float64")
 
+    def cost_kind(self) -> tuple:
+        """``(kind, a, b)`` for the compiled date loop (:mod:`tradeloop.core.jit.costs`)."""
+        from ..core.jit import costs
+
+        return costs.NO_FEE, 0.0, 0.0
+
 
 @dataclass(frozen=True)
 class PerShareCommission:
@@ -65,7 +82,13 @@ class PerShareCommission:
         check_number("params.commission.minimum", self.minimum, below=MAX_MINIMUM)
 
     def commissions(self, qty: np.ndarray, price: np.ndarray) -> np.ndarray:
-        return to_cents(np.maximum(np.asarray(qty, dtype="float64") * self.rate, self.minimum))
+        return _fees(*self.cost_kind(), qty, np.nan)
+
+    def cost_kind(self) -> tuple:
+        """``(kind, a, b)`` for the compiled date loop (:mod:`tradeloop.core.jit.costs`)."""
+        from ..core.jit import costs
+
+        return costs.PER_SHARE, float(self.rate), float(self.minimum)
 
 
 @dataclass(frozen=True)
@@ -78,7 +101,13 @@ class BpsCommission:
         check_number("params.commission.bps", self.bps, below=10_000)  # a fee of the whole notional or more
 
     def commissions(self, qty: np.ndarray, price: np.ndarray) -> np.ndarray:
-        return to_cents(np.asarray(qty, dtype="float64") * np.asarray(price, dtype="float64") * self.bps / 1e4)
+        return _fees(*self.cost_kind(), qty, price)
+
+    def cost_kind(self) -> tuple:
+        """``(kind, a, b)`` for the compiled date loop (:mod:`tradeloop.core.jit.costs`)."""
+        from ..core.jit import costs
+
+        return costs.BPS, float(self.bps), 0.0
 
 
 #: Commission models by name: the built-ins and the ``tradeloop.commission`` entry points (loaded and checked on use).

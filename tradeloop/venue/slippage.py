@@ -44,6 +44,12 @@ class NoSlippage:
     def fill_prices(self, side: np.ndarray, price: np.ndarray) -> np.ndarray:
         return np.asarray(price, dtype="float64")
 
+    def cost_kind(self) -> tuple:
+        """``(kind, bps)`` for the compiled date loop (:mod:`tradeloop.core.jit.costs`)."""
+        from ..core.jit import costs
+
+        return costs.NO_SLIPPAGE, 0.0
+
 
 @dataclass(frozen=True)
 class FixedBpsSlippage:
@@ -60,11 +66,17 @@ class FixedBpsSlippage:
         check_number("params.slippage.bps", self.bps, below=10_000)
 
     def fill_prices(self, side: np.ndarray, price: np.ndarray) -> np.ndarray:
-        sign = np.where(np.asarray(side) == "BUY", 1.0, -1.0)
-        raw = np.asarray(price, dtype="float64") * (1.0 + sign * self.bps / 1e4)
-        with np.errstate(over="ignore", invalid="ignore"):  # beyond ~1e302 rounding overflows: keep those as they are
-            rounded = np.round(raw, 6)
-        return np.where((rounded > 0) & np.isfinite(rounded), rounded, raw)
+        from ..core.jit import costs
+
+        price = np.ascontiguousarray(price, dtype="float64")
+        sell = np.ascontiguousarray(np.broadcast_to(np.asarray(side) != "BUY", price.shape))
+        return costs.slipped_prices(costs.FIXED_BPS, float(self.bps), sell.ravel(), price.ravel()).reshape(price.shape)
+
+    def cost_kind(self) -> tuple:
+        """``(kind, bps)`` for the compiled date loop (:mod:`tradeloop.core.jit.costs`)."""
+        from ..core.jit import costs
+
+        return costs.FIXED_BPS, float(self.bps)
 
 
 #: Slippage models by name: the built-ins and the ``tradeloop.slippage`` entry points (loaded and checked on use).
