@@ -24,12 +24,43 @@ or under ``$NUMBA_CACHE_DIR``); a fresh environment compiles each kernel once on
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+from pathlib import Path
 
-__all__ = ["kernel", "warm", "KERNEL_MODULES"]
+__all__ = ["kernel", "warm", "KERNEL_MODULES", "drop_stale_caches"]
 
 #: The modules holding compiled kernels (each imports numba).
-KERNEL_MODULES: tuple[str, ...] = ("book", "risk", "execution", "sizing", "tables", "day")
+KERNEL_MODULES: tuple[str, ...] = ("book", "risk", "execution", "sizing", "tables", "costs", "market", "day")
+
+
+#: Files outside this folder whose constants the kernels compile in (codes, tolerances, the largest quantity).
+CONSTANT_SOURCES = ("codes.py", "tolerance.py", "validate.py")
+
+
+def drop_stale_caches(folder: Path = Path(__file__).parent, constants: tuple[str, ...] = CONSTANT_SOURCES) -> bool:
+    """Delete the on-disk kernel caches in ``folder/__pycache__`` when any kernel source (or a constant's file in the
+    parent folder) changed since they were written; returns whether it did.
+
+    numba checks a cached kernel against its own file only, while a kernel's machine code includes the kernels it
+    calls from other files and the constants it read: an edit to one file would otherwise leave its callers' caches
+    stale. (With ``$NUMBA_CACHE_DIR`` set the caches live there instead; clear it after editing a kernel.)"""
+    sources = sorted(folder.glob("*.py")) + [folder.parent / name for name in constants]
+    digest = hashlib.sha256(b"".join(p.name.encode() + p.read_bytes() for p in sources if p.exists())).hexdigest()
+    cache, stamp = folder / "__pycache__", folder / "__pycache__" / "kernels.sha256"
+    if stamp.is_file() and stamp.read_text() == digest:
+        return False
+    try:
+        for f in [*cache.glob("*.nbi"), *cache.glob("*.nbc")]:
+            f.unlink(missing_ok=True)
+        cache.mkdir(exist_ok=True)
+        stamp.write_text(digest)
+    except OSError:  # a read-only install: numba caches elsewhere, and an upgrade replaces every file anyway
+        return False
+    return True
+
+
+drop_stale_caches()
 
 
 def kernel(fn=None, **options):
