@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from tradeloop.core import codes as code_table
 from tradeloop.core import jit
-from tradeloop.core.risk import RISK_CODES, check_orders, post_trade, risk_checks
+from tradeloop.core.risk import RISK_CODES, _limit_args, check_orders, post_trade, risk_checks, rule_details
 
 BIT = {c.name: c.bit for c in code_table.rows(code_table.RISK_RULE)}
 
@@ -84,6 +84,34 @@ def _enabled(limits, rule):
             "max_position_ratio": limits.max_position_ratio is not None,
             "single_name_cap": bool(limits.single_name_caps), "sector_cap": limits.uses_sectors,
             "max_gross_exposure": limits.max_gross_exposure is not None, "no_short": not limits.allow_short}[rule]
+
+
+@settings(max_examples=150, deadline=None)
+@given(days())
+def test_the_decisions_are_one_row_per_order_and_rule_it_breaks_as_the_checks_explain(d):
+    post, post_w, growing, mask, sec_codes, sector_lim, _ = check_orders(**d)
+    inputs = dict(is_order=d["is_order"], price=d["price"], qty=d["qty"], signed=d["signed"], post=post,
+                  post_w=post_w, growing=growing, codes=d["codes"], ngroups=d["ngroups"], name_cap=d["name_cap"],
+                  sec_codes=sec_codes, sector_lim=sector_lim)
+    sell = d["signed"] < 0
+    want = []  # each check's flagged rows, quoting its measure and limit, ordered by row then rule bit
+    for code, blocked, observed, limit in risk_checks(d["limits"], **inputs):
+        lim = np.broadcast_to(np.asarray(limit, np.float64), blocked.shape)
+        want += [(int(i), BIT[code], float(np.asarray(observed, np.float64)[i]), float(lim[i]), int(d["qty"][i]),
+                  bool(sell[i])) for i in np.flatnonzero(blocked)]
+    want.sort(key=lambda r: (r[0], r[1]))
+    cols = tuple(np.empty(6 * len(post), dtype=t) for t in
+                 (np.int32, np.int32, np.int8, np.int8, np.float64, np.float64, np.int64, np.int64, np.bool_))
+    count, limits = np.zeros(1, dtype=np.int64), d["limits"]
+    jit.risk.decisions(*rule_details(limits, **inputs), post, d["name_cap"] if limits.single_name_caps else
+                       np.empty(0), sector_lim if limits.uses_sectors else np.empty(0), *_limit_args(limits)[:3],
+                       d["qty"], sell, 1, 7, cols, count)
+    n = int(count[0])
+    got = [(int(cols[1][r]), int(cols[2][r]), float(cols[4][r]), float(cols[5][r]), int(cols[6][r]),
+            bool(cols[8][r])) for r in range(n)]
+    assert repr(got) == repr(want)  # repr: NaN measures compare equal
+    assert (cols[0][:n] == 7).all() and (cols[3][:n] == 1).all() and (cols[7][:n] == 0).all()
+    assert n == sum(bin(m).count("1") for m in mask)
 
 
 @settings(max_examples=100, deadline=None)

@@ -1,5 +1,6 @@
-"""The date loop's fast path (no rebalancing control, no liquidity model: one compiled call a date) against the
-stepwise path every other simulation takes, and the slippage model asked a block of dates at a time."""
+"""The date loop's fast path (no rebalancing control, no liquidity model: the compiled loop over dates) against the
+stepwise path every other simulation takes; the compiled loop against the dates it hands back to Python (models of
+their own); and a slippage model of its own asked a block of dates at a time."""
 
 from __future__ import annotations
 
@@ -7,8 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import dataclasses
+
 import tradeloop as tl
 from tradeloop import RunParams
+from tradeloop.venue.commission import PerShareCommission
+from tradeloop.venue.slippage import FixedBpsSlippage
 from tradeloop.workflows import history
 from tradeloop.workflows.history import simulate
 
@@ -48,10 +53,43 @@ def test_the_fast_path_ends_every_order_as_the_stepwise_path(order_type, n_portf
         pd.testing.assert_frame_equal(x.drop(columns=ids), y.drop(columns=ids))
 
 
+class OwnSlippage(FixedBpsSlippage):
+    """A slippage model of its own (not a built-in type): the loop asks it for tables of prices, in Python."""
+
+
+class OwnCommission(PerShareCommission):
+    """A commission model of its own: the loop hands every date with a fill back to Python for its fees."""
+
+
+def _own_models(params: RunParams) -> RunParams:
+    return dataclasses.replace(params, slippage=OwnSlippage(params.slippage.bps),
+                               commission=OwnCommission(params.commission.rate, params.commission.minimum))
+
+
 @pytest.mark.parametrize("order_type", ["MARKET", "LIMIT"])
-def test_model_prices_asked_a_block_of_dates_ahead_equal_one_date_at_a_time(order_type, monkeypatch):
+@pytest.mark.parametrize("n_portfolios", [1, 3])
+@pytest.mark.parametrize("borrow", [0.0, 250.0])
+def test_the_compiled_loop_ends_every_date_as_the_python_side_does(order_type, n_portfolios, borrow):
+    w, p, params = _history(order_type, n_portfolios)
+    params = RunParams.from_dict({**params, "borrow_bps_per_year": borrow})
+    compiled = simulate(w, p, portfolio_value=1e6, params=params)
+    python = simulate(w, p, portfolio_value=1e6, params=_own_models(params))
+    assert len(compiled.risk_decisions) and (compiled.summary["borrow_cost"].sum() > 0) == (borrow > 0)
+    ids = ["run_id", "order_key", "client_order_id", "simulation_id"]
+    for table in ("orders", "summary", "risk_decisions"):
+        x, y = getattr(compiled, table), getattr(python, table)
+        pd.testing.assert_frame_equal(x.drop(columns=ids, errors="ignore"), y.drop(columns=ids, errors="ignore"))
+    for name in ("day_pv", "day_cash_before", "day_cash_after", "day_borrow", "day_holdings"):
+        np.testing.assert_array_equal(getattr(compiled, name), getattr(python, name))
+    assert compiled.shortfall_arrow().equals(python.shortfall_arrow())  # the ledger's replay reads the same rows
+
+
+@pytest.mark.parametrize("order_type", ["MARKET", "LIMIT"])
+@pytest.mark.parametrize("own", [False, True])
+def test_model_prices_asked_a_block_of_dates_ahead_equal_one_date_at_a_time(order_type, own, monkeypatch):
     w, p, params = _history(order_type, n_portfolios=2)
     params = RunParams.from_dict(params)
+    params = _own_models(params) if own else params
     whole = simulate(w, p, portfolio_value=1e6, params=params)
     monkeypatch.setattr(history, "MODEL_BLOCK_SLOTS", 1)  # one date a block
     per_date = simulate(w, p, portfolio_value=1e6, params=params)

@@ -41,7 +41,7 @@ from . import codes
 from .tolerance import LIMIT_RTOL, exceeds, floor_lots
 
 __all__ = ["decide", "Decided", "Decisions", "ACTION_NAMES", "BLOCK", "REJECT", "RESIZE", "SKIP", "policy",
-           "RULE_BITS", "describe", "rejections"]
+           "RULE_BITS", "describe"]
 
 ACTION_NAMES = codes.names(codes.ACTION)
 BLOCK, REJECT, RESIZE, SKIP = (codes.code_of(codes.ACTION, a) for a in ("block", "reject", "resize", "skip"))
@@ -368,17 +368,6 @@ def decide(limits, *, simulation: bool, weight, price, lot, current, delta, miss
     _turnover_stage(s, limits, act)
     _original_stage(s, limits, act, risk_inputs or {})
     return Decided(s.delta, s.is_order, s.sell, s.mask, s.blocked, s.log.done())
-
-
-def rejections(checks, qty, sell, action: int = REJECT) -> Decisions:
-    """The decisions of the original rules' checks (:func:`~tradeloop.core.risk.risk_checks`) when each flagged order
-    is simply rejected (a simulation without controls): one row per (order, flagged rule)."""
-    log = _Log()
-    for rule, flagged, observed, lim in checks:
-        rows = np.flatnonzero(flagged)
-        lim = np.broadcast_to(np.asarray(lim, np.float64), flagged.shape)  # a rule with one limit gives a scalar
-        log.add(rows, rule, action, np.asarray(observed, np.float64)[rows], lim[rows], qty[rows], 0, sell[rows])
-    return log.done()
 
 
 def _num(x: float) -> str:

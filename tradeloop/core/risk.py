@@ -35,7 +35,7 @@ from .validate import CONTROL_FIELDS, check_controls
 from .tolerance import LIMIT_RTOL
 from .validate import check_number
 
-__all__ = ["RiskLimits", "check_risk", "risk_summary", "risk_checks", "checks_of", "check_orders", "post_trade", "sector_limits",
+__all__ = ["RiskLimits", "check_risk", "risk_summary", "risk_checks", "rule_details", "checks_of", "check_orders", "post_trade", "sector_limits",
            "RISK_CODES"]
 
 #: Risk rules in check order; their rows (bit, label) are in :mod:`tradeloop.core.codes`.
@@ -168,6 +168,16 @@ def risk_checks(
     ``(code, blocked, observed, limit)`` per enabled rule, in :data:`RISK_CODES` order; ``observed`` and ``limit``
     are what a blocked order's sentence quotes (``limit`` a scalar when the rule has one limit for every row).
     """
+    blocked, observed = rule_details(limits, is_order=is_order, price=price, qty=qty, signed=signed, post=post,
+                                     post_w=post_w, growing=growing, codes=codes, ngroups=ngroups, name_cap=name_cap,
+                                     sec_codes=sec_codes, sector_lim=sector_lim)
+    return checks_of(limits, blocked, observed, post, name_cap, sector_lim)
+
+
+def rule_details(limits, *, is_order, price, qty, signed, post, post_w, growing, codes, ngroups, name_cap=None,
+                 sec_codes=None, sector_lim=None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`risk_checks`' compiled arrays: ``blocked`` (6 × n, :data:`tradeloop.core.jit.risk.RULES` order) and
+    ``observed`` (4 × n)."""
     from .jit import risk as jit
 
     n = len(is_order)
@@ -177,7 +187,7 @@ def risk_checks(
               _bools(growing), _codes(codes), int(ngroups), _floats(name_cap) if names else _NO_ROWS,
               _codes(sec_codes) if limits.uses_sectors else _NO_CODES,
               _floats(sector_lim) if limits.uses_sectors else _NO_ROWS, *_limit_args(limits), mask, blocked, observed)
-    return checks_of(limits, blocked, observed, post, name_cap, sector_lim)
+    return blocked, observed
 
 
 def checks_of(limits, blocked: np.ndarray, observed: np.ndarray, post, name_cap, sector_lim) -> list:

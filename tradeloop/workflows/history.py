@@ -52,8 +52,8 @@ import pandas as pd
 
 from ..core import codes
 from ..core.engine import STATUS_NAMES, close_out, execute_step, side_text
-from ..core.controls import RESIZE, SKIP, decide, rejections
-from ..core.risk import check_orders, checks_of, risk_checks, sector_limits
+from ..core.controls import REJECT, RESIZE, SKIP, decide
+from ..core.risk import _limit_args, check_orders, rule_details, sector_limits
 from ..core.shortfall import OrderPath, PeriodLedger
 from ..core.sizing import limit_prices, size_orders
 from ..core.tolerance import exceeds
@@ -69,7 +69,9 @@ from ..core.validate import (
     numeric_column,
 )
 from ..errors import ValidationError
+from ..venue.commission import BpsCommission, NoCommission, PerShareCommission
 from ..venue.liquidity import NoLiquidityLimit
+from ..venue.slippage import FixedBpsSlippage, NoSlippage
 from .params import RunParams
 from .simulation import (
     ORDER_STATUS_NAMES,
@@ -586,23 +588,26 @@ def _rules(h: HistoryInputs, params: RunParams) -> _Rules:
 
 
 class _Market:
-    """Each date's vectors over the (portfolio, symbol) slots; carries the last known price and sector."""
+    """Each date's vectors over the (portfolio, symbol) slots (:func:`~tradeloop.core.jit.market.market_day`);
+    carries the last known price and sector."""
 
     def __init__(self, h: HistoryInputs, params: RunParams):
         self.h, self.lot_size = h, params.lot_size
         self.last_px = np.full(h.S, np.nan)
         self.last_sec = np.full(h.S, len(h.sectors), dtype=np.int64)  # len(sectors): unknown
-        self.has_nan_price = bool(np.isnan(h.pprice).any())
-        self.has_missing_sector = bool((h.psec < 0).any())
+        self.inputs = (*map(_frozen, (h.wvalue, h.wbounds, h.wpos)), h.dense_w,
+                       *map(_frozen, (h.pprice, h.plot, h.psec, h.psym, h.pbounds)), int(params.lot_size))
 
-    def weights(self, t: int) -> np.ndarray:
-        h = self.h
-        wa, wb = h.wbounds[t], h.wbounds[t + 1]
-        if h.dense_w:  # every (portfolio, symbol) has a row each date, in order: the slice is the vector
-            return h.wvalue[wa:wb]
-        weight = np.zeros(h.P * h.S)
-        weight[h.wpos[wa:wb]] = h.wvalue[wa:wb]
-        return weight
+    def day(self, t: int) -> tuple:
+        """``(weight, price, lot, mark, marks, sec)`` per slot on date ``t``: price NaN without a row that date,
+        mark the last known price (NaN: never priced), marks the mark or 0 (what holdings are valued at)."""
+        from ..core.jit.market import market_day
+
+        N = self.h.P * self.h.S
+        out = (np.empty(N), np.empty(N), np.empty(N, dtype=np.int64), np.empty(N), np.empty(N),
+               np.empty(N, dtype=np.int64))
+        market_day(t, *self.inputs, self.last_px, self.last_sec, *out)
+        return out
 
     def _spread(self, values: np.ndarray, rows: slice, fill) -> np.ndarray:
         if self.h.dense_p:
@@ -611,50 +616,40 @@ class _Market:
         out[self.h.psym[rows]] = values[rows]
         return out
 
-    def adv(self, t: int) -> np.ndarray:
-        """ADV per slot on date ``t`` (NaN: none that date)."""
-        rows = slice(self.h.pbounds[t], self.h.pbounds[t + 1])
-        out = self._spread(self.h.padv, rows, np.nan)
+    def _slots(self, values: np.ndarray | None, t: int) -> np.ndarray | None:
+        """A price-row column (volume, ADV, price) per slot on date ``t`` (NaN: no row that date)."""
+        if values is None:
+            return None
+        out = self._spread(values, slice(self.h.pbounds[t], self.h.pbounds[t + 1]), np.nan)
         return out if self.h.P == 1 else np.tile(out, self.h.P)
 
-    def slot_prices(self, t: int) -> np.ndarray:
-        """Price per slot on date ``t`` (NaN: none that date), as :meth:`prices` gives it."""
-        px = self._spread(self.h.pprice, slice(self.h.pbounds[t], self.h.pbounds[t + 1]), np.nan)
-        return px if self.h.P == 1 else np.tile(px, self.h.P)
+    def adv(self, t: int) -> np.ndarray:
+        """ADV per slot on date ``t`` (NaN: none that date)."""
+        return self._slots(self.h.padv, t)
 
-    def prices(self, t: int) -> tuple:
-        """``(price, lot, mark, sector, volume)`` per slot; mark: today's price, else the last known one."""
-        h, rows = self.h, slice(self.h.pbounds[t], self.h.pbounds[t + 1])
-        ps, px_day, sec_day = h.psym[rows], h.pprice[rows], h.psec[rows]
-        px_s, lot_s = self._spread(h.pprice, rows, np.nan), self._spread(h.plot, rows, self.lot_size)
-        if h.dense_p and not self.has_nan_price:
-            self.last_px = px_s
-        elif self.has_nan_price:
-            ok = ~np.isnan(px_day)
-            self.last_px[ps[ok]] = px_day[ok]
-        else:
-            self.last_px[ps] = px_day
-        if h.dense_p and not self.has_missing_sector:
-            self.last_sec = sec_day
-        elif self.has_missing_sector:
-            ok = sec_day >= 0
-            self.last_sec[ps[ok]] = sec_day[ok]
-        else:
-            self.last_sec[ps] = sec_day
-        vol = None if h.pvol is None else self._spread(h.pvol, rows, np.nan)
-        if h.P == 1:
-            return px_s, lot_s, self.last_px, self.last_sec, vol
-        return (np.tile(px_s, h.P), np.tile(lot_s, h.P), np.tile(self.last_px, h.P), np.tile(self.last_sec, h.P),
-                None if vol is None else np.tile(vol, h.P))
+    def volume(self, t: int) -> np.ndarray | None:
+        """Volume per slot on date ``t`` (NaN: none that date; None: no volume column)."""
+        return self._slots(self.h.pvol, t)
+
+    def slot_prices(self, t: int) -> np.ndarray:
+        """Price per slot on date ``t`` (NaN: none that date), as :meth:`day` gives it."""
+        return self._slots(self.h.pprice, t)
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    """A read-only view: the compiled kernels then see one array type whatever the caller's flags were."""
+    view = a.view()
+    view.flags.writeable = False
+    return view
 
 
 def _orders_of_day(rules: _Rules, h: HistoryInputs, t: int, day: tuple, hold: np.ndarray, pv: np.ndarray,
-                   cash: np.ndarray | None) -> tuple:
+                   cash: np.ndarray | None, decisions: Buffers) -> tuple:
     """Size one date's orders (:func:`~tradeloop.core.sizing.size_orders`) and check them
-    (:func:`~tradeloop.core.risk.risk_checks`). Returns ``(rows, sell, qty, untrimmed, risk mask, cash)`` for the
+    (:func:`~tradeloop.core.risk.check_orders`; the decisions of flagged orders into ``decisions``). Returns ``(rows, sell, qty, untrimmed, risk mask, cash)`` for the
     slots that trade, cash being each portfolio's cash the sizing started from, ``(delta, untrimmed)`` of every
     slot (the shortfall's rounding and cash trim concern slots without an order too), the orders of a blocked book
-    (None: none) and the date's risk decisions (None: none)."""
+    (None: none) and the date's rebalancing-control decisions (None: none)."""
     weight, price, lot, sec = day[:4]
     limits, group = rules.risk, rules.group
     label = lambda i: f"{h.universe[i % h.S]!r} on {pd.Timestamp(h.dates[t]).date()}"  # noqa: E731
@@ -678,55 +673,151 @@ def _orders_of_day(rules: _Rules, h: HistoryInputs, t: int, day: tuple, hold: np
     if bad >= 0:
         _unknown_sector(h, t, sec, post)
     rows = np.flatnonzero(is_order)
-    dec = None
     if mask.any():
-        checks = risk_checks(limits, is_order=is_order, price=price, qty=qty, signed=delta, post=post, post_w=post_w,
-                             growing=growing, codes=group, ngroups=h.P, name_cap=rules.name_cap,
-                             sec_codes=sec_codes, sector_lim=sector_lim)
-        dec = rejections(checks, qty, sell)
-    return rows, sell[rows], qty[rows], untrimmed[rows], mask[rows], cash, (delta, untrimmed), None, dec
+        detail = rule_details(limits, is_order=is_order, price=price, qty=qty, signed=delta, post=post, post_w=post_w,
+                              growing=growing, codes=group, ngroups=h.P, name_cap=rules.name_cap,
+                              sec_codes=sec_codes, sector_lim=sector_lim)
+        _explain(decisions, t, detail, post, rules.name_cap if limits.single_name_caps else None,
+                 sector_lim if sectors else None, _limit_args(limits)[:3], qty, sell)
+    return rows, sell[rows], qty[rows], untrimmed[rows], mask[rows], cash, (delta, untrimmed), None, None
 
 
 class _FastDay:
-    """The per-simulation constants of :func:`_fast_date`, coerced once to the types the compiled kernels take."""
+    """The per-simulation constants of the compiled date loop (:func:`_fast_dates`), coerced once to the types the
+    kernels take."""
 
-    def __init__(self, rules: _Rules, h: HistoryInputs):
-        from ..core.risk import _limit_args
-
-        limits = rules.risk
+    def __init__(self, rules: _Rules, h: HistoryInputs, market: _Market):
+        limits, D = rules.risk, len(h.dates)
         buffer = rules.cash_buffer
         self.sizing = ((0.0, np.ascontiguousarray(buffer, dtype=np.float64)) if np.ndim(buffer)
                        else (float(buffer), _NO_FLOATS))
         self.sectors = limits.uses_sectors
-        self.name_cap = (np.ascontiguousarray(rules.name_cap, dtype=np.float64) if limits.single_name_caps
-                         else _NO_FLOATS)
-        self.risk = (len(h.sectors),
+        self.risk = (np.ascontiguousarray(rules.name_cap, dtype=np.float64) if limits.single_name_caps
+                     else _NO_FLOATS, self.sectors, len(h.sectors),
                      np.ascontiguousarray(rules.sector_limit, dtype=np.float64) if self.sectors else _NO_FLOATS,
                      np.ascontiguousarray(rules.sector_offset, dtype=np.intp)
                      if self.sectors and rules.sector_offset is not None else _NO_CODES,
-                     *_limit_args(limits))
+                     *_limit_args(limits), REJECT)
         self.outcome_codes = (_OUTCOME_OF_STATUS, OUTCOME_RISK, OUTCOME_BLOCKED)
-        self.models: _ModelPrices | None = None
+        slip = _cost_kinds(rules.slippage, (NoSlippage, FixedBpsSlippage), 2)
+        self.slip = (*(slip if slip is not None else (np.zeros(1, dtype=np.int64), np.zeros(1))),
+                     _NO_CODES if rules.book_of_slot is None else np.ascontiguousarray(rules.book_of_slot,
+                                                                                         dtype=np.intp))
+        fees = _cost_kinds(rules.commission, (NoCommission, PerShareCommission, BpsCommission), 3)
+        self.fees = fees if fees is not None else (np.empty(0, dtype=np.int64), _NO_FLOATS, _NO_FLOATS)
+        self.models = _ModelPrices(rules, market, D, tabled=slip is None)
+        days = np.diff(h.dates) / np.timedelta64(1, "s") / 86_400.0 if D > 1 else _NO_FLOATS
+        self.borrowing = (rules.params.borrow_bps_per_year / 1e4, np.r_[0.0, days])
+        self.cash0 = _NO_FLOATS if h.cash0 is None else np.ascontiguousarray(h.cash0, dtype=np.float64)
+
+
+def _cost_kinds(model, builtins: tuple, width: int) -> tuple | None:
+    """Per book, the compiled kind and parameters of the built-in cost ``model`` (a
+    :class:`~tradeloop.workflows.sweep_kernel.PerBook` has one model per book; None: no cost), as arrays; None when
+    some book's model is not a built-in (the Python side calls it)."""
+    models, which = ([model], [0]) if not hasattr(model, "model_of_book") else (model.models, model.model_of_book)
+    kinds = []
+    for m in models:
+        if m is None:
+            kinds.append((0,) + (0.0,) * (width - 1))
+        elif type(m) in builtins:
+            kinds.append(m.cost_kind())
+        else:
+            return None
+    rows = [kinds[i] for i in which]
+    return (np.array([r[0] for r in rows], dtype=np.int64),
+            *(np.array([r[k] for r in rows], dtype=np.float64) for k in range(1, width)))
 
 
 _NO_FLOATS = np.empty(0)
 _NO_CODES = np.empty(0, dtype=np.intp)
+_NO_TABLE = np.empty((0, 0))
 
 
-def _fast_date(t: int, h: HistoryInputs, rules: _Rules, fast: _FastDay, market: tuple, hold: np.ndarray, cash,
-               out: dict) -> np.ndarray:
-    """One date without rebalancing controls or liquidity model: :func:`_orders_of_day`, :func:`_execute_day` and
-    the bookkeeping of :func:`_run_dates` in one compiled call (:func:`tradeloop.core.jit.day.step_date`: the same
-    kernels and float operations), the slippage model's prices asked a block of dates ahead
-    (:class:`_ModelPrices`), the commission model after it, then :func:`~tradeloop.core.jit.book.settle`.
-    Returns the cash after the date."""
-    jd, jx, jb = _kernels()
-    weight, price, lot, sec, marks = market
-    derive = cash is None
+def _order_rows(orders: Buffers, N: int) -> tuple:
+    """The order columns in :func:`~tradeloop.core.jit.day.close_date`'s order, room for ``N`` more rows made."""
+    orders.reserve(N)
+    c = orders.cols
+    inputs = (c["price"], c["lot"], c["sector"], c["weight"]) if "price" in c else \
+        (_NO_FLOATS, np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int32), _NO_FLOATS)
+    return (c["pos"], c["sell"], c["qty"], c["current"], c["untrimmed"], c["status"], c["risk"], c["fill_price"],
+            c["commission"], *inputs)
+
+
+def _decision_rows(decisions: Buffers, m: int) -> tuple:
+    """The decision columns in :func:`~tradeloop.core.jit.risk.decisions`' order, room for ``m`` more rows made."""
+    decisions.reserve(m)
+    return tuple(decisions.cols[k] for k in _DECISION_COLUMNS)
+
+
+def _explain(decisions: Buffers, t: int, detail: tuple, post, name_cap, sector_lim, limits: tuple, qty: np.ndarray,
+             sell: np.ndarray) -> None:
+    """Keep date ``t``'s decisions of its flagged orders, each rejected (:func:`~tradeloop.core.jit.risk.decisions`
+    over the rules' ``detail`` = ``(blocked, observed)``; ``limits`` = ``(order, position, gross)``)."""
+    from ..core.jit.risk import decisions as explain
+
+    n = np.array([decisions.n])
+    explain(*detail, np.ascontiguousarray(post, dtype=np.int64), _NO_FLOATS if name_cap is None else
+            np.ascontiguousarray(name_cap, dtype=np.float64),
+            _NO_FLOATS if sector_lim is None else np.ascontiguousarray(sector_lim, dtype=np.float64), *limits,
+            np.ascontiguousarray(qty, dtype=np.int64), np.ascontiguousarray(sell, dtype=np.bool_), REJECT, t,
+            _decision_rows(decisions, 6 * len(qty)), n)
+    decisions.n = int(n[0])
+
+
+_DAY_ROWS = ("pv", "cash_before", "cash_after", "gross", "net", "npos", "borrow")
+
+
+def _fast_dates(h: HistoryInputs, rules: _Rules, market: _Market, hold: np.ndarray, out: dict, bar) -> None:
+    """The date loop without rebalancing controls or liquidity model: the compiled
+    :func:`~tradeloop.core.jit.day.run_dates` over runs of dates, and :func:`_fast_date` for each date it hands
+    back (a risk decision to explain, a trimmed buy to keep, an error to name, a commission model of its own)."""
+    jd = _kernels()[0]
+    fast = _FastDay(rules, h, market)
+    D, N = len(h.dates), h.P * h.S
+    orders, day, explained = out["orders"], out["day"], out["decisions"]
+    work = (np.empty(N), np.empty(N), np.empty(N, dtype=np.int64), np.empty(N), np.empty(N),
+            np.empty(N, dtype=np.int64))
+    days = tuple(day[k] for k in _DAY_ROWS)
+    n_out, n_explained = np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64)
+    chunk = D if bar is None else max(1, D // 100)
+    t = 0
+    while t < D:
+        tables, end = fast.models.block(t)
+        n_out[0], n_explained[0] = orders.n, explained.n
+        done = jd.run_dates(t, min(end, t + chunk), (*market.inputs, market.last_px, market.last_sec), work, hold,
+                            rules.group, h.pv0, fast.cash0, h.cash0 is None, fast.sizing, fast.risk,
+                            fast.outcome_codes, fast.slip, tables, fast.fees, fast.borrowing,
+                            (_order_rows(orders, N), n_out, out["counts"], days, _decision_rows(explained, 6 * N),
+                             n_explained), rules.recover)
+        orders.n, explained.n = int(n_out[0]), int(n_explained[0])
+        if done < min(end, t + chunk):
+            _fast_date(done, h, rules, fast, market, hold, out)
+            done += 1
+        if bar is not None:
+            bar.update(done - t)
+        t = done
+
+
+def _fast_date(t: int, h: HistoryInputs, rules: _Rules, fast: _FastDay, market: _Market, hold: np.ndarray,
+               out: dict) -> None:
+    """One date of :func:`_fast_dates` on the Python side: the same compiled steps
+    (:func:`~tradeloop.core.jit.day.step_date`, :func:`~tradeloop.core.jit.day.close_date`) with, between them,
+    what only Python does: naming a refused row, explaining the risk decisions, the commission model's fees and
+    the buys the cash trim took to nothing."""
+    jd, jx, _ = _kernels()
+    day = out["day"]
+    weight, price, lot, _, marks, sec = market.day(t)
+    cash = fast.cash0 if t == 0 else day["cash_after"][t - 1].copy()
+    derive = t == 0 and h.cash0 is None
+    if fast.borrowing[0] > 0 and t:  # short market value held since the previous date, at today's marks
+        day["borrow"][t] = borrow_cost(hold, marks, rules.group, h.P, rules.params.borrow_bps_per_year,
+                                       h.dates[t] - h.dates[t - 1])[0]
+        cash = cash - day["borrow"][t]
     status, _, bad, flagged, k, ints, floats, sized, cash, pv, lost, detail, post, sector_lim = jd.step_date(
         weight, price, lot, hold, rules.group, h.pv0, t == 0, marks, _NO_FLOATS if derive else cash, derive,
-        *fast.sizing, fast.name_cap, sec if fast.sectors else _NO_CODES, *fast.risk, *fast.models(t),
-        *fast.outcome_codes)
+        *fast.sizing, fast.risk[0], sec if fast.sectors else _NO_CODES, *fast.risk[2:10], *fast.models(t),
+        *fast.slip, *fast.outcome_codes)
     if status:  # name the row as the sizing wrapper does
         size_orders(weight, price, lot, hold, rules.group, pv, None if derive else cash, rules.cash_buffer,
                     label=lambda i: f"{h.universe[i % h.S]!r} on {pd.Timestamp(h.dates[t]).date()}")
@@ -738,27 +829,19 @@ def _fast_date(t: int, h: HistoryInputs, rules: _Rules, fast: _FastDay, market: 
     if flagged:
         sell_all = np.zeros(len(delta), dtype=np.bool_)
         sell_all[rows] = sell
-        checks = checks_of(rules.risk, *detail, post, rules.name_cap, sector_lim)
-        _keep_decisions(out["decisions"], t, rejections(checks, np.abs(delta), sell_all))
-    flow, fee = floats[jd.FLOW], np.zeros(len(rows))
+        _explain(out["decisions"], t, detail, post, fast.risk[0], sector_lim, fast.risk[5:8], np.abs(delta), sell_all)
+    fee = np.zeros(len(rows))
     if k and rules.commission is not None:
         now, q, px = ints[jd.NOW, :k], ints[jd.FILL_QTY, :k], floats[jd.FILL_PX, :k]
         fees = rules.commission.commissions(q, px) if rules.book_of_slot is None else \
             rules.commission.commissions(q, px, rules.book_of_slot[rows[now]])
-        jx.settle(now, np.ascontiguousarray(fees, dtype=np.float64), fee, flow)
-    day = out["day"]
-    day["cash_before"][t], day["pv"][t] = cash, pv
-    inputs = {} if rules.recover else {"price": price[rows], "lot": lot[rows], "sector": sec[rows],
-                                       "weight": weight[rows]}
-    out["orders"].append(len(rows), pos=rows, sell=sell, qty=ints[jd.QTY], current=ints[jd.CURRENT],
-                         untrimmed=ints[jd.UNTRIMMED], risk=ints[jd.RISK], status=ints[jd.OUTCOME],
-                         fill_price=floats[jd.FILL_PRICE], commission=fee, **inputs)
-    out["counts"][t] = len(rows)
+        jx.settle(now, np.ascontiguousarray(fees, dtype=np.float64), fee, floats[jd.FLOW])
     if lost:
         _keep_sizing(out["sizing"], t, ints[jd.UNTRIMMED], sized, rows, False)
-    jb.settle(hold, cash, rows, sell, ints[jd.FILLED], flow, rules.group, marks, day["cash_after"][t],
-              day["gross"][t], day["net"][t], day["npos"][t])
-    return day["cash_after"][t]
+    n_out = np.array([out["orders"].n])
+    jd.close_date(t, ints, floats, fee, weight, price, lot, sec, hold, rules.group, marks, cash, pv, rules.recover,
+                  _order_rows(out["orders"], h.P * h.S), n_out, out["counts"], tuple(day[k] for k in _DAY_ROWS))
+    out["orders"].n = int(n_out[0])
 
 
 _KERNELS: tuple = ()
@@ -781,23 +864,31 @@ MODEL_BLOCK_SLOTS = 1 << 17
 class _ModelPrices:
     """The slippage model's fill price of every slot as a BUY and as a SELL (and the LIMIT prices), asked for a
     block of dates at once: the models are elementwise (a price depends on its side and reference price alone),
-    so one call per block gives the prices one call per date gave."""
+    so one call per block gives the prices one call per date gave. A built-in slippage model (``tabled`` False)
+    is computed by the compiled loop on the orders alone: then only LIMIT prices are tabled."""
 
-    def __init__(self, rules: _Rules, market: _Market, n_dates: int):
-        self.rules, self.market, self.D = rules, market, n_dates
+    def __init__(self, rules: _Rules, market: _Market, n_dates: int, tabled: bool = True):
+        self.rules, self.market, self.D, self.tabled = rules, market, n_dates, tabled
         self.per = max(1, MODEL_BLOCK_SLOTS // max(1, market.h.P * market.h.S))
         self.a = self.b = 0
         self.tables: tuple = ()
         self.limits = rules.params.order_type == "LIMIT"
+        self.none = not tabled and not self.limits
 
-    def __call__(self, t: int) -> tuple:
+    def block(self, t: int) -> tuple:
+        """``((buy, sell, buy_limit, sell_limit, first date), end)``: the tables of the block holding date ``t``
+        (rows: its dates from the first; empty: not tabled) and the block's end."""
+        if self.none:
+            return (_NO_TABLE, _NO_TABLE, _NO_TABLE, _NO_TABLE, 0), self.D
         if not self.a <= t < self.b:
             self._fill(t)
-        i = t - self.a
-        buy, sell, buy_limit, sell_limit = self.tables
-        if self.limits:
-            return buy[i], sell[i], buy_limit[i], sell_limit[i]
-        return buy[i], sell[i], _NO_FLOATS, _NO_FLOATS
+        return (*self.tables, self.a), self.b
+
+    def __call__(self, t: int) -> tuple:
+        """Date ``t``'s rows of the tables (empty: not tabled)."""
+        tables, _ = self.block(t)
+        i = t - tables[4]
+        return tuple(x[i] if len(x) else _NO_FLOATS for x in tables[:4])
 
     def _fill(self, t: int) -> None:
         rules, p = self.rules, self.rules.params
@@ -807,16 +898,16 @@ class _ModelPrices:
         books = None if rules.book_of_slot is None else np.tile(rules.book_of_slot, n_dates)
         tables = []
         for sell in (False, True):
-            if rules.slippage is None:
-                px = price
-            else:
-                side = side_text(np.full(len(price), sell))
-                px = rules.slippage.fill_prices(side, price) if books is None else \
-                    rules.slippage.fill_prices(side, price, books)
+            if not self.tabled:
+                tables.append(_NO_TABLE)
+                continue
+            side = side_text(np.full(len(price), sell))
+            px = rules.slippage.fill_prices(side, price) if books is None else \
+                rules.slippage.fill_prices(side, price, books)
             tables.append(np.ascontiguousarray(px, dtype=np.float64).reshape(n_dates, -1))
         for sell in (False, True):
             tables.append(limit_prices(price, np.full(len(price), not sell), p.limit_offset_bps).reshape(n_dates, -1)
-                          if p.order_type == "LIMIT" else _NO_FLOATS)
+                          if self.limits else _NO_TABLE)
         self.tables = tuple(tables)
 
 
@@ -917,49 +1008,55 @@ def _order_columns(rules: _Rules) -> dict:
 def _run_dates(h: HistoryInputs, rules: _Rules, progress: bool) -> dict:
     """The date loop: mark, size, check, execute, carry holdings and cash to the next date
     (:func:`~tradeloop.core.jit.book.settle`: every per-portfolio sum in slot order, so one portfolio of a
-    partitioned run or of a stacked sweep sums exactly as it does alone)."""
-    from ..core.jit.book import settle
-
+    partitioned run or of a stacked sweep sums exactly as it does alone): compiled (:func:`_fast_dates`) unless
+    rebalancing controls or a liquidity model are set (:func:`_stepwise_dates`)."""
     D, P = len(h.dates), h.P
-    market, group = _Market(h, rules.params), rules.group
-    hold, cash = h.hold0.copy(), h.cash0
+    market, hold = _Market(h, rules.params), h.hold0.copy()
     day = {k: np.empty((D, P)) for k in ("pv", "cash_before", "cash_after", "gross", "net")}
     day["npos"] = np.empty((D, P), dtype=np.int64)
-    borrow = rules.params.borrow_bps_per_year > 0
     day["borrow"] = np.zeros((D, P))
-    orders = Buffers(len(h.wvalue) + P * h.S, _order_columns(rules))
-    fills = Buffers(len(h.wvalue), {"order": np.int64, "seq": np.int32, "qty": np.int64, "commission": np.float64}) \
-        if rules.limited else None
-    counts = np.zeros(D, dtype=np.int64)
-    decisions, sizing = Buffers(64, _DECISION_COLUMNS), Buffers(64, _SIZING_COLUMNS)
-    fast = _FastDay(rules, h) if rules.restricted is None and not rules.limited else None
-    if fast is not None:
-        fast.models = _ModelPrices(rules, market, D)
-    out = {"day": day, "orders": orders, "counts": counts, "sizing": sizing, "decisions": decisions}
-    days = range(D)
+    out = {"day": day, "orders": Buffers(len(h.wvalue) + P * h.S, _order_columns(rules)),
+           "counts": np.zeros(D, dtype=np.int64), "decisions": Buffers(64, _DECISION_COLUMNS),
+           "sizing": Buffers(64, _SIZING_COLUMNS),
+           "fills": Buffers(len(h.wvalue), {"order": np.int64, "seq": np.int32, "qty": np.int64,
+                                            "commission": np.float64}) if rules.limited else None}
+    bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        days = tqdm(days, desc="simulate", unit="date", total=D)
-    for t in days:
-        weight = market.weights(t)
-        price, lot, mark, sec, vol = market.prices(t)
-        marks = mark if rules.recover and not market.has_nan_price else np.nan_to_num(mark)
-        if borrow and t:  # short market value held since the previous date, at today's marks
+        bar = tqdm(desc="simulate", unit="date", total=D)
+    if rules.restricted is None and not rules.limited:
+        _fast_dates(h, rules, market, hold, out, bar)
+    else:
+        _stepwise_dates(h, rules, market, hold, out, bar)
+    raw = out["orders"].final()
+    raw["t"] = np.repeat(np.arange(D, dtype=np.int32), out["counts"])
+    return {"orders": raw, "fills": None if out["fills"] is None else out["fills"].final(), "day": day,
+            "decisions": out["decisions"].final(), "sizing": out["sizing"].final()}
+
+
+def _stepwise_dates(h: HistoryInputs, rules: _Rules, market: _Market, hold: np.ndarray, out: dict, bar) -> None:
+    """The date loop with rebalancing controls or a liquidity model, a step at a time
+    (:func:`_orders_of_day`, :func:`_execute_day`)."""
+    from ..core.jit.book import settle
+
+    P, group, day, orders = h.P, rules.group, out["day"], out["orders"]
+    cash = h.cash0
+    for t in range(len(h.dates)):
+        weight, price, lot, _, marks, sec = market.day(t)
+        if rules.params.borrow_bps_per_year > 0 and t:  # short market value held since the previous date
             day["borrow"][t] = borrow_cost(hold, marks, group, P, rules.params.borrow_bps_per_year,
                                            h.dates[t] - h.dates[t - 1])[0]
             cash = cash - day["borrow"][t]
-        if fast is not None:
-            cash = _fast_date(t, h, rules, fast, (weight, price, lot, sec, marks), hold, cash, out)
-            continue
         pv = h.pv0 if t == 0 else cash + np.bincount(group, weights=hold * marks, minlength=P)
         day_in = (weight, price, lot, sec, None if h.padv is None else market.adv(t))
-        oi, sell, qty, untrimmed, risk, cash, sized, held, dec = _orders_of_day(rules, h, t, day_in, hold, pv, cash)
-        caps = rules.params.liquidity.step_caps(vol[oi], lot[oi]) if rules.limited else None
-        done = _execute_day(rules, qty, sell, price[oi], risk, caps, fills, orders.n, held,
+        oi, sell, qty, untrimmed, risk, cash, sized, held, dec = _orders_of_day(rules, h, t, day_in, hold, pv, cash,
+                                                                                out["decisions"])
+        caps = rules.params.liquidity.step_caps(market.volume(t)[oi], lot[oi]) if rules.limited else None
+        done = _execute_day(rules, qty, sell, price[oi], risk, caps, out["fills"], orders.n, held,
                             None if rules.book_of_slot is None else rules.book_of_slot[oi])
         if dec is not None:
-            _keep_decisions(decisions, t, dec)
+            _keep_decisions(out["decisions"], t, dec)
         filled, flow = done.pop("filled"), done.pop("flow")
         day["cash_before"][t] = cash
         day["pv"][t] = pv
@@ -968,15 +1065,13 @@ def _run_dates(h: HistoryInputs, rules: _Rules, progress: bool) -> dict:
             done["filled"] = filled
         orders.append(len(oi), pos=oi, sell=sell, qty=qty, current=hold[oi], untrimmed=untrimmed, risk=risk,
                       **inputs, **done)
-        counts[t] = len(oi)
-        _keep_sizing(sizing, t, untrimmed, sized, oi, rules.restricted is not None)
+        out["counts"][t] = len(oi)
+        _keep_sizing(out["sizing"], t, untrimmed, sized, oi, rules.restricted is not None)
         settle(hold, cash, oi, sell, filled, flow, group, marks, day["cash_after"][t], day["gross"][t], day["net"][t],
                day["npos"][t])
         cash = day["cash_after"][t]
-    raw = orders.final()
-    raw["t"] = np.repeat(np.arange(D, dtype=np.int32), counts)
-    return {"orders": raw, "fills": None if fills is None else fills.final(), "day": day,
-            "decisions": decisions.final(), "sizing": sizing.final()}
+        if bar is not None:
+            bar.update(1)
 
 
 #: Columns of the decisions a simulation keeps (:class:`tradeloop.core.controls.Decisions` plus the date).
@@ -1026,9 +1121,7 @@ def replay_ledger(h: HistoryInputs, sizing: dict, sim: Simulation) -> PeriodLedg
     ledger, controlled = PeriodLedger(D, group, P), rules.restricted is not None
     bps = sim.params.borrow_bps_per_year
     for t in range(D):
-        weight = market.weights(t)
-        price, _, mark, _, _ = market.prices(t)
-        marks = mark if rules.recover and not market.has_nan_price else np.nan_to_num(mark)
+        weight, price, _, mark, marks, _ = market.day(t)
         charged = borrow_cost(hold, marks, group, P, bps, h.dates[t] - h.dates[t - 1]) if bps > 0 and t else None
         ledger.period(mark, charged)
         rows = slice(bounds[t], bounds[t + 1])
@@ -1076,11 +1169,13 @@ def borrow_cost(hold: np.ndarray, marks: np.ndarray, group: np.ndarray, P: int, 
                 held: np.timedelta64) -> tuple[np.ndarray, np.ndarray]:
     """Borrow cost ``|short market value| × bps_per_year / 1e4 × days held / 365`` (calendar days, fractions
     included), the short market value at the marks of the date the cost is charged: per portfolio (cash) and per
-    slot (the shortfall's ``borrow`` cost of each symbol)."""
-    short_value = np.minimum(hold, 0) * marks
-    short = np.bincount(group, weights=short_value, minlength=P)
-    days = held / np.timedelta64(1, "s") / 86_400.0
-    return -short * (bps_per_year / 1e4) * (days / 365.0), -short_value * (bps_per_year / 1e4) * (days / 365.0)
+    slot (the shortfall's ``borrow`` cost of each symbol); :func:`~tradeloop.core.jit.market.borrow`."""
+    from ..core.jit.market import borrow
+
+    per_book, per_slot = np.empty(P), np.empty(len(hold))
+    borrow(hold, np.ascontiguousarray(marks, dtype=np.float64), np.ascontiguousarray(group, dtype=np.intp),
+           bps_per_year / 1e4, held / np.timedelta64(1, "s") / 86_400.0, per_book, per_slot)
+    return per_book, per_slot
 
 
 def _keep_decisions(buffers: Buffers, t: int, dec) -> None:

@@ -81,17 +81,21 @@ class Buffers:
         self.cols = {k: np.empty(max(capacity, 16), dtype=d) for k, d in dtypes.items()}
 
     def append(self, m: int, **values) -> None:
+        self.reserve(m)
         end = self.n + m
-        cap = len(next(iter(self.cols.values())))
+        for k, v in values.items():
+            self.cols[k][self.n:end] = v
+        self.n = end
+
+    def reserve(self, m: int) -> None:
+        """Room for ``m`` more rows (the columns may be replaced by larger ones)."""
+        end, cap = self.n + m, len(next(iter(self.cols.values())))
         if end > cap:
             new_cap = max(end, 2 * cap)
             for k, a in self.cols.items():
                 grown = np.empty(new_cap, dtype=a.dtype)
                 grown[: self.n] = a[: self.n]
                 self.cols[k] = grown
-        for k, v in values.items():
-            self.cols[k][self.n:end] = v
-        self.n = end
 
     def final(self) -> dict[str, np.ndarray]:
         return {k: a[: self.n] for k, a in self.cols.items()}

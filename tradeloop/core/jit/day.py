@@ -14,11 +14,15 @@ import numba  # noqa: F401  (kernel modules import numba; the package does not)
 import numpy as np
 
 from . import kernel
+from .book import settle
+from .costs import fee, slipped
 from .execution import outcomes, start_status, step
-from .risk import check_day, rules
+from .execution import settle as settle_fees
+from .market import borrow, market_day
+from .risk import check_day, decisions, rules
 from .sizing import OK, size_book
 
-__all__ = ["step_date", "INT_ROWS", "FLOAT_ROWS", "warm"]
+__all__ = ["step_date", "close_date", "run_dates", "INT_ROWS", "FLOAT_ROWS", "warm"]
 
 #: Rows of :func:`step_date`'s ``ints`` (per order; ``now`` and ``fill_qty``: the first ``k`` columns).
 INT_ROWS = ("pos", "sell", "qty", "current", "untrimmed", "risk", "outcome", "filled", "now", "fill_qty")
@@ -32,7 +36,7 @@ FILL_PRICE, FLOW, FILL_PX = range(3)
 @kernel
 def step_date(weight, price, lot, hold, group, pv0, first, marks, cash, derive_cash, cash_buffer, buffers, name_cap,
               sec, nsectors, sector_table, sector_offset, order_lim, pos_lim, gross_lim, no_short, rtol, buy_px,
-              sell_px, buy_limit, sell_limit, of_status, risk_code, blocked_code):
+              sell_px, buy_limit, sell_limit, slip_kind, slip_bps, book_of_slot, of_status, risk_code, blocked_code):
     """Size, check and execute one date's slots: :func:`size_book`, the orders (a trade, or a weight without a
     price: an order of unknown size), :func:`check_day`, then one closing :func:`step` at the slippage model's
     prices of each slot (``buy_px`` / ``sell_px``; ``buy_limit`` / ``sell_limit`` the LIMIT prices, empty for
@@ -90,7 +94,7 @@ def step_date(weight, price, lot, hold, group, pv0, first, marks, cash, derive_c
     ints, floats = np.empty((10, m), dtype=np.int64), np.empty((3, m))
     side_sell, risk, px, model_px = np.empty(m, dtype=np.bool_), np.empty(m, dtype=np.uint8), np.empty(m), \
         np.empty(m)
-    is_limit = len(buy_limit) > 0
+    is_limit, tabled, by_book = len(buy_limit) > 0, len(buy_px) > 0, len(book_of_slot) > 0
     limit = np.empty(m if is_limit else 0)
     flagged = False
     j = 0
@@ -100,7 +104,11 @@ def step_date(weight, price, lot, hold, group, pv0, first, marks, cash, derive_c
         ints[POS, j], ints[SELL, j], ints[QTY, j], ints[CURRENT, j] = i, sell[i], qty[i], hold[i]
         ints[UNTRIMMED, j], ints[RISK, j] = untrimmed[i], mask[i]
         side_sell[j], risk[j], px[j] = sell[i], mask[i], price[i]
-        model_px[j] = sell_px[i] if sell[i] else buy_px[i]
+        if tabled:
+            model_px[j] = sell_px[i] if sell[i] else buy_px[i]
+        else:
+            b = book_of_slot[i] if by_book else 0
+            model_px[j] = slipped(slip_kind[b], slip_bps[b], sell[i], price[i])
         if is_limit:
             limit[j] = sell_limit[i] if sell[i] else buy_limit[i]
         flagged |= mask[i] != 0
@@ -126,6 +134,101 @@ def step_date(weight, price, lot, hold, group, pv0, first, marks, cash, derive_c
               order_lim, pos_lim, gross_lim, no_short, rtol, np.empty(n, dtype=np.uint8), blocked, observed)
     return (status, row, -1, flagged, k, ints, floats, sized, group_cash, pv, lost, (blocked, observed), post,
             sector_lim)
+
+
+@kernel
+def close_date(t, ints, floats, fee_of, weight, price, lot, sec, hold, group, marks, cash, pv, recover, orders, n_out,
+               counts, day):
+    """Keep date ``t``'s orders (the columns ``orders`` from row ``n_out[0]``; the inputs columns only unless
+    ``recover``) with their fees ``fee_of``, its values and cash, and settle its fills into ``hold`` and the day's
+    cash after, exposures and positions (:func:`~tradeloop.core.jit.book.settle`)."""
+    pos, sell, qty, current, untrimmed, status, risk, fill_price, commission, o_price, o_lot, o_sec, o_weight = orders
+    d_pv, d_cash_before, d_cash_after, d_gross, d_net, d_npos, _ = day
+    n, m = n_out[0], ints.shape[1]
+    for j in range(m):
+        i, r = ints[POS, j], n + j
+        pos[r], sell[r], qty[r], current[r] = i, ints[SELL, j] != 0, ints[QTY, j], ints[CURRENT, j]
+        untrimmed[r], status[r], risk[r] = ints[UNTRIMMED, j], ints[OUTCOME, j], ints[RISK, j]
+        fill_price[r], commission[r] = floats[FILL_PRICE, j], fee_of[j]
+        if not recover:
+            o_price[r], o_lot[r], o_sec[r], o_weight[r] = price[i], lot[i], sec[i], weight[i]
+    n_out[0], counts[t] = n + m, m
+    d_cash_before[t, :] = cash
+    d_pv[t, :] = pv
+    settle(hold, cash, ints[POS], ints[SELL], ints[FILLED], floats[FLOW], group, marks, d_cash_after[t], d_gross[t],
+           d_net[t], d_npos[t])
+
+
+@kernel
+def run_dates(t0, t1, market, work, hold, group, pv0, cash0, derive0, sizing, risk, outcome_codes, slip, tables, fees,
+              borrowing, out, recover):
+    """Dates ``t0`` to ``t1`` (exclusive) of a simulation without rebalancing controls or liquidity model, each:
+    :func:`~tradeloop.core.jit.market.market_day`, the borrow of its shorts, :func:`step_date`, the built-in
+    commission of each fill (:func:`~tradeloop.core.jit.costs.fee`) and :func:`close_date`.
+
+    The orders a rule flags are rejected and explained (:func:`~tradeloop.core.jit.risk.decisions`, action
+    ``risk[-1]``). Stops at the first date the Python side must do (a sizing or sector error to name, a buy the
+    cash trim took to nothing, a commission model of its own, or fewer free order or decision rows than it may
+    need) and
+    returns it, having kept nothing of it but the carried marks (which that date sets again alike); returns ``t1``
+    when every date is done. ``tables``: the slippage and LIMIT prices of the dates from ``tables[4]`` on (empty:
+    the built-in models ``slip``). A date's starting cash is the previous date's cash after (``cash0`` on date 0,
+    or derived from the portfolio value when ``derive0``)."""
+    wvalue, wbounds, wpos, dense_w, pprice, plot, psec, psym, pbounds, lot_size, last_px, last_sec = market
+    weight, price, lot, mark, marks, sec = work
+    name_cap, sectors, nsectors, sector_table, sector_offset, order_lim, pos_lim, gross_lim, no_short, rtol, \
+        reject = risk
+    of_status, risk_code, blocked_code = outcome_codes
+    slip_kind, slip_bps, book_of_slot = slip
+    buy_tab, sell_tab, buy_lim_tab, sell_lim_tab, tab_t0 = tables
+    fee_kind, fee_a, fee_b = fees
+    rate, days = borrowing
+    orders, n_out, counts, day, explained, n_explained = out
+    d_cash_after, d_borrow = day[2], day[6]
+    N, capacity, room = len(weight), len(orders[0]), len(explained[0])
+    no_float, no_codes = np.empty(0), np.empty(0, dtype=np.int64)
+    for t in range(t0, t1):
+        if n_out[0] + N > capacity or n_explained[0] + 6 * N > room or len(fee_kind) == 0:
+            return t
+        market_day(t, wvalue, wbounds, wpos, dense_w, pprice, plot, psec, psym, pbounds, lot_size, last_px,
+                   last_sec, weight, price, lot, mark, marks, sec)
+        first = t == 0
+        derive = first and derive0
+        cash = cash0.copy() if first else d_cash_after[t - 1].copy()
+        if rate > 0 and not first:  # short market value held since the previous date, at today's marks
+            borrow(hold, marks, group, rate, days[t], d_borrow[t], no_float)
+            for g in range(len(cash)):
+                cash[g] = cash[g] - d_borrow[t, g]
+        a = t - tab_t0
+        buy_px, sell_px, buy_limit, sell_limit = no_float, no_float, no_float, no_float
+        if buy_tab.shape[0] > 0:
+            buy_px, sell_px = buy_tab[a], sell_tab[a]
+        if buy_lim_tab.shape[0] > 0:
+            buy_limit, sell_limit = buy_lim_tab[a], sell_lim_tab[a]
+        start_cash = no_float if derive else cash
+        date_sec = sec if sectors else no_codes
+        r = step_date(weight, price, lot, hold, group, pv0, first, marks, start_cash, derive, sizing[0], sizing[1],
+                      name_cap, date_sec, nsectors, sector_table, sector_offset, order_lim, pos_lim, gross_lim,
+                      no_short, rtol, buy_px, sell_px, buy_limit, sell_limit, slip_kind, slip_bps, book_of_slot,
+                      of_status, risk_code, blocked_code)
+        status, _, bad, flagged, k, ints, floats, sized, group_cash, pv, lost, detail, post, sector_lim = r
+        if status != OK or bad >= 0 or lost:
+            return t
+        if flagged:
+            sell_all = np.zeros(N, dtype=np.bool_)
+            for j in range(ints.shape[1]):
+                sell_all[ints[POS, j]] = ints[SELL, j] != 0
+            decisions(detail[0], detail[1], post, name_cap, sector_lim, order_lim, pos_lim, gross_lim,
+                      np.abs(sized[0]), sell_all, reject, t, explained, n_explained)
+        fee_of, fee_now = np.zeros(ints.shape[1]), np.empty(k)
+        by_book = len(book_of_slot) > 0
+        for f in range(k):
+            b = book_of_slot[ints[POS, ints[NOW, f]]] if by_book else 0
+            fee_now[f] = fee(fee_kind[b], fee_a[b], fee_b[b], ints[FILL_QTY, f], floats[FILL_PX, f])
+        settle_fees(ints[NOW, :k], fee_now, fee_of, floats[FLOW])
+        close_date(t, ints, floats, fee_of, weight, price, lot, sec, hold, group, marks, group_cash, pv, recover,
+                   orders, n_out, counts, day)
+    return t1
 
 
 @kernel

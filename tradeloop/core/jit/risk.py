@@ -22,7 +22,7 @@ import numpy as np
 from ..codes import RISK_RULE, rows
 from . import kernel
 
-__all__ = ["RULES", "BITS", "post_trade", "rules", "check_day", "warm"]
+__all__ = ["RULES", "BITS", "post_trade", "rules", "check_day", "decisions", "warm"]
 
 #: The six original rules in check order; ``BITS[k]`` is rule k's bit in a risk mask.
 RULES = ("max_order_notional", "max_position_ratio", "single_name_cap", "sector_cap", "max_gross_exposure",
@@ -30,6 +30,7 @@ RULES = ("max_order_notional", "max_position_ratio", "single_name_cap", "sector_
 BITS = tuple(next(c.bit for c in rows(RISK_RULE) if c.name == r) for r in RULES)
 _NOTIONAL, _POSITION, _NAME, _SECTOR, _GROSS, _SHORT = BITS
 BITS_ARRAY = np.array(BITS, dtype=np.uint8)
+assert list(BITS) == sorted(BITS), "the six rules are checked and explained in bit order"
 #: Rows of ``observed`` (:func:`rules`): order notional, |post weight|, sector exposure, gross exposure.
 OBSERVED = ("notional", "weight", "sector", "gross")
 
@@ -201,6 +202,44 @@ def check_day(is_order, price, qty, signed, current, pv, codes, ngroups, name_ca
     rules(is_order, price, qty, signed, post, post_w, growing, codes, ngroups, name_cap, sec_codes, sector_lim,
           order_lim, pos_lim, gross_lim, no_short, rtol, mask, np.empty((0, n), np.bool_), np.empty((0, n)))
     return post, post_w, growing, mask, sec_codes, sector_lim, -1
+
+
+@kernel
+def _at(lim, i):
+    """Row ``i``'s value of a limit given once for every row or once per row."""
+    return lim[0] if len(lim) == 1 else lim[i]
+
+
+@kernel
+def decisions(blocked, observed, post, name_cap, sector_lim, order_lim, pos_lim, gross_lim, qty, sell, action, t,
+              columns, n_out):
+    """The decisions of a date's flagged orders when each is rejected (a simulation without rebalancing controls):
+    one row per (order, rule it breaks), by row then rule bit, into ``columns`` (``t``, ``pos``, ``rule``,
+    ``action``, ``observed``, ``limit``, ``qty_before``, ``qty_after`` = 0, ``sell``) from row ``n_out[0]`` (the
+    caller leaves room for 6 rows per order). ``blocked`` / ``observed``: :func:`rules`' details; what each rule
+    quotes is its measure and limit (a short's position after the order, against 0)."""
+    c_t, c_pos, c_rule, c_action, c_observed, c_limit, c_before, c_after, c_sell = columns
+    r = n_out[0]
+    for i in range(blocked.shape[1]):
+        for k in range(6):  # RULES order is bit order
+            if not blocked[k, i]:
+                continue
+            if k == 0:
+                seen, lim = observed[0, i], _at(order_lim, i)
+            elif k == 1:
+                seen, lim = observed[1, i], _at(pos_lim, i)
+            elif k == 2:
+                seen, lim = observed[1, i], _at(name_cap, i)
+            elif k == 3:
+                seen, lim = observed[2, i], sector_lim[i]
+            elif k == 4:
+                seen, lim = observed[3, i], _at(gross_lim, i)
+            else:
+                seen, lim = np.float64(post[i]), 0.0
+            c_t[r], c_pos[r], c_rule[r], c_action[r] = t, i, BITS_ARRAY[k], action
+            c_observed[r], c_limit[r], c_before[r], c_after[r], c_sell[r] = seen, lim, qty[i], 0, sell[i]
+            r += 1
+    n_out[0] = r
 
 
 def warm() -> None:

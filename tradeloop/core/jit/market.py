@@ -1,0 +1,76 @@
+"""A date's market, compiled: the weight, price, lot, mark and sector of every slot, and the borrow charged.
+
+A simulation keeps its inputs as rows sorted by date (:class:`tradeloop.workflows.history.HistoryInputs`);
+:func:`market_day` spreads one date's rows over the (portfolio, symbol) slots, carrying each symbol's last known
+price (its mark) and sector forward. :func:`borrow` is the cost of the shorts held into a date. Both are the only
+implementations of their steps: the Python date loops and the compiled one call them alike.
+"""
+
+from __future__ import annotations
+
+import numba  # noqa: F401  (kernel modules import numba; the package does not)
+import numpy as np
+
+from . import kernel
+
+__all__ = ["market_day", "borrow", "warm"]
+
+
+@kernel
+def market_day(t, wvalue, wbounds, wpos, dense_w, pprice, plot, psec, psym, pbounds, lot_size, last_px, last_sec,
+               weight, price, lot, mark, marks, sec):
+    """Fill date ``t``'s slot vectors (length P × S, portfolio-major): ``weight`` (0 without a row), ``price``
+    (NaN without one), ``lot`` (``lot_size`` without one), ``mark`` (the last known price, NaN if never priced), ``marks`` (the mark, 0 if never priced: what
+    holdings are valued at) and ``sec`` (the last known sector code; ``last_sec``'s fill if never known). ``last_px`` / ``last_sec`` (per
+    symbol) are carried in place."""
+    S, N = len(last_px), len(weight)
+    wa, wb = wbounds[t], wbounds[t + 1]
+    if dense_w:  # every slot has its row, in order
+        for i in range(N):
+            weight[i] = wvalue[wa + i]
+    else:
+        weight[:] = 0.0
+        for r in range(wa, wb):
+            weight[wpos[r]] = wvalue[r]
+    price[:S] = np.nan
+    lot[:S] = lot_size
+    for r in range(pbounds[t], pbounds[t + 1]):
+        s, px = psym[r], pprice[r]
+        price[s], lot[s] = px, plot[r]
+        if not np.isnan(px):
+            last_px[s] = px
+        if psec[r] >= 0:
+            last_sec[s] = psec[r]
+    for s in range(S):
+        px = last_px[s]
+        mark[s], marks[s], sec[s] = px, 0.0 if np.isnan(px) else px, last_sec[s]
+    for i in range(S, N):  # the other portfolios' slots repeat the first's
+        s = i % S
+        price[i], lot[i], mark[i], marks[i], sec[i] = price[s], lot[s], mark[s], marks[s], sec[s]
+
+
+@kernel
+def borrow(hold, marks, group, rate, days, per_book, per_slot):
+    """The borrow charged on a date: per slot ``|short value| × rate × days / 365`` (``rate`` = bps per year / 1e4,
+    the short value ``min(hold, 0) × mark``), and per book its slots' short value summed in slot order, charged
+    alike; into ``per_book`` / ``per_slot`` (``per_slot`` may be empty: not asked)."""
+    f = days / 365.0
+    per_book[:] = 0.0
+    slots = len(per_slot) > 0
+    for i in range(len(hold)):
+        value = np.float64(min(hold[i], 0)) * marks[i]
+        per_book[group[i]] += value
+        if slots:
+            per_slot[i] = -value * rate * f
+    for g in range(len(per_book)):
+        per_book[g] = -per_book[g] * rate * f
+
+
+def warm() -> None:
+    """Compile (or load) both kernels for the dtypes the date loops pass."""
+    f, i64, i32 = np.ones(2), np.zeros(2, dtype=np.int64), np.zeros(2, dtype=np.int32)
+    ro = f.copy()
+    ro.flags.writeable = False
+    market_day(0, ro, np.array([0, 2]), i32, True, ro, i64.copy(), i32, i32, np.array([0, 2]), 1, f.copy(),
+               i64.copy(), f.copy(), f.copy(), i64.copy(), f.copy(), f.copy(), i64.copy())
+    borrow(i64, f, np.zeros(2, dtype=np.intp), 1e-4, 1.0, np.zeros(1), np.zeros(2))
