@@ -592,11 +592,12 @@ class _Market:
     carries the last known price and sector."""
 
     def __init__(self, h: HistoryInputs, params: RunParams):
-        self.h, self.lot_size = h, params.lot_size
+        self.h = h
         self.last_px = np.full(h.S, np.nan)
         self.last_sec = np.full(h.S, len(h.sectors), dtype=np.int64)  # len(sectors): unknown
+        self.psym = _frozen(h.psym)
         self.inputs = (*map(_frozen, (h.wvalue, h.wbounds, h.wpos)), h.dense_w,
-                       *map(_frozen, (h.pprice, h.plot, h.psec, h.psym, h.pbounds)), int(params.lot_size))
+                       *map(_frozen, (h.pprice, h.plot, h.psec)), self.psym, _frozen(h.pbounds), int(params.lot_size))
 
     def day(self, t: int) -> tuple:
         """``(weight, price, lot, mark, marks, sec)`` per slot on date ``t``: price NaN without a row that date,
@@ -609,19 +610,16 @@ class _Market:
         market_day(t, *self.inputs, self.last_px, self.last_sec, *out)
         return out
 
-    def _spread(self, values: np.ndarray, rows: slice, fill) -> np.ndarray:
-        if self.h.dense_p:
-            return values[rows]
-        out = np.full(self.h.S, fill, dtype=values.dtype)
-        out[self.h.psym[rows]] = values[rows]
-        return out
-
     def _slots(self, values: np.ndarray | None, t: int) -> np.ndarray | None:
-        """A price-row column (volume, ADV, price) per slot on date ``t`` (NaN: no row that date)."""
+        """A price-row column (volume, ADV, price) per slot on date ``t`` (NaN: no row that date;
+        :func:`~tradeloop.core.jit.market.spread`)."""
+        from ..core.jit.market import spread
+
         if values is None:
             return None
-        out = self._spread(values, slice(self.h.pbounds[t], self.h.pbounds[t + 1]), np.nan)
-        return out if self.h.P == 1 else np.tile(out, self.h.P)
+        out = np.empty(self.h.P * self.h.S)
+        spread(_frozen(values), self.h.pbounds[t], self.h.pbounds[t + 1], self.psym, np.nan, self.h.S, out)
+        return out
 
     def adv(self, t: int) -> np.ndarray:
         """ADV per slot on date ``t`` (NaN: none that date)."""

@@ -13,7 +13,18 @@ import numpy as np
 
 from . import kernel
 
-__all__ = ["market_day", "borrow", "warm"]
+__all__ = ["market_day", "spread", "borrow", "warm"]
+
+
+@kernel
+def spread(values, a, b, psym, fill, S, out):
+    """One date's price rows ``a`` to ``b`` over the slots (``out``: P × S, portfolio-major): ``values[r]`` at
+    symbol ``psym[r]``, ``fill`` where a symbol has no row, every portfolio's slots alike."""
+    out[:S] = fill
+    for r in range(a, b):
+        out[psym[r]] = values[r]
+    for i in range(S, len(out)):
+        out[i] = out[i % S]
 
 
 @kernel
@@ -32,13 +43,13 @@ def market_day(t, wvalue, wbounds, wpos, dense_w, pprice, plot, psec, psym, pbou
         weight[:] = 0.0
         for r in range(wa, wb):
             weight[wpos[r]] = wvalue[r]
-    price[:S] = np.nan
-    lot[:S] = lot_size
-    for r in range(pbounds[t], pbounds[t + 1]):
-        s, px = psym[r], pprice[r]
-        price[s], lot[s] = px, plot[r]
-        if not np.isnan(px):
-            last_px[s] = px
+    pa, pb = pbounds[t], pbounds[t + 1]
+    spread(pprice, pa, pb, psym, np.nan, S, price)
+    spread(plot, pa, pb, psym, lot_size, S, lot)
+    for r in range(pa, pb):
+        s = psym[r]
+        if not np.isnan(pprice[r]):
+            last_px[s] = pprice[r]
         if psec[r] >= 0:
             last_sec[s] = psec[r]
     for s in range(S):
@@ -46,7 +57,7 @@ def market_day(t, wvalue, wbounds, wpos, dense_w, pprice, plot, psec, psym, pbou
         mark[s], marks[s], sec[s] = px, 0.0 if np.isnan(px) else px, last_sec[s]
     for i in range(S, N):  # the other portfolios' slots repeat the first's
         s = i % S
-        price[i], lot[i], mark[i], marks[i], sec[i] = price[s], lot[s], mark[s], marks[s], sec[s]
+        mark[i], marks[i], sec[i] = mark[s], marks[s], sec[s]
 
 
 @kernel
@@ -74,3 +85,4 @@ def warm() -> None:
     market_day(0, ro, np.array([0, 2]), i32, True, ro, i64.copy(), i32, i32, np.array([0, 2]), 1, f.copy(),
                i64.copy(), f.copy(), f.copy(), i64.copy(), f.copy(), f.copy(), i64.copy())
     borrow(i64, f, np.zeros(2, dtype=np.intp), 1e-4, 1.0, np.zeros(1), np.zeros(2))
+    spread(ro, 0, 2, i32, np.nan, 2, f.copy())
