@@ -23,8 +23,8 @@ def spread(values, a, b, psym, fill, S, out):
     out[:S] = fill
     for r in range(a, b):
         out[psym[r]] = values[r]
-    for i in range(S, len(out)):
-        out[i] = out[i % S]
+    for first in range(S, len(out), S):
+        out[first:first + S] = out[:S]
 
 
 @kernel
@@ -55,9 +55,10 @@ def market_day(t, wvalue, wbounds, wpos, dense_w, pprice, plot, psec, psym, pbou
     for s in range(S):
         px = last_px[s]
         mark[s], marks[s], sec[s] = px, 0.0 if np.isnan(px) else px, last_sec[s]
-    for i in range(S, N):  # the other portfolios' slots repeat the first's
-        s = i % S
-        mark[i], marks[i], sec[i] = mark[s], marks[s], sec[s]
+    for first in range(S, N, S):  # the other portfolios' slots repeat the first's
+        mark[first:first + S] = mark[:S]
+        marks[first:first + S] = marks[:S]
+        sec[first:first + S] = sec[:S]
 
 
 @kernel
