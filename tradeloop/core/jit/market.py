@@ -79,11 +79,13 @@ def borrow(hold, marks, group, rate, days, per_book, per_slot):
 
 
 def warm() -> None:
-    """Compile (or load) both kernels for the dtypes the date loops pass."""
-    f, i64, i32 = np.ones(2), np.zeros(2, dtype=np.int64), np.zeros(2, dtype=np.int32)
-    ro = f.copy()
-    ro.flags.writeable = False
-    market_day(0, ro, np.array([0, 2]), i32, True, ro, i64.copy(), i32, i32, np.array([0, 2]), 1, f.copy(),
-               i64.copy(), f.copy(), f.copy(), i64.copy(), f.copy(), f.copy(), i64.copy())
-    borrow(i64, f, np.zeros(2, dtype=np.intp), 1e-4, 1.0, np.zeros(1), np.zeros(2))
-    spread(ro, 0, 2, i32, np.nan, 2, f.copy())
+    """Compile (or load) the kernels for the types the date loops pass: a tiny simulation on the stepwise path (a
+    liquidity model that never caps) with borrowing, so ``market_day``, ``spread`` and ``borrow`` are called from
+    Python exactly as :mod:`tradeloop.workflows.history` calls them (the compiled loop's own calls: ``day.warm``)."""
+    import tradeloop as tl
+
+    w, p = tl.synthetic_history(2, 3, seed=1)
+    p["volume"] = 1e12
+    params = {"borrow_bps_per_year": 100.0, "risk": {"allow_short": True},
+              "liquidity": {"model": "VolumeParticipation", "max_rate": 1.0}, "steps": 1}
+    tl.simulate(w.assign(weight=-w["weight"]), p, portfolio_value=1e6, params=tl.RunParams.from_dict(params))
