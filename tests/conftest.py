@@ -13,6 +13,16 @@ from support import DATA, ROOT, run_cli  # noqa: F401  (re-exported for fixtures
 from tradeloop import Store, load_params, load_snapshot_file
 
 
+@pytest.fixture(scope="session", autouse=True)
+def compiled_kernels():
+    """Compile (or load from the disk cache) every numba kernel once per test process, before the first test: a
+    kernel's first call otherwise costs a compile (seconds in a fresh checkout) or a load (~0.5 s) inside whichever
+    test calls it first, which a hypothesis deadline would count against that test."""
+    from tradeloop.core.jit import warm
+
+    warm()
+
+
 @pytest.fixture
 def db_path(tmp_path) -> Path:
     return tmp_path / "test.duckdb"
