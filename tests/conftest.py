@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -11,6 +13,17 @@ from engines import ENGINES, make_engine
 from support import DATA, ROOT, run_cli  # noqa: F401  (re-exported for fixtures)
 
 from tradeloop import Store, load_params, load_snapshot_file
+
+
+def pytest_configure(config):
+    """With pytest-xdist (``-n``, see pyproject.toml), compile the numba kernels once in a subprocess before the
+    workers start: each worker's ``compiled_kernels`` and every CLI, kernel and Dask process they start then load
+    them from the disk cache, instead of the workers compiling them side by side in a fresh checkout. Its failure
+    is left to the tests that call the kernels to report."""
+    if hasattr(config, "workerinput") or config.getoption("dist", "no") == "no" or config.option.collectonly:
+        return
+    subprocess.run([sys.executable, "-c", "from tradeloop.core.jit import warm; warm()"], capture_output=True,
+                   timeout=900, check=False)
 
 
 @pytest.fixture(scope="session", autouse=True)
