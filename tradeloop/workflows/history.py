@@ -778,7 +778,7 @@ def _fast_dates(h: HistoryInputs, rules: _Rules, market: _Market, hold: np.ndarr
             np.empty(N, dtype=np.int64))
     days = tuple(day[k] for k in _DAY_ROWS)
     n_out, n_explained = np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64)
-    chunk = D if bar is None else max(1, D // 100)
+    chunk = max(1, min(LOOP_CALL_SLOTS // N, D if bar is None else D // 100))
     t = 0
     while t < D:
         tables, end = fast.models.block(t)
@@ -854,6 +854,10 @@ def _kernels() -> tuple:
         _KERNELS = (day, execution, book)
     return _KERNELS
 
+
+#: About how many (date, slot) pairs one call of the compiled loop works (whole dates, at least one): ~50-100 ms,
+#: so Ctrl-C (handled when the call returns) and a progress bar answer within that.
+LOOP_CALL_SLOTS = 1 << 20
 
 #: How many (date, slot) prices the slippage model is asked for at once (whole dates, at least one).
 MODEL_BLOCK_SLOTS = 1 << 17

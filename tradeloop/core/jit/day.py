@@ -1,11 +1,13 @@
-"""One date of a simulation in two compiled calls, around the two models a date asks for.
+"""The fast path's date loop, compiled: a simulation's dates without rebalancing controls or a liquidity model.
 
-:func:`orders` sizes every slot (:func:`~tradeloop.core.jit.sizing.size_book`), turns the trades into orders and
-checks them (:func:`~tradeloop.core.jit.risk.check_day`); the caller then asks the slippage model the orders' fill
-prices. :func:`execute` works them (:func:`~tradeloop.core.jit.execution.step`, one step, closing) and gives each its
-outcome; the caller asks the commission model the fees of the fills. The kernels are the same ones the single run's
-wrappers call: this module only strings them together, so a date of the fast path (no rebalancing control, no
-liquidity model) costs two calls instead of one per step.
+:func:`step_date` sizes every slot (:func:`~tradeloop.core.jit.sizing.size_book`), turns the trades into orders,
+checks them (:func:`~tradeloop.core.jit.risk.check_day`) and works them in one closing step
+(:func:`~tradeloop.core.jit.execution.step`) at the slippage prices; :func:`close_date` keeps the date's orders and
+settles the book (:func:`~tradeloop.core.jit.book.settle`); :func:`run_dates` runs a range of dates, each with its
+market (:mod:`tradeloop.core.jit.market`), the built-in fees (:mod:`tradeloop.core.jit.costs`) and the decisions of
+the orders a rule rejects. The kernels are the ones the single run's wrappers call: this module strings them
+together. The Python side (``tradeloop.workflows.history._fast_dates``) calls :func:`run_dates` and does each date
+it hands back with :func:`step_date` and :func:`close_date` around what only Python does.
 """
 
 from __future__ import annotations
