@@ -95,3 +95,21 @@ def test_model_prices_asked_a_block_of_dates_ahead_equal_one_date_at_a_time(orde
     per_date = simulate(w, p, portfolio_value=1e6, params=params)
     pd.testing.assert_frame_equal(whole.orders, per_date.orders)
     pd.testing.assert_frame_equal(whole.summary, per_date.summary)
+
+
+def test_buys_the_cash_trim_takes_to_nothing_are_kept_alike_on_every_path():
+    w, p, params = _history("MARKET", n_portfolios=2)
+    p["lot_size"] = 100  # whole lots of 100: a trimmed buy often floors to none
+    w["weight"] = w["weight"].abs() / w.groupby(["date", "portfolio"])["weight"].transform(lambda x: x.abs().sum())
+    params = RunParams.from_dict({**params, "cash_buffer": 0.3, "risk": {**params["risk"], "max_gross_exposure": 1.2}})
+    compiled = simulate(w, p, portfolio_value=1e6, params=params)
+    python = simulate(w, p, portfolio_value=1e6, params=_own_models(params))
+    stepwise = simulate(w, p, portfolio_value=1e6, params=RunParams.from_dict({**params.to_dict(), **NEVER_CAPS}))
+    shortfall = compiled.shortfall_arrow().to_pandas()
+    trim = shortfall[(shortfall["item"] == "cash_trim") & (shortfall["level"] == "symbol")]
+    assert (trim["abs_weight_gap"] > 0).any()  # trimmed buys, some of them to nothing, in the shortfall
+    for other in (python, stepwise):
+        pd.testing.assert_frame_equal(compiled.orders[SHARED], other.orders[SHARED])
+        pd.testing.assert_frame_equal(shortfall.drop(columns=["simulation_id"], errors="ignore"),
+                                      other.shortfall_arrow().to_pandas().drop(columns=["simulation_id"],
+                                                                               errors="ignore"))

@@ -66,6 +66,13 @@ def test_cash_trim_alone(path):
     assert _gaps(sf) == {"cash_trim": pytest.approx(100 * 10 / V)}
 
 
+def test_a_buy_the_cash_trim_takes_to_nothing_is_all_cash_trim(path):
+    # 9,000 of cash for 10,000 of buys: each scaled by 0.9, B's 50 shares floor to 0 lots of 50
+    sf = path({"symbol": ["A", "B"], "weight": [0.5, 0.5], "price": [10.0, 100.0], "lot_size": [1, 50]},
+              {"cash_buffer": 0.1})
+    assert _gaps(sf) == {"cash_trim": pytest.approx((50 * 10 + 50 * 100) / V)}
+
+
 def test_risk_block_alone_and_two_rules_share_it(path):
     one = path({"symbol": ["A"], "weight": [0.6], "price": [10.0]}, {"risk": {"max_order_notional": 5000}})
     assert _gaps(one) == {"risk:max_order_notional": pytest.approx(0.6)}

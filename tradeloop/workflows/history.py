@@ -742,6 +742,12 @@ def _order_rows(orders: Buffers, N: int) -> tuple:
             c["commission"], *inputs)
 
 
+def _sizing_rows(sizing: Buffers, m: int) -> tuple:
+    """The sizing columns in :func:`~tradeloop.core.jit.day.keep_trimmed`'s order, room for ``m`` more rows made."""
+    sizing.reserve(m)
+    return tuple(sizing.cols[k] for k in _SIZING_COLUMNS)
+
+
 def _decision_rows(decisions: Buffers, m: int) -> tuple:
     """The decision columns in :func:`~tradeloop.core.jit.risk.decisions`' order, room for ``m`` more rows made."""
     decisions.reserve(m)
@@ -773,22 +779,22 @@ def _fast_dates(h: HistoryInputs, rules: _Rules, market: _Market, hold: np.ndarr
     jd = _kernels()[0]
     fast = _FastDay(rules, h, market)
     D, N = len(h.dates), h.P * h.S
-    orders, day, explained = out["orders"], out["day"], out["decisions"]
+    orders, day, explained, trimmed = out["orders"], out["day"], out["decisions"], out["sizing"]
     work = (np.empty(N), np.empty(N), np.empty(N, dtype=np.int64), np.empty(N), np.empty(N),
             np.empty(N, dtype=np.int64))
     days = tuple(day[k] for k in _DAY_ROWS)
-    n_out, n_explained = np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64)
+    n_out, n_explained, n_trimmed = (np.zeros(1, dtype=np.int64) for _ in range(3))
     chunk = max(1, min(LOOP_CALL_SLOTS // N, D if bar is None else D // 100))
     t = 0
     while t < D:
         tables, end = fast.models.block(t)
-        n_out[0], n_explained[0] = orders.n, explained.n
+        n_out[0], n_explained[0], n_trimmed[0] = orders.n, explained.n, trimmed.n
         done = jd.run_dates(t, min(end, t + chunk), (*market.inputs, market.last_px, market.last_sec), work, hold,
                             rules.group, h.pv0, fast.cash0, h.cash0 is None, fast.sizing, fast.risk,
                             fast.outcome_codes, fast.slip, tables, fast.fees, fast.borrowing,
                             (_order_rows(orders, N), n_out, out["counts"], days, _decision_rows(explained, 6 * N),
-                             n_explained), rules.recover)
-        orders.n, explained.n = int(n_out[0]), int(n_explained[0])
+                             n_explained, _sizing_rows(trimmed, N), n_trimmed), rules.recover)
+        orders.n, explained.n, trimmed.n = int(n_out[0]), int(n_explained[0]), int(n_trimmed[0])
         if done < min(end, t + chunk):
             _fast_date(done, h, rules, fast, market, hold, out)
             done += 1
@@ -1093,10 +1099,14 @@ def _keep_sizing(buffers: Buffers, t: int, untrimmed: np.ndarray, sized: tuple, 
     controls (an order's ``qty`` is after them), every trimmed slot and every sized slot that is no order."""
     delta_all, untrimmed_all = sized
     if not controlled:
+        from ..core.jit.day import keep_trimmed
+
         if np.count_nonzero(untrimmed_all) == np.count_nonzero(untrimmed):
             return
-        rows = np.flatnonzero((untrimmed_all != 0) & (delta_all == 0))
-        buffers.append(len(rows), t=t, pos=rows, signed=untrimmed_all[rows], trimmed=untrimmed_all[rows])
+        n = np.array([buffers.n])
+        keep_trimmed(t, np.ascontiguousarray(delta_all, dtype=np.int64),
+                     np.ascontiguousarray(untrimmed_all, dtype=np.int64), _sizing_rows(buffers, len(delta_all)), n)
+        buffers.n = int(n[0])
         return
     trimmed = untrimmed_all - np.abs(delta_all)
     sent = np.zeros(len(delta_all), dtype=bool)

@@ -24,7 +24,7 @@ from .market import borrow, market_day
 from .risk import check_day, decisions, rules
 from .sizing import OK, size_book
 
-__all__ = ["step_date", "close_date", "run_dates", "INT_ROWS", "FLOAT_ROWS", "warm"]
+__all__ = ["step_date", "close_date", "keep_trimmed", "run_dates", "INT_ROWS", "FLOAT_ROWS", "warm"]
 
 #: Rows of :func:`step_date`'s ``ints`` (per order; ``now`` and ``fill_qty``: the first ``k`` columns).
 INT_ROWS = ("pos", "sell", "qty", "current", "untrimmed", "risk", "outcome", "filled", "now", "fill_qty")
@@ -162,6 +162,20 @@ def close_date(t, ints, floats, fee_of, weight, price, lot, sec, hold, group, ma
 
 
 @kernel
+def keep_trimmed(t, delta, untrimmed, columns, n_out):
+    """The buys the cash trim took to nothing on date ``t`` (a slot with an ``untrimmed`` order and no ``delta``),
+    into ``columns`` (``t``, ``pos``, ``signed``, ``trimmed``: the shortfall's replay reads their target and trim)
+    from row ``n_out[0]``; the caller leaves room for one row per slot."""
+    c_t, c_pos, c_signed, c_trimmed = columns
+    r = n_out[0]
+    for i in range(len(delta)):
+        if untrimmed[i] != 0 and delta[i] == 0:
+            c_t[r], c_pos[r], c_signed[r], c_trimmed[r] = t, i, untrimmed[i], untrimmed[i]
+            r += 1
+    n_out[0] = r
+
+
+@kernel
 def run_dates(t0, t1, market, work, hold, group, pv0, cash0, derive0, sizing, risk, outcome_codes, slip, tables, fees,
               borrowing, out, recover):
     """Dates ``t0`` to ``t1`` (exclusive) of a simulation without rebalancing controls or liquidity model, each:
@@ -169,9 +183,9 @@ def run_dates(t0, t1, market, work, hold, group, pv0, cash0, derive0, sizing, ri
     commission of each fill (:func:`~tradeloop.core.jit.costs.fee`) and :func:`close_date`.
 
     The orders a rule flags are rejected and explained (:func:`~tradeloop.core.jit.risk.decisions`, action
-    ``risk[-1]``). Stops at the first date the Python side must do (a sizing or sector error to name, a buy the
-    cash trim took to nothing, a commission model of its own, or fewer free order or decision rows than it may
-    need) and
+    ``risk[-1]``) and the buys the cash trim took to nothing kept (:func:`keep_trimmed`). Stops at the first date
+    the Python side must do (a sizing or sector error to name, a commission model of its own, or fewer free order,
+    decision or sizing rows than it may need) and
     returns it, having kept nothing of it but the carried marks (which that date sets again alike); returns ``t1``
     when every date is done. ``tables``: the slippage and LIMIT prices of the dates from ``tables[4]`` on (empty:
     the built-in models ``slip``). A date's starting cash is the previous date's cash after (``cash0`` on date 0,
@@ -185,12 +199,13 @@ def run_dates(t0, t1, market, work, hold, group, pv0, cash0, derive0, sizing, ri
     buy_tab, sell_tab, buy_lim_tab, sell_lim_tab, tab_t0 = tables
     fee_kind, fee_a, fee_b = fees
     rate, days = borrowing
-    orders, n_out, counts, day, explained, n_explained = out
+    orders, n_out, counts, day, explained, n_explained, trimmed, n_trimmed = out
     d_cash_after, d_borrow = day[2], day[6]
-    N, capacity, room = len(weight), len(orders[0]), len(explained[0])
+    N, capacity, room, trim_room = len(weight), len(orders[0]), len(explained[0]), len(trimmed[0])
     no_float, no_codes = np.empty(0), np.empty(0, dtype=np.int64)
     for t in range(t0, t1):
-        if n_out[0] + N > capacity or n_explained[0] + 6 * N > room or len(fee_kind) == 0:
+        if (n_out[0] + N > capacity or n_explained[0] + 6 * N > room or n_trimmed[0] + N > trim_room
+                or len(fee_kind) == 0):
             return t
         market_day(t, wvalue, wbounds, wpos, dense_w, pprice, plot, psec, psym, pbounds, lot_size, last_px,
                    last_sec, weight, price, lot, mark, marks, sec)
@@ -214,8 +229,10 @@ def run_dates(t0, t1, market, work, hold, group, pv0, cash0, derive0, sizing, ri
                       no_short, rtol, buy_px, sell_px, buy_limit, sell_limit, slip_kind, slip_bps, book_of_slot,
                       of_status, risk_code, blocked_code)
         status, _, bad, flagged, k, ints, floats, sized, group_cash, pv, lost, detail, post, sector_lim = r
-        if status != OK or bad >= 0 or lost:
+        if status != OK or bad >= 0:
             return t
+        if lost:
+            keep_trimmed(t, sized[0], sized[1], trimmed, n_trimmed)
         if flagged:
             sell_all = np.zeros(N, dtype=np.bool_)
             for j in range(ints.shape[1]):
