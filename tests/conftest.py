@@ -9,10 +9,17 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import settings
 from engines import ENGINES, make_engine
 from support import DATA, ROOT, run_cli  # noqa: F401  (re-exported for fixtures)
 
 from tradeloop import Store, load_params, load_snapshot_file
+
+
+#: No hypothesis deadlines: a deadline is a wall-clock assert, and an example's time says nothing of its correctness
+#: (a first call that loads a compiled kernel, a loaded machine).
+settings.register_profile("tradeloop", deadline=None)
+settings.load_profile("tradeloop")
 
 
 def pytest_configure(config):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numba  # noqa: F401  (kernel modules import numba; the package does not)
 import numpy as np
+from numba import types
 
 from . import kernel
 from .execution import _round6
@@ -53,7 +54,14 @@ def fee(kind, a, b, qty, price):
     return 0.0
 
 
-@kernel
+#: The vectorized formulas take read-only C arrays (numpy's broadcast views and pandas' arrays are read-only; a
+#: writable array converts for free), so one compiled signature serves every caller and none compiles again.
+_IN_F8 = types.Array(types.float64, 1, "C", readonly=True)
+_IN_B1 = types.Array(types.boolean, 1, "C", readonly=True)
+_OUT_F8 = types.float64[::1]
+
+
+@kernel(signature_or_function=_OUT_F8(types.int64, types.float64, _IN_B1, _IN_F8))
 def slipped_prices(kind, bps, sell, price):
     """:func:`slipped` per row."""
     out = np.empty(len(price))
@@ -62,7 +70,7 @@ def slipped_prices(kind, bps, sell, price):
     return out
 
 
-@kernel
+@kernel(signature_or_function=_OUT_F8(types.int64, types.float64, types.float64, _IN_F8, _IN_F8))
 def fees(kind, a, b, qty, price):
     """:func:`fee` per row."""
     out = np.empty(len(qty))
@@ -71,7 +79,7 @@ def fees(kind, a, b, qty, price):
     return out
 
 
-@kernel
+@kernel(signature_or_function=_OUT_F8(_IN_F8))
 def cents_of(amount):
     """:func:`cents` per row."""
     out = np.empty(len(amount))
@@ -81,9 +89,8 @@ def cents_of(amount):
 
 
 def warm() -> None:
-    """Compile (or load) the vectorized formulas for the dtypes the models pass."""
+    """The vectorized formulas compile (or load) with their one signature on import; this calls each once."""
     one = np.ones(1)
     slipped_prices(FIXED_BPS, 1.0, np.zeros(1, dtype=np.bool_), one)
-    fees(BPS, 1.0, 0.0, np.ones(1, dtype=np.int64), one)
     fees(BPS, 1.0, 0.0, one, one)
     cents_of(one)
