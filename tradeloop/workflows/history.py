@@ -704,7 +704,7 @@ class _FastDay:
         fees = _cost_kinds(rules.commission, (NoCommission, PerShareCommission, BpsCommission), 3)
         self.fees = fees if fees is not None else (np.empty(0, dtype=np.int64), _NO_FLOATS, _NO_FLOATS)
         self.models = _ModelPrices(rules, market, D, tabled=slip is None)
-        days = np.diff(h.dates) / np.timedelta64(1, "s") / 86_400.0 if D > 1 else _NO_FLOATS
+        days = _days_held(np.diff(h.dates)) if D > 1 else _NO_FLOATS
         self.borrowing = (rules.params.borrow_bps_per_year / 1e4, np.r_[0.0, days])
         self.cash0 = _NO_FLOATS if h.cash0 is None else np.ascontiguousarray(h.cash0, dtype=np.float64)
 
@@ -775,7 +775,7 @@ _DAY_ROWS = ("pv", "cash_before", "cash_after", "gross", "net", "npos", "borrow"
 def _fast_dates(h: HistoryInputs, rules: _Rules, market: _Market, hold: np.ndarray, out: dict, bar) -> None:
     """The date loop without rebalancing controls or liquidity model: the compiled
     :func:`~tradeloop.core.jit.day.run_dates` over runs of dates, and :func:`_fast_date` for each date it hands
-    back (a risk decision to explain, a trimmed buy to keep, an error to name, a commission model of its own)."""
+    back (an error to name, a commission model of its own, output columns to grow)."""
     jd = _kernels()[0]
     fast = _FastDay(rules, h, market)
     D, N = len(h.dates), h.P * h.S
@@ -809,15 +809,12 @@ def _fast_date(t: int, h: HistoryInputs, rules: _Rules, fast: _FastDay, market: 
     (:func:`~tradeloop.core.jit.day.step_date`, :func:`~tradeloop.core.jit.day.close_date`) with, between them,
     what only Python does: naming a refused row, explaining the risk decisions, the commission model's fees and
     the buys the cash trim took to nothing."""
-    jd, jx, _ = _kernels()
+    jd, jx = _kernels()
     day = out["day"]
     weight, price, lot, _, marks, sec = market.day(t)
     cash = fast.cash0 if t == 0 else day["cash_after"][t - 1].copy()
     derive = t == 0 and h.cash0 is None
-    if fast.borrowing[0] > 0 and t:  # short market value held since the previous date, at today's marks
-        day["borrow"][t] = borrow_cost(hold, marks, rules.group, h.P, rules.params.borrow_bps_per_year,
-                                       h.dates[t] - h.dates[t - 1])[0]
-        cash = cash - day["borrow"][t]
+    cash = _charge_borrow(h, rules, t, hold, marks, cash, day["borrow"])
     status, _, bad, flagged, k, ints, floats, sized, cash, pv, lost, detail, post, sector_lim = jd.step_date(
         weight, price, lot, hold, rules.group, h.pv0, t == 0, marks, _NO_FLOATS if derive else cash, derive,
         *fast.sizing, fast.risk[0], sec if fast.sectors else _NO_CODES, *fast.risk[2:10], *fast.models(t),
@@ -855,9 +852,9 @@ def _kernels() -> tuple:
     """The compiled modules of the fast path (imported once, on first use: they import numba)."""
     global _KERNELS
     if not _KERNELS:
-        from ..core.jit import book, day, execution
+        from ..core.jit import day, execution
 
-        _KERNELS = (day, execution, book)
+        _KERNELS = (day, execution)
     return _KERNELS
 
 
@@ -1052,10 +1049,7 @@ def _stepwise_dates(h: HistoryInputs, rules: _Rules, market: _Market, hold: np.n
     cash = h.cash0
     for t in range(len(h.dates)):
         weight, price, lot, _, marks, sec = market.day(t)
-        if rules.params.borrow_bps_per_year > 0 and t:  # short market value held since the previous date
-            day["borrow"][t] = borrow_cost(hold, marks, group, P, rules.params.borrow_bps_per_year,
-                                           h.dates[t] - h.dates[t - 1])[0]
-            cash = cash - day["borrow"][t]
+        cash = _charge_borrow(h, rules, t, hold, marks, cash, day["borrow"])
         pv = h.pv0 if t == 0 else cash + np.bincount(group, weights=hold * marks, minlength=P)
         day_in = (weight, price, lot, sec, None if h.padv is None else market.adv(t))
         oi, sell, qty, untrimmed, risk, cash, sized, held, dec = _orders_of_day(rules, h, t, day_in, hold, pv, cash,
@@ -1177,6 +1171,21 @@ def _cuts(dec: dict) -> tuple | None:
     return dec["pos"][keep], dec["rule"][keep], dec["qty_before"][keep], dec["qty_after"][keep], dec["sell"][keep]
 
 
+def _charge_borrow(h: HistoryInputs, rules: _Rules, t: int, hold: np.ndarray, marks: np.ndarray, cash, charged):
+    """The cash after the borrow of the shorts held since the previous date (at date ``t``'s marks), each
+    portfolio's cost into ``charged[t]``; the cash as it was on the first date or without a borrow rate."""
+    bps = rules.params.borrow_bps_per_year
+    if bps <= 0 or t == 0:
+        return cash
+    charged[t] = borrow_cost(hold, marks, rules.group, h.P, bps, h.dates[t] - h.dates[t - 1])[0]
+    return cash - charged[t]
+
+
+def _days_held(held) -> np.ndarray | float:
+    """Calendar days (fractions included) in a ``timedelta64`` or an array of them."""
+    return held / np.timedelta64(1, "s") / 86_400.0
+
+
 def borrow_cost(hold: np.ndarray, marks: np.ndarray, group: np.ndarray, P: int, bps_per_year: float,
                 held: np.timedelta64) -> tuple[np.ndarray, np.ndarray]:
     """Borrow cost ``|short market value| × bps_per_year / 1e4 × days held / 365`` (calendar days, fractions
@@ -1186,7 +1195,7 @@ def borrow_cost(hold: np.ndarray, marks: np.ndarray, group: np.ndarray, P: int, 
 
     per_book, per_slot = np.empty(P), np.empty(len(hold))
     borrow(hold, np.ascontiguousarray(marks, dtype=np.float64), np.ascontiguousarray(group, dtype=np.intp),
-           bps_per_year / 1e4, held / np.timedelta64(1, "s") / 86_400.0, per_book, per_slot)
+           bps_per_year / 1e4, _days_held(held), per_book, per_slot)
     return per_book, per_slot
 
 
